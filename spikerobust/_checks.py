@@ -1,0 +1,56 @@
+"""Input validation shared by the modules: clear ``ValueError``s instead of silent NaNs."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+__all__ = ["check_time_first", "check_finite"]
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` if ``t`` holds NaN or inf."""
+    if not bool(torch.isfinite(t).all()):
+        bad = "NaN" if bool(torch.isnan(t).any()) else "inf"
+        raise ValueError(f"{name} contains {bad} values")
+
+
+def check_time_first(
+    x: torch.Tensor,
+    d_in: int,
+    *,
+    name: str = "x",
+    device: Optional[torch.device] = None,
+    check_values: bool = True,
+) -> None:
+    """Check a time-first input ``[T, B, d_in]``: rank, feature size, dtype, finiteness, device.
+
+    Raises:
+        ValueError: naming the field and the expected shape.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape [T, B, {d_in}], got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(
+            f"{name} must be time-first with shape [T, B, {d_in}], got rank {x.dim()} shape "
+            f"{tuple(x.shape)}"
+        )
+    if x.shape[-1] != d_in:
+        raise ValueError(
+            f"{name} has {x.shape[-1]} features in its last dimension, expected d_in = {d_in} "
+            f"(shape [T, B, {d_in}], got {tuple(x.shape)})"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has T = 0 time steps; expected shape [T >= 1, B, {d_in}]")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} has an empty batch (B = 0); expected shape [T, B >= 1, {d_in}]")
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{name} has dtype {x.dtype}; expected a floating dtype (float32 or float64): "
+            f"convert with x.float()"
+        )
+    if device is not None and x.device != device:
+        raise ValueError(f"{name} is on {x.device} but the model's parameters are on {device}")
+    if check_values:
+        check_finite(x, name)

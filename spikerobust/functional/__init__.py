@@ -1,0 +1,34 @@
+"""Pure functions: LSNN dynamics, surrogate gradients, readouts. No modules, no I/O."""
+
+from .lsnn import (
+    LSNNParams,
+    LSNNState,
+    LSNNTrace,
+    initial_state,
+    lsnn_step,
+    lsnn_step_current,
+    lsnn_unroll,
+    zero_diagonal,
+)
+from .readout import rate_regulariser, time_average_readout
+from .surrogate import ATan, FastSigmoid, Surrogate, Triangle, from_snntorch, get_surrogate, heaviside
+
+__all__ = [
+    "LSNNParams",
+    "LSNNState",
+    "LSNNTrace",
+    "initial_state",
+    "lsnn_step",
+    "lsnn_step_current",
+    "lsnn_unroll",
+    "zero_diagonal",
+    "time_average_readout",
+    "rate_regulariser",
+    "Surrogate",
+    "Triangle",
+    "FastSigmoid",
+    "ATan",
+    "from_snntorch",
+    "get_surrogate",
+    "heaviside",
+]

@@ -1,0 +1,213 @@
+"""``nn.Module`` shells around :mod:`spikerobust.functional.lsnn`: parameters live here, state is returned."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .._checks import check_time_first
+from ..functional.lsnn import LSNNParams, LSNNState, LSNNTrace, lsnn_unroll
+from ..functional.readout import rate_regulariser, time_average_readout
+from ..functional.surrogate import get_surrogate
+
+__all__ = ["LSNN", "LSNNClassifier", "NEURON_CONSTANTS", "truncated_normal_"]
+
+#: Names of the per-neuron constants of an :class:`LSNN` (buffers, or parameters when trainable).
+NEURON_CONSTANTS = ("tau_mem", "tau_adapt", "beta_adapt", "b0")
+
+
+def truncated_normal_(t: torch.Tensor, std: float) -> torch.Tensor:
+    """Fill ``t`` in place with ``std`` times a standard normal truncated at ±2."""
+    with torch.no_grad():
+        nn.init.trunc_normal_(t, mean=0.0, std=1.0, a=-2.0, b=2.0)
+        t.mul_(std)
+    return t
+
+
+class LSNN(nn.Module):
+    """A recurrent layer of adaptive-threshold LIF neurons (SPEC §1).
+
+    Args:
+        d_in: input features per time step.
+        n_hidden: number of neurons ``N``.
+        params: neuron constants (:class:`~spikerobust.functional.LSNNParams`); scalars are
+            broadcast to one value per neuron.
+        train_neuron_params: make ``tau_mem``, ``tau_adapt``, ``beta_adapt`` and ``b0``
+            trainable ``nn.Parameter``s (per neuron). Otherwise they are buffers, still
+            per-neuron, so mismatch and interval analysis can target them.
+        surrogate: overrides ``params.surrogate``: a name (``"triangle"``, ``"fast_sigmoid"``,
+            ``"atan"``), a :class:`~spikerobust.functional.Surrogate` or an snnTorch surrogate.
+
+    Shape:
+        - Input: ``[T, B, d_in]`` (time first), floating point.
+        - Output: spikes ``[T, B, N]``; with ``return_states=True`` also an
+          :class:`~spikerobust.functional.LSNNTrace` of ``v``, ``b`` and ``threshold``, each
+          ``[T, B, N]``.
+
+    Examples:
+        >>> import torch
+        >>> layer = LSNN(2, 16)
+        >>> z = layer(torch.randn(50, 4, 2))
+        >>> z.shape
+        torch.Size([50, 4, 16])
+        >>> z, trace = layer(torch.randn(50, 4, 2), return_states=True)
+        >>> trace.threshold.shape
+        torch.Size([50, 4, 16])
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        n_hidden: int,
+        params: Optional[LSNNParams] = None,
+        *,
+        train_neuron_params: bool = False,
+        surrogate=None,
+    ) -> None:
+        super().__init__()
+        if int(d_in) < 1 or int(n_hidden) < 1:
+            raise ValueError(f"LSNN: d_in and n_hidden must be >= 1, got d_in={d_in}, n_hidden={n_hidden}")
+        params = LSNNParams() if params is None else params
+        self.d_in, self.n_hidden = int(d_in), int(n_hidden)
+        self.n_refractory = int(params.n_refractory)
+        self.dt = float(params.dt)
+        self.surrogate = get_surrogate(surrogate if surrogate is not None else params.surrogate)
+        self.w_in = nn.Parameter(torch.empty(self.d_in, self.n_hidden))
+        self.w_rec = nn.Parameter(torch.empty(self.n_hidden, self.n_hidden))
+        for name in NEURON_CONSTANTS:
+            value = torch.as_tensor(getattr(params, name), dtype=torch.get_default_dtype())
+            value = value.expand(self.n_hidden).clone() if value.dim() == 0 else value.clone()
+            if value.shape != (self.n_hidden,):
+                raise ValueError(
+                    f"LSNN: {name} must be a scalar or shape [{self.n_hidden}], got {tuple(value.shape)}"
+                )
+            if name != "beta_adapt" and not bool((value > 0).all()):
+                raise ValueError(f"LSNN: {name} must be > 0 for every neuron")
+            if train_neuron_params:
+                setattr(self, name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Reference initialisation: truncated normals scaled by sqrt(2/(d_in+N)) and sqrt(1/N)."""
+        truncated_normal_(self.w_in, math.sqrt(2.0 / (self.d_in + self.n_hidden)))
+        truncated_normal_(self.w_rec, math.sqrt(1.0 / self.n_hidden))
+        with torch.no_grad():
+            self.w_rec.fill_diagonal_(0.0)
+
+    def neuron_params(self) -> LSNNParams:
+        """The current constants as an :class:`LSNNParams` (tensors, per neuron)."""
+        return LSNNParams(
+            tau_mem=self.tau_mem,
+            tau_adapt=self.tau_adapt,
+            beta_adapt=self.beta_adapt,
+            b0=self.b0,
+            n_refractory=self.n_refractory,
+            dt=self.dt,
+            surrogate=self.surrogate,
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        state: Optional[LSNNState] = None,
+        *,
+        return_states: bool = False,
+    ) -> Union[torch.Tensor, tuple[torch.Tensor, LSNNTrace]]:
+        check_time_first(x, self.d_in, device=self.w_in.device)
+        if x.dtype != self.w_in.dtype:
+            raise ValueError(
+                f"x has dtype {x.dtype} but the LSNN's parameters are {self.w_in.dtype}; "
+                f"convert one of them (e.g. model.double() or x.float())"
+            )
+        spikes, _, trace = lsnn_unroll(
+            x, self.neuron_params(), self.w_in, self.w_rec, state, return_states=return_states
+        )
+        if return_states:
+            return spikes, trace
+        return spikes
+
+    def extra_repr(self) -> str:
+        return f"d_in={self.d_in}, n_hidden={self.n_hidden}, surrogate={self.surrogate!r}"
+
+
+class LSNNClassifier(nn.Module):
+    """LSNN layer plus time-averaged linear readout: the paper's ECG and speech model.
+
+    Args:
+        d_in: input features per step (ECG: 2 leads; speech: 40 MFCCs).
+        n_hidden: neurons (reference: 256).
+        n_classes: output classes (required).
+        params, train_neuron_params, surrogate: passed to :class:`LSNN`.
+        rate_target, rate_strength: firing-rate regulariser (SPEC §1: 0.01 and 0.001).
+
+    Shape:
+        ``[T, B, d_in]`` → logits ``[B, n_classes]``.
+
+    Examples:
+        >>> import torch
+        >>> model = LSNNClassifier(2, n_hidden=32, n_classes=4)
+        >>> x = torch.randn(100, 8, 2)
+        >>> model(x).shape
+        torch.Size([8, 4])
+        >>> logits, reg = model(x, return_aux_loss=True)
+        >>> loss = torch.nn.functional.cross_entropy(logits, torch.zeros(8, dtype=torch.long)) + reg
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        n_hidden: int = 256,
+        n_classes: Optional[int] = None,
+        *,
+        params: Optional[LSNNParams] = None,
+        train_neuron_params: bool = False,
+        surrogate=None,
+        rate_target: float = 0.01,
+        rate_strength: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if n_classes is None or int(n_classes) < 1:
+            raise ValueError(f"LSNNClassifier: n_classes must be a positive integer, got {n_classes}")
+        self.n_classes = int(n_classes)
+        self.rate_target = float(rate_target)
+        self.rate_strength = float(rate_strength)
+        self.lsnn = LSNN(d_in, n_hidden, params, train_neuron_params=train_neuron_params, surrogate=surrogate)
+        self.readout = nn.Linear(n_hidden, self.n_classes)
+        self.reset_readout()
+
+    def reset_readout(self) -> None:
+        """Reference readout initialisation: ``W_out ~ truncnormal * 0.01``, ``b_out = 0``."""
+        truncated_normal_(self.readout.weight, 0.01)
+        with torch.no_grad():
+            self.readout.bias.zero_()
+
+    @property
+    def d_in(self) -> int:
+        return self.lsnn.d_in
+
+    def rate_loss(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Firing-rate regulariser of SPEC §1 for spikes ``[T, B, N]``."""
+        return rate_regulariser(spikes, self.rate_target, self.rate_strength)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        return_aux_loss: bool = False,
+        return_spikes: bool = False,
+    ):
+        """Logits ``[B, C]``; optionally also the rate regulariser (``return_aux_loss``) and the
+        hidden spikes ``[T, B, N]`` (``return_spikes``), in that order."""
+        spikes = self.lsnn(x)
+        logits = time_average_readout(spikes, self.readout.weight, self.readout.bias)
+        out = [logits]
+        if return_aux_loss:
+            out.append(self.rate_loss(spikes))
+        if return_spikes:
+            out.append(spikes)
+        return out[0] if len(out) == 1 else tuple(out)
