@@ -158,6 +158,9 @@ class LSNNClassifier(nn.Module):
         >>> loss = torch.nn.functional.cross_entropy(logits, torch.zeros(8, dtype=torch.long)) + reg
     """
 
+    #: ``forward(x, return_aux_loss=True)`` returns ``(logits, rate_regulariser)``.
+    supports_aux_loss = True
+
     def __init__(
         self,
         d_in: int,

@@ -1,0 +1,116 @@
+"""The one interface every training method implements, and the registry the trainer iterates.
+
+A method owns one optimisation step: it zeroes gradients, computes whatever losses and inner
+loops it needs, writes ``.grad`` of the model's parameters and calls ``optimizer.step()``.
+It must leave the model in the train/eval mode it found and must not keep references to the
+batch. It returns scalar metrics (at least ``"loss"``, the task loss at the clean parameters
+where the method computes it).
+
+Examples:
+    >>> import torch
+    >>> from spikerobust.nn import LSNNClassifier
+    >>> model = LSNNClassifier(2, 8, 2)
+    >>> opt = torch.optim.Adam(model.parameters(), 1e-3)
+    >>> method = get_method("standard")
+    >>> metrics = method.step(model, torch.randn(20, 4, 2), torch.tensor([0, 1, 0, 1]), opt)
+    >>> sorted(metrics)
+    ['loss']
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+__all__ = ["TrainingMethod", "register_method", "get_method", "list_methods", "task_loss", "forward_with_aux", "Standard"]
+
+_METHODS: Dict[str, type] = {}
+
+
+def register_method(name: str) -> Callable[[type], type]:
+    """Class decorator registering a :class:`TrainingMethod` under ``name``."""
+
+    def decorator(cls: type) -> type:
+        if name in _METHODS and _METHODS[name] is not cls:
+            raise ValueError(f"training method {name!r} is already registered")
+        cls.name = name
+        _METHODS[name] = cls
+        return cls
+
+    return decorator
+
+
+def get_method(name: str, **kwargs) -> "TrainingMethod":
+    """Instantiate the registered method ``name`` with its hyper-parameters."""
+    try:
+        cls = _METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown training method {name!r}; registered: {list_methods()}") from None
+    return cls(**kwargs)
+
+
+def list_methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def forward_with_aux(
+    model: nn.Module, x: torch.Tensor, params: Optional[Mapping[str, torch.Tensor]] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and auxiliary loss (an LSNN's rate regulariser; 0 for other models).
+
+    A model opts in with the class attribute ``supports_aux_loss = True`` and a
+    ``forward(x, return_aux_loss=True) -> (logits, aux)``.
+
+    With ``params`` the model is evaluated functionally (``torch.func.functional_call``) at those
+    tensors (a partial mapping: unnamed parameters keep their values); the model is not mutated.
+    """
+    supports_aux = bool(getattr(model, "supports_aux_loss", False))
+    kwargs = {"return_aux_loss": True} if supports_aux else {}
+    out = model(x, **kwargs) if params is None else functional_call(model, dict(params), (x,), kwargs, strict=False)
+    if supports_aux:
+        return out[0], out[1]
+    return out, out.new_zeros(())
+
+
+def task_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: Optional[Mapping[str, torch.Tensor]] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``L_nat = CE(f(x, θ), y) + aux`` (SPEC §2) and the logits."""
+    logits, aux = forward_with_aux(model, x, params)
+    if logits.dim() != 2 or logits.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"the model must return logits of shape [B, C] with B = {y.shape[0]}, got {tuple(logits.shape)}"
+        )
+    return F.cross_entropy(logits, y) + aux, logits
+
+
+class TrainingMethod:
+    """Base class. Subclasses implement :meth:`step`; hyper-parameters are constructor args."""
+
+    name = "base"
+
+    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer) -> Dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__} must implement step()")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+@register_method("standard")
+class Standard(TrainingMethod):
+    """Standard training (β_rob = 0): one step on ``L_nat``."""
+
+    def step(self, model, x, y, optimizer):
+        optimizer.zero_grad(set_to_none=True)
+        loss, _ = task_loss(model, x, y)
+        loss.backward()
+        optimizer.step()
+        return {"loss": float(loss.detach())}
