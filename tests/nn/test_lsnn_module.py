@@ -1,0 +1,158 @@
+"""LSNN / LSNNClassifier modules: gradients, zero diagonal, round trips, dtypes, learning, errors."""
+
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikerobust.functional import LSNNParams
+from spikerobust.nn import LSNN, LSNNClassifier
+
+
+def _burst_task(n, t_steps=40, seed=0):
+    """Which of two channels carries a 5-step burst (at a random time) on top of noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = 0.1 * torch.randn(t_steps, n, 2, generator=g)
+    start = torch.randint(5, t_steps - 10, (n,), generator=g)
+    for i in range(n):
+        x[start[i] : start[i] + 5, i, y[i]] += 1.0
+    return x, y
+
+
+def test_reference_initialisation_statistics():
+    torch.manual_seed(0)
+    m = LSNNClassifier(40, n_hidden=256, n_classes=8)
+    w_in, w_rec, w_out = m.lsnn.w_in, m.lsnn.w_rec, m.readout.weight
+    # truncated at ±2 std: |w| <= 2 * scale, std of a N(0,1) truncated at ±2 is 0.8796
+    s_in, s_rec = math.sqrt(2 / (40 + 256)), math.sqrt(1 / 256)
+    assert w_in.abs().max() <= 2 * s_in + 1e-7 and w_rec.abs().max() <= 2 * s_rec + 1e-7
+    assert w_in.std().item() == pytest.approx(0.8796 * s_in, rel=0.05)
+    off = w_rec[~torch.eye(256, dtype=torch.bool)]
+    assert off.std().item() == pytest.approx(0.8796 * s_rec, rel=0.02)
+    assert torch.count_nonzero(torch.diagonal(w_rec)) == 0
+    assert w_out.abs().max() <= 0.02 + 1e-7 and torch.count_nonzero(m.readout.bias) == 0
+
+
+def test_gradients_reach_every_parameter_and_diagonal_stays_zero():
+    torch.manual_seed(0)
+    m = LSNNClassifier(2, n_hidden=32, n_classes=2)
+    x, y = _burst_task(16)
+    for opt in (torch.optim.Adam(m.parameters(), 1e-2), torch.optim.AdamW(m.parameters(), 1e-2, weight_decay=0.1),
+                torch.optim.SGD(m.parameters(), 0.5, momentum=0.9)):
+        for _ in range(3):
+            logits, reg = m(x, return_aux_loss=True)
+            loss = F.cross_entropy(logits, y) + reg
+            opt.zero_grad()
+            loss.backward()
+            for name, p in m.named_parameters():
+                assert p.grad is not None and p.grad.abs().sum() > 0, name
+            assert torch.count_nonzero(torch.diagonal(m.lsnn.w_rec.grad)) == 0
+            opt.step()
+        assert torch.count_nonzero(torch.diagonal(m.lsnn.w_rec)) == 0
+
+
+def test_diagonal_ignored_even_if_set():
+    """A nonzero diagonal (e.g. from an additive perturbation) never enters the dynamics."""
+    torch.manual_seed(1)
+    m = LSNN(2, 8)
+    x = torch.rand(30, 4, 2)
+    z0 = m(x)
+    with torch.no_grad():
+        m.w_rec.fill_diagonal_(5.0)
+    assert torch.equal(m(x), z0)
+
+
+def test_trainable_neuron_constants_receive_gradients():
+    torch.manual_seed(0)
+    m = LSNNClassifier(2, n_hidden=16, n_classes=2, train_neuron_params=True)
+    names = {n for n, _ in m.named_parameters()}
+    assert {"lsnn.tau_mem", "lsnn.tau_adapt", "lsnn.beta_adapt", "lsnn.b0"} <= names
+    assert m.lsnn.tau_mem.shape == (16,)
+    x, y = _burst_task(16)
+    F.cross_entropy(m(x), y).backward()
+    for n in ("tau_mem", "tau_adapt", "beta_adapt", "b0"):
+        assert getattr(m.lsnn, n).grad.abs().sum() > 0, n
+
+
+def test_per_neuron_constants_and_validation():
+    layer = LSNN(2, 3, LSNNParams(tau_mem=torch.tensor([10.0, 20.0, 30.0])))
+    assert layer.tau_mem.tolist() == [10.0, 20.0, 30.0]
+    assert layer.b0.tolist() == pytest.approx([0.01] * 3)
+    with pytest.raises(ValueError, match="tau_mem"):
+        LSNN(2, 3, LSNNParams(tau_mem=torch.tensor([10.0, 20.0])))
+    with pytest.raises(ValueError, match="b0"):
+        LSNN(2, 3, LSNNParams(b0=0.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_state_dict_round_trip_bit_identical(dtype):
+    torch.manual_seed(0)
+    m = LSNNClassifier(2, n_hidden=16, n_classes=3, train_neuron_params=(dtype == torch.float64)).to(dtype)
+    x = torch.rand(50, 5, 2, dtype=dtype)
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    m2 = LSNNClassifier(2, n_hidden=16, n_classes=3, train_neuron_params=(dtype == torch.float64)).to(dtype)
+    m2.load_state_dict(torch.load(buf, weights_only=True))
+    out1, out2 = m(x), m2(x)
+    assert out1.dtype == dtype
+    assert torch.equal(out1, out2)
+
+
+def test_traces_shapes_and_threshold_relation():
+    torch.manual_seed(0)
+    layer = LSNN(3, 7)
+    x = torch.rand(20, 4, 3)
+    z, tr = layer(x, return_states=True)
+    assert z.shape == tr.v.shape == tr.b.shape == tr.threshold.shape == (20, 4, 7)
+    assert torch.allclose(tr.threshold, layer.b0 + layer.beta_adapt * tr.b)
+    assert torch.equal(z, layer(x))
+
+
+def test_learns_temporal_burst_task():
+    torch.manual_seed(0)
+    x, y = _burst_task(512, seed=1)
+    xt, yt = _burst_task(256, seed=2)
+    m = LSNNClassifier(2, n_hidden=32, n_classes=2)
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    acc = 0.0
+    for _epoch in range(5):
+        for i in range(0, 512, 64):
+            logits, reg = m(x[:, i : i + 64], return_aux_loss=True)
+            loss = F.cross_entropy(logits, y[i : i + 64]) + reg
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            acc = (m(xt).argmax(1) == yt).float().mean().item()
+        if acc > 0.9:
+            break
+    assert acc > 0.9
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (torch.zeros(10, 2), "rank 2"),
+        (torch.zeros(10, 4, 3), "expected d_in = 2"),
+        (torch.zeros(10, 4, 2, dtype=torch.long), "floating dtype"),
+        (torch.zeros(0, 4, 2), "T = 0"),
+        (torch.full((10, 4, 2), float("nan")), "NaN"),
+        (torch.full((10, 4, 2), float("inf")), "inf"),
+        (torch.zeros(10, 4, 2, dtype=torch.float64), "dtype"),
+        (torch.zeros(10, 4, 2, device="meta"), "meta"),
+        ([[1.0, 2.0]], "torch.Tensor"),
+    ],
+)
+def test_bad_input_raises_value_error(x, match):
+    m = LSNNClassifier(2, n_hidden=4, n_classes=2)
+    with pytest.raises(ValueError, match=match):
+        m(x)
+
+
+def test_n_classes_required():
+    with pytest.raises(ValueError, match="n_classes"):
+        LSNNClassifier(2, 8)
