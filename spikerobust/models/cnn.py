@@ -1,0 +1,80 @@
+"""The paper's Fashion-MNIST CNN (SPEC §7) as a plain ``nn.Sequential``.
+
+Layers: conv 64@4×4 "same" → ReLU → max-pool 2 → conv 64@4×4 "valid" → ReLU → max-pool 2 →
+flatten (64·5·5 = 1600) → dense 256 → ReLU → dense 64 → ReLU → dense 10.
+
+Spatial sizes for a 28×28 image: "same" keeps 28, pooling gives 14; the "valid" 4×4 conv gives
+14 − 4 + 1 = 11, pooling (floor) gives 5; so 64·5·5 = 1600 features reach the first dense layer.
+PyTorch's ``padding="same"`` with an even kernel pads one more row/column at the bottom/right.
+
+The per-channel input standardisation of SPEC §7 belongs to the dataset transform, not to the
+model. The model is a flat ``nn.Sequential`` of standard layers so that layer-walking tools (the
+interval verifier, PCM conversion) can treat it layer by layer.
+
+Examples:
+    >>> import torch
+    >>> model = cnn_fmnist()
+    >>> model(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    >>> sum(p.numel() for p in model.parameters())
+    493642
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .registry import register_model
+
+__all__ = ["cnn_fmnist"]
+
+
+@register_model("cnn_fmnist")
+def cnn_fmnist(
+    n_classes: int = 10,
+    in_channels: int = 1,
+    image_size: int = 28,
+    dropout: float = 0.0,
+) -> nn.Sequential:
+    """Build the F-MNIST CNN of SPEC §7.
+
+    Args:
+        n_classes: outputs of the last dense layer (10 for Fashion-MNIST).
+        in_channels: input image channels (1).
+        image_size: input height = width (28); sets the flattened size.
+        dropout: probability of an ``nn.Dropout`` placed on the input of each dense layer (the
+            paper's dropout baseline). ``0`` (default) adds no dropout layers at all.
+
+    Returns:
+        an ``nn.Sequential``; input ``[B, in_channels, image_size, image_size]`` → logits
+        ``[B, n_classes]``.
+
+    Raises:
+        ValueError: for a non-positive size or a dropout probability outside ``[0, 1)``.
+    """
+    if int(n_classes) < 1 or int(in_channels) < 1:
+        raise ValueError(f"cnn_fmnist: n_classes and in_channels must be >= 1, got {n_classes}, {in_channels}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"cnn_fmnist: dropout must be in [0, 1), got {dropout}")
+    side = (int(image_size) // 2 - 3) // 2  # same conv, pool 2, valid 4x4 conv, pool 2
+    if side < 1:
+        raise ValueError(f"cnn_fmnist: image_size must be >= 10, got {image_size}")
+    flat = 64 * side * side
+
+    def dense(d_in: int, d_out: int) -> list[nn.Module]:
+        return ([nn.Dropout(dropout)] if dropout > 0 else []) + [nn.Linear(d_in, d_out)]
+
+    return nn.Sequential(
+        nn.Conv2d(int(in_channels), 64, kernel_size=4, padding="same"),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, kernel_size=4, padding=0),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        *dense(flat, 256),
+        nn.ReLU(),
+        *dense(256, 64),
+        nn.ReLU(),
+        *dense(64, int(n_classes)),
+    )
