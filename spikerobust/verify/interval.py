@@ -1,0 +1,221 @@
+"""The :class:`Interval` type: element-wise lower and upper bounds on a tensor (SPEC §5).
+
+An interval ``[lower, upper]`` stands for every tensor ``x`` with ``lower <= x <= upper`` element
+by element. Parameters under relative noise become ``[p - ζ|p|, p + ζ|p|]``
+(:func:`relative_interval`); a plain tensor is the degenerate interval ``[x, x]``.
+
+The constructor checks ``lower <= upper`` exactly, without tolerance: every propagation rule in
+:mod:`spikerobust.verify.rules` produces ordered bounds by construction (``c - r <= c + r`` for
+``r >= 0`` holds in floating point too, since rounding is monotone), so a violation always means a
+bug or a bad input (NaN bounds fail the check as well).
+
+Examples:
+    >>> import torch
+    >>> iv = Interval(torch.tensor([0.0, -1.0]), torch.tensor([2.0, 1.0]))
+    >>> iv.centre, iv.radius
+    (tensor([1., 0.]), tensor([1., 1.]))
+    >>> lo, hi = iv  # unpacks like a pair
+    >>> relative_interval(torch.tensor([2.0, -4.0]), 0.5)
+    Interval(lower=tensor([ 1., -6.]), upper=tensor([ 3., -2.]))
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Union
+
+import torch
+
+__all__ = ["Interval", "IntervalLike", "as_interval", "relative_interval"]
+
+
+class Interval:
+    """Element-wise bounds ``lower <= x <= upper`` on a tensor.
+
+    Args:
+        lower: lower bounds.
+        upper: upper bounds, same shape, dtype and device as ``lower``.
+
+    Raises:
+        ValueError: if the shapes differ, or ``lower > upper`` anywhere (the message gives the
+            number of offending elements and the largest violation ``max(lower - upper)``).
+
+    Shape:
+        ``lower`` and ``upper``: any shape, identical.
+
+    Attributes:
+        rel: when not ``None``, the interval was built as ``centre ± rel·|centre|``
+            (:func:`relative_interval`); affine rules use it to save one matrix product.
+
+    Examples:
+        >>> import torch
+        >>> Interval(torch.zeros(3), torch.ones(3)).shape
+        torch.Size([3])
+        >>> Interval(torch.ones(2), torch.zeros(2))
+        Traceback (most recent call last):
+        ...
+        ValueError: Interval: lower > upper at 2 of 2 elements (max violation lower - upper = 1)
+    """
+
+    __slots__ = ("lower", "upper", "_centre", "_radius", "rel")
+
+    def __init__(self, lower: torch.Tensor, upper: torch.Tensor) -> None:
+        if not isinstance(lower, torch.Tensor) or not isinstance(upper, torch.Tensor):
+            raise ValueError(
+                f"Interval: lower and upper must be tensors, got {type(lower).__name__} and {type(upper).__name__}"
+            )
+        if lower.shape != upper.shape:
+            raise ValueError(
+                f"Interval: lower has shape {tuple(lower.shape)} but upper has shape {tuple(upper.shape)}; "
+                f"they must be identical"
+            )
+        if lower.dtype != upper.dtype:
+            raise ValueError(f"Interval: lower has dtype {lower.dtype} but upper has dtype {upper.dtype}")
+        bad = ~(lower <= upper)
+        n_bad = int(bad.sum())
+        if n_bad:
+            diff = (lower - upper)[bad]
+            worst = "NaN" if bool(torch.isnan(diff).any()) else f"{float(diff.max()):.3g}"
+            raise ValueError(
+                f"Interval: lower > upper at {n_bad} of {lower.numel()} elements "
+                f"(max violation lower - upper = {worst})"
+            )
+        self._set(lower, upper)
+
+    def _set(self, lower, upper, centre=None, radius=None, rel=None) -> None:
+        self.lower = lower
+        self.upper = upper
+        self._centre = centre
+        self._radius = radius
+        self.rel = rel
+
+    @classmethod
+    def trusted(cls, lower: torch.Tensor, upper: torch.Tensor) -> "Interval":
+        """Build without the ``lower <= upper`` check (for rules whose output is ordered by construction)."""
+        out = cls.__new__(cls)
+        out._set(lower, upper)
+        return out
+
+    @classmethod
+    def from_centre_radius(
+        cls, centre: torch.Tensor, radius: Union[torch.Tensor, float], *, rel: Optional[float] = None
+    ) -> "Interval":
+        """``[centre - radius, centre + radius]``; ``radius`` must be ``>= 0`` (broadcast to ``centre``).
+
+        The exact ``centre`` and ``radius`` are kept, so centre/radius rules use them unrounded.
+
+        Raises:
+            ValueError: if ``radius`` is negative or NaN anywhere.
+        """
+        radius = torch.as_tensor(radius, dtype=centre.dtype, device=centre.device).expand_as(centre)
+        if not bool((radius >= 0).all()):
+            raise ValueError("Interval.from_centre_radius: radius must be >= 0 everywhere (and not NaN)")
+        out = cls.__new__(cls)
+        out._set(centre - radius, centre + radius, centre, radius, rel)
+        return out
+
+    @classmethod
+    def point(cls, x: torch.Tensor) -> "Interval":
+        """The degenerate interval ``[x, x]``."""
+        out = cls.__new__(cls)
+        out._set(x, x, x, torch.zeros_like(x), 0.0)
+        return out
+
+    @property
+    def centre(self) -> torch.Tensor:
+        """``(lower + upper) / 2``."""
+        if self._centre is None:
+            self._centre = (self.lower + self.upper) * 0.5
+        return self._centre
+
+    @property
+    def radius(self) -> torch.Tensor:
+        """``(upper - lower) / 2`` (non-negative)."""
+        if self._radius is None:
+            self._radius = (self.upper - self.lower) * 0.5
+        return self._radius
+
+    @property
+    def width(self) -> torch.Tensor:
+        """``upper - lower``."""
+        return self.upper - self.lower
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.lower.shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lower.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.lower.device
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.lower, self.upper))
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index) -> "Interval":
+        """Index both bounds alike (``iv[0]``, ``iv[:, 3]``)."""
+        return Interval.trusted(self.lower[index], self.upper[index])
+
+    def contains(self, x: torch.Tensor, atol: float = 0.0) -> torch.Tensor:
+        """Boolean tensor: ``lower - atol <= x <= upper + atol`` element-wise."""
+        return (x >= self.lower - atol) & (x <= self.upper + atol)
+
+    def is_subset_of(self, other: "Interval", atol: float = 0.0) -> bool:
+        """Whether ``self ⊆ other`` everywhere (up to ``atol``)."""
+        return bool(((self.lower >= other.lower - atol) & (self.upper <= other.upper + atol)).all())
+
+    def to(self, *args, **kwargs) -> "Interval":
+        """Convert both bounds (``dtype``/``device``) like :meth:`torch.Tensor.to`."""
+        return Interval.trusted(self.lower.to(*args, **kwargs), self.upper.to(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return f"Interval(lower={self.lower!r}, upper={self.upper!r})"
+
+
+#: A rule operand: an :class:`Interval` or a plain tensor (a degenerate interval).
+IntervalLike = Union[Interval, torch.Tensor]
+
+
+def as_interval(x: IntervalLike) -> Interval:
+    """``x`` itself if it is an :class:`Interval`, else the degenerate interval ``[x, x]``."""
+    if isinstance(x, Interval):
+        return x
+    if isinstance(x, torch.Tensor):
+        return Interval.point(x)
+    raise ValueError(f"expected an Interval or a torch.Tensor, got {type(x).__name__}")
+
+
+def relative_interval(p: torch.Tensor, zeta: float) -> Interval:
+    """``[p - ζ|p|, p + ζ|p|]``: the box of SPEC §5 around a parameter tensor.
+
+    Args:
+        p: the nominal parameter.
+        zeta: relative half-width ``ζ >= 0``.
+
+    Raises:
+        ValueError: if ``zeta`` is negative or not finite.
+
+    Examples:
+        >>> import torch
+        >>> iv = relative_interval(torch.tensor([1.0, 0.0]), 0.1)
+        >>> iv.lower, iv.upper
+        (tensor([0.9000, 0.0000]), tensor([1.1000, 0.0000]))
+    """
+    zeta = check_zeta(zeta)
+    return Interval.from_centre_radius(p, zeta * p.abs(), rel=zeta)
+
+
+def check_zeta(zeta: float) -> float:
+    """Validate the relative half-width: a finite float ``>= 0``."""
+    try:
+        z = float(zeta)
+    except (TypeError, ValueError):
+        raise ValueError(f"zeta must be a non-negative float, got {zeta!r}") from None
+    if not (z >= 0.0) or z == float("inf"):
+        raise ValueError(f"zeta must be a finite float >= 0, got {zeta!r}")
+    return z

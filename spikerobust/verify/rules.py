@@ -1,0 +1,304 @@
+r"""Interval propagation rules, one per operation (SPEC §5), all vectorised tensor code.
+
+Every rule accepts :class:`Interval` operands or plain tensors (degenerate intervals) and returns
+an :class:`Interval` containing the exact result for every choice of operands in their intervals.
+
+Bilinear maps (``matmul``, ``linear``, ``conv2d``) use the centre/radius form. For
+:math:`x \in [x_c \pm x_r]` and :math:`W \in [W_c \pm W_r]`,
+
+.. math::
+    xW - x_c W_c = x_c (W - W_c) + (x - x_c) W_c + (x - x_c)(W - W_c),
+
+so :math:`xW \in [x_c W_c \pm (|x_c| W_r + x_r |W_c| + x_r W_r)]` — two or three products of the
+same kind as the original (two when ``W`` is relative, ``W_r = ζ|W_c|``:
+``radius = (ζ|x_c| + (1 + ζ) x_r) |W_c|``). This form is inclusion-monotone: a smaller input
+or weight interval gives a nested output interval.
+
+Monotone maps (ReLU, clip, max-pool, flatten, mean, Heaviside) act on each bound separately;
+element-wise products take the min/max of the four endpoint products; division by a positive
+interval multiplies by ``[1/upper, 1/lower]``.
+
+Examples:
+    >>> import torch
+    >>> from spikerobust.verify import Interval, interval_propagate
+    >>> x = Interval(torch.tensor([[-1.0, 2.0]]), torch.tensor([[1.0, 2.0]]))
+    >>> w = torch.tensor([[1.0], [1.0]])
+    >>> interval_propagate("matmul", x, w)
+    Interval(lower=tensor([[1.]]), upper=tensor([[3.]]))
+    >>> interval_propagate("mul", x, Interval(torch.tensor([[-2.0, 1.0]]), torch.tensor([[3.0, 2.0]])))
+    Interval(lower=tensor([[-3.,  2.]]), upper=tensor([[3., 4.]]))
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from .interval import Interval, IntervalLike, as_interval
+from .registry import register_rule
+
+__all__ = [
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "matmul",
+    "linear",
+    "conv2d",
+    "heaviside",
+    "le_zero",
+    "clip",
+    "relu",
+    "max_pool2d",
+    "flatten",
+    "mean",
+    "decay",
+    "bilinear",
+]
+
+
+def _is_iv(x) -> bool:
+    return isinstance(x, Interval)
+
+
+# --------------------------------------------------------------------------- sums
+
+
+@register_rule("add")
+def add(a: IntervalLike, b: IntervalLike) -> Interval:
+    """``a + b``: lower bounds add, upper bounds add."""
+    a, b = as_interval(a), as_interval(b)
+    return Interval.trusted(a.lower + b.lower, a.upper + b.upper)
+
+
+@register_rule("sub")
+def sub(a: IntervalLike, b: IntervalLike) -> Interval:
+    """``a - b = [a.lower - b.upper, a.upper - b.lower]``."""
+    a, b = as_interval(a), as_interval(b)
+    return Interval.trusted(a.lower - b.upper, a.upper - b.lower)
+
+
+# --------------------------------------------------------------------------- products
+
+
+@register_rule("mul")
+def mul(a: IntervalLike, b: IntervalLike) -> Interval:
+    """Element-wise ``a * b`` (broadcasting): min and max of the four endpoint products.
+
+    A plain-tensor factor ``c`` needs only two products: ``[c·lo, c·hi]`` swapped where ``c < 0``.
+    """
+    if not _is_iv(a) and not _is_iv(b):
+        p = a * b
+        return Interval.point(p)
+    if not _is_iv(a):
+        a, b = b, a
+    if not _is_iv(b):
+        p, q = a.lower * b, a.upper * b
+        return Interval.trusted(torch.minimum(p, q), torch.maximum(p, q))
+    products = torch.stack(
+        torch.broadcast_tensors(a.lower * b.lower, a.lower * b.upper, a.upper * b.lower, a.upper * b.upper)
+    )
+    return Interval.trusted(products.amin(dim=0), products.amax(dim=0))
+
+
+@register_rule("div")
+def div(a: IntervalLike, b: IntervalLike) -> Interval:
+    """``a / b`` for a strictly positive divisor ``b``: ``a · [1/b.upper, 1/b.lower]``.
+
+    Raises:
+        ValueError: if ``b`` is not strictly positive everywhere.
+    """
+    b = as_interval(b)
+    if not bool((b.lower > 0).all()):
+        raise ValueError(
+            f"div: the divisor interval must be strictly positive, but its lower bound is "
+            f"{float(b.lower.min()):.3g} somewhere"
+        )
+    a = as_interval(a)
+    # a / b is monotone in a (b > 0) and in b for fixed sign of a: the extremes are at endpoints.
+    quotients = torch.stack(
+        torch.broadcast_tensors(a.lower / b.lower, a.lower / b.upper, a.upper / b.lower, a.upper / b.upper)
+    )
+    return Interval.trusted(quotients.amin(dim=0), quotients.amax(dim=0))
+
+
+def bilinear(
+    op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: IntervalLike,
+    w: IntervalLike,
+    bias: Optional[IntervalLike] = None,
+    op_bias: Optional[Callable[..., torch.Tensor]] = None,
+    bias_view: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> Interval:
+    """Centre/radius bound of a bilinear ``op(x, w)`` (+ ``bias``); see the module docstring.
+
+    Args:
+        op: a map linear in each argument, e.g. ``torch.matmul`` or ``F.conv2d`` with fixed
+            hyper-parameters.
+        x, w: operands (intervals or tensors).
+        bias: optional interval or tensor added to the output.
+        op_bias: ``op_bias(x, w, b)`` computing ``op(x, w) + b`` in one call (used for the
+            centre so that a degenerate interval reproduces the plain layer bit for bit).
+        bias_view: reshapes a bias tensor to broadcast against the output (conv: ``[C, 1, 1]``).
+    """
+    if _is_iv(x) and x.rel == 0.0:  # a degenerate interval: its radius is zero
+        x = x.centre
+    if _is_iv(w) and w.rel == 0.0:
+        w = w.centre
+    x_iv, w_iv = _is_iv(x), _is_iv(w)
+    xc = x.centre if x_iv else x
+    wc = w.centre if w_iv else w
+    bc = None if bias is None else (bias.centre if _is_iv(bias) else bias)
+    if op_bias is not None and bc is not None:
+        centre = op_bias(xc, wc, bc)
+    else:
+        centre = op(xc, wc)
+        if bc is not None:
+            centre = centre + (bc if bias_view is None else bias_view(bc))
+    radius = None
+    if w_iv:
+        wr = w.radius
+        if x_iv:
+            xr = x.radius
+            if w.rel is not None:
+                radius = op(w.rel * xc.abs() + (1.0 + w.rel) * xr, wc.abs())
+            else:
+                radius = op(xc.abs(), wr) + op(xr, wc.abs() + wr)
+        else:
+            radius = w.rel * op(xc.abs(), wc.abs()) if w.rel is not None else op(xc.abs(), wr)
+    elif x_iv:
+        radius = op(x.radius, wc.abs())
+    if bias is not None and _is_iv(bias):
+        br = bias.radius if bias_view is None else bias_view(bias.radius)
+        radius = br.expand_as(centre) if radius is None else radius + br
+    if radius is None:
+        return Interval.point(centre)
+    return Interval.trusted(centre - radius, centre + radius)
+
+
+@register_rule("matmul")
+def matmul(x: IntervalLike, w: IntervalLike) -> Interval:
+    """``x @ w`` with interval input and/or interval weights (centre/radius form).
+
+    Shape:
+        ``x`` ``[..., n]``, ``w`` ``[n, m]`` → ``[..., m]``.
+    """
+    return bilinear(torch.matmul, x, w)
+
+
+@register_rule("linear")
+def linear(x: IntervalLike, weight: IntervalLike, bias: Optional[IntervalLike] = None) -> Interval:
+    """``F.linear(x, weight, bias) = x @ weight.T + bias`` (``nn.Linear`` layout), centre/radius form.
+
+    Shape:
+        ``x`` ``[..., in]``, ``weight`` ``[out, in]``, ``bias`` ``[out]`` → ``[..., out]``.
+    """
+    return bilinear(F.linear, x, weight, bias, op_bias=F.linear)
+
+
+@register_rule("conv2d")
+def conv2d(
+    x: IntervalLike,
+    weight: IntervalLike,
+    bias: Optional[IntervalLike] = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> Interval:
+    """``F.conv2d`` with interval input and interval weights/bias (centre/radius form).
+
+    ``padding`` may be an int, a pair or ``"same"``/``"valid"`` as in :func:`torch.nn.functional.conv2d`
+    (zero padding: padded zeros are exact).
+
+    Shape:
+        ``x`` ``[B, C_in, H, W]``, ``weight`` ``[C_out, C_in/groups, kH, kW]`` → ``[B, C_out, H', W']``.
+    """
+
+    def op(a, w):
+        return F.conv2d(a, w, None, stride, padding, dilation, groups)
+
+    def op_bias(a, w, b):
+        return F.conv2d(a, w, b, stride, padding, dilation, groups)
+
+    return bilinear(op, x, weight, bias, op_bias=op_bias, bias_view=lambda b: b.reshape(-1, 1, 1))
+
+
+# --------------------------------------------------------------------------- monotone maps
+
+
+@register_rule("heaviside")
+def heaviside(x: IntervalLike) -> Interval:
+    """Spike ``H(x) = 1[x > 0]`` (``H(0) = 0``, as the LSNN's forward pass): ``[H(lower), H(upper)]``.
+
+    The result is ``[1, 1]`` (certain spike), ``[0, 0]`` (impossible) or ``[0, 1]`` (uncertain).
+    """
+    x = as_interval(x)
+    return Interval.trusted((x.lower > 0).to(x.dtype), (x.upper > 0).to(x.dtype))
+
+
+@register_rule("le_zero")
+def le_zero(x: IntervalLike) -> Interval:
+    """Indicator ``1[x <= 0]`` (the LSNN's "not refractory"): decreasing, so ``[1[upper <= 0], 1[lower <= 0]]``."""
+    x = as_interval(x)
+    return Interval.trusted((x.upper <= 0).to(x.dtype), (x.lower <= 0).to(x.dtype))
+
+
+@register_rule("clip")
+def clip(x: IntervalLike, min: Optional[float] = None, max: Optional[float] = None) -> Interval:
+    """``clamp(x, min, max)``, monotone: applied to each bound."""
+    x = as_interval(x)
+    return Interval.trusted(torch.clamp(x.lower, min, max), torch.clamp(x.upper, min, max))
+
+
+@register_rule("relu")
+def relu(x: IntervalLike) -> Interval:
+    """``max(x, 0)``, monotone: applied to each bound."""
+    x = as_interval(x)
+    return Interval.trusted(F.relu(x.lower), F.relu(x.upper))
+
+
+@register_rule("max_pool2d")
+def max_pool2d(x: IntervalLike, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> Interval:
+    """``F.max_pool2d``: a maximum is monotone in every input, so pool each bound.
+
+    Shape:
+        ``[B, C, H, W]`` → ``[B, C, H', W']``.
+    """
+    x = as_interval(x)
+    kw = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
+    return Interval.trusted(F.max_pool2d(x.lower, **kw), F.max_pool2d(x.upper, **kw))
+
+
+@register_rule("flatten")
+def flatten(x: IntervalLike, start_dim: int = 1, end_dim: int = -1) -> Interval:
+    """``torch.flatten`` of both bounds."""
+    x = as_interval(x)
+    return Interval.trusted(torch.flatten(x.lower, start_dim, end_dim), torch.flatten(x.upper, start_dim, end_dim))
+
+
+@register_rule("mean")
+def mean(x: IntervalLike, dim: Union[int, tuple] = 0) -> Interval:
+    """Mean over ``dim`` (e.g. over time, ``dim=0`` for ``[T, B, N]``): a positive linear map."""
+    x = as_interval(x)
+    return Interval.trusted(x.lower.mean(dim=dim), x.upper.mean(dim=dim))
+
+
+@register_rule("decay")
+def decay(tau: IntervalLike, dt: float = 1.0) -> Interval:
+    """``exp(-dt / τ)`` for ``τ > 0``, increasing in ``τ``: ``[exp(-dt/τ_lo), exp(-dt/τ_hi)]``.
+
+    Raises:
+        ValueError: if ``τ`` is not strictly positive everywhere or ``dt <= 0``.
+    """
+    tau = as_interval(tau)
+    if not dt > 0:
+        raise ValueError(f"decay: dt must be > 0, got {dt}")
+    if not bool((tau.lower > 0).all()):
+        raise ValueError(
+            f"decay: the time constant interval must be strictly positive, lower bound reaches "
+            f"{float(tau.lower.min()):.3g} (use a smaller zeta)"
+        )
+    return Interval.trusted(torch.exp(-dt / tau.lower), torch.exp(-dt / tau.upper))
