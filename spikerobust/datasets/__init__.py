@@ -3,14 +3,28 @@ keywords) and images (Fashion-MNIST, CIFAR-10).
 
 Every dataset looks like torchvision's (``root``, ``split``, ``transform``, ``download``), returns
 ``(x, label)`` with ``x`` a float32 tensor, time-first ``[T, features]`` for the SNN tasks and
-``[C, H, W]`` for images, and caches its preprocessed arrays (see :mod:`.cache`). Batch the
-time-first sets with :func:`time_first_collate` to get ``[T, B, F]``.
+``[C, H, W]`` for images, and caches its preprocessed arrays (see :mod:`.cache`: the folder is
+``cache_dir=``, else ``$SPIKEROBUST_CACHE``, else ``~/.cache/spikerobust``). Batch the time-first
+sets with :func:`time_first_collate` to get ``[T, B, F]``.
+
+Examples:
+    >>> from torch.utils.data import DataLoader
+    >>> from spikerobust.datasets import SyntheticECG, time_first_collate
+    >>> loader = DataLoader(SyntheticECG(beats_per_class=20), batch_size=8, collate_fn=time_first_collate)
+    >>> x, y = next(iter(loader))
+    >>> tuple(x.shape), tuple(y.shape)
+    ((100, 8, 2), (8,))
 """
 
 from .cache import cache_root, settings_hash
 from .collate import time_first_collate
 from .ecg import MITBIH, extract_beats, read_record_beats, select_leads
 from .ecg_synthetic import SyntheticECG, synthetic_ecg_strip
+from .fsdd import FSDD, fsdd_files
+from .images import CIFAR10, FashionMNIST, Standardize, channel_stats, read_idx
+from .keywords_tts import SyntheticKeywords, espeak_available
+from .speech import SpeechFeatures, load_wav, pad_or_crop
+from .speech_commands import SpeechCommands, which_set
 
 __all__ = [
     "cache_root",
@@ -22,4 +36,18 @@ __all__ = [
     "select_leads",
     "SyntheticECG",
     "synthetic_ecg_strip",
+    "SpeechFeatures",
+    "load_wav",
+    "pad_or_crop",
+    "SpeechCommands",
+    "which_set",
+    "FSDD",
+    "fsdd_files",
+    "SyntheticKeywords",
+    "espeak_available",
+    "FashionMNIST",
+    "CIFAR10",
+    "Standardize",
+    "channel_stats",
+    "read_idx",
 ]
