@@ -6,6 +6,9 @@ annotations); the pipeline drops only the last beat of each record (it has no ne
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -32,9 +35,9 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def all_beats(cache):
-    from tests.conftest import shared_data_dir
-
-    root = shared_data_dir() / "mitdb"
+    # module-scoped twin of the mitdb_dir fixture (same location rule as tests/conftest.py)
+    env = os.environ.get("SPIKEROBUST_SHARED_DATA")
+    root = (Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data") / "mitdb"
     if not (root / "100.hea").exists():
         pytest.skip(f"MIT-BIH records not found at {root}")
     return MITBIH(root, split="all", records=RECORDS, beats_per_class=None, cache_dir=cache)

@@ -1,0 +1,74 @@
+"""Cache keys, atomic writes, the cache folder rule, and the time-first collate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spikerobust.datasets import time_first_collate
+from spikerobust.datasets.cache import cache_file, cache_root, load_arrays, save_arrays, settings_hash
+
+
+def test_settings_hash_ignores_key_order_and_sees_every_value():
+    assert settings_hash({"a": 1, "b": [1, 2]}) == settings_hash({"b": [1, 2], "a": 1})
+    base = settings_hash({"a": 1, "b": [1, 2]})
+    assert settings_hash({"a": 1, "b": [2, 1]}) != base
+    assert settings_hash({"a": 1.0000001, "b": [1, 2]}) != base
+    assert settings_hash({"a": 1, "b": [1, 2], "c": None}) != base
+    with pytest.raises(ValueError, match="JSON"):
+        settings_hash({"a": object()})
+
+
+def test_cache_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv("SPIKEROBUST_CACHE", raising=False)
+    assert cache_root() == cache_root(None)
+    assert str(cache_root()).endswith(".cache/spikerobust")
+    monkeypatch.setenv("SPIKEROBUST_CACHE", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "arg") == tmp_path / "arg"  # the argument wins
+
+
+def test_save_load_round_trip_without_pickle(tmp_path):
+    path = cache_file("demo", settings_hash({"k": 1}), tmp_path)
+    arrays = {"x": np.arange(6, dtype=np.float32).reshape(2, 3), "names": np.asarray(["100", "114"])}
+    save_arrays(path, arrays)
+    out = load_arrays(path)
+    np.testing.assert_array_equal(out["x"], arrays["x"])
+    assert out["names"].tolist() == ["100", "114"]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+    with pytest.raises(ValueError, match="object"):
+        save_arrays(path, {"bad": np.asarray([{"a": 1}], dtype=object)})
+    np.testing.assert_array_equal(load_arrays(path)["x"], arrays["x"])  # the failed write left it intact
+
+
+def test_corrupt_or_missing_cache_is_not_trusted(tmp_path):
+    assert load_arrays(tmp_path / "none.npz") is None
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    assert load_arrays(bad) is None
+
+
+def test_time_first_collate_stacks_to_T_B_F():
+    batch = [(torch.full((5, 3), float(i)), i) for i in range(4)]
+    x, y = time_first_collate(batch)
+    assert x.shape == (5, 4, 3) and x.dtype == torch.float32 and y.dtype == torch.int64
+    for i in range(4):
+        assert torch.equal(x[:, i], batch[i][0])  # sample i is column i of the batch
+    assert y.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="empty"):
+        time_first_collate([])
+    with pytest.raises(ValueError, match=r"\[T, F\]"):
+        time_first_collate([(torch.zeros(5), 0)])
+    with pytest.raises(ValueError, match="shape"):
+        time_first_collate([(torch.zeros(5, 3), 0), (torch.zeros(6, 3), 1)])
+
+
+def test_collate_feeds_a_dataloader():
+    from torch.utils.data import DataLoader
+
+    from spikerobust.datasets import SyntheticECG
+
+    loader = DataLoader(SyntheticECG(beats_per_class=10), batch_size=6, collate_fn=time_first_collate)
+    x, y = next(iter(loader))
+    assert x.shape == (100, 6, 2) and y.shape == (6,)
