@@ -1,0 +1,394 @@
+r"""Adversarial attack in weight space: the sign-PGA of SPEC §2 / §4, and a random perturbation of equal size.
+
+Starting from a random point near the clean parameters,
+
+.. math::
+    \theta^*_0 = \theta + \sigma_{init} |\theta| \odot R, \quad R \sim \mathcal{N}(0, I), \qquad
+    \zeta = (\epsilon |\theta| + \epsilon_c) / N_{steps},
+
+the attack takes ``N_steps`` signed gradient-ascent steps
+:math:`\theta^*_{t+1} = \theta^*_t + \zeta \odot \mathrm{sign}(\nabla_{\theta^*} L)` on an objective
+``L``. The steps keep every element inside the relative box
+:math:`|\theta^* - \theta^*_0| \le \epsilon|\theta| + \epsilon_c` (no further projection, as in the
+reference); parameters equal to zero are never moved when ``eps_c = 0``.
+
+Objectives (``logits_clean`` = f(X, θ), the target; ``logits_adv`` = f(X, θ*)):
+
+- ``"kl"``: KL(softmax f(X, θ) ‖ softmax f(X, θ*)), batch mean (the paper's L_rob);
+- ``"reverse_kl"``: KL(softmax f(X, θ*) ‖ softmax f(X, θ));
+- ``"js"``: Jensen-Shannon divergence, ½KL(p‖M) + ½KL(q‖M), M = (p + q)/2;
+- ``"l2"``: mean squared difference of the logits;
+- ``"ce"`` / ``"madry"``: cross-entropy of f(X, θ*) against the labels (needs ``y``).
+
+The model is never modified (:func:`torch.func.functional_call`); running statistics of
+normalisation layers are not updated by the attack's forward passes; the train/eval mode is
+restored.
+
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    >>> x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    >>> theta_star = attack_weights(model, x, y, epsilon=0.1, n_steps=5, sigma_init=0.0)
+    >>> w = model[0].weight
+    >>> bool(((theta_star["0.weight"] - w).abs() <= 0.1 * w.abs() * (1 + 1e-5)).all())
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable, Mapping, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from .mismatch import Data, as_batches, check_logits, model_mode, resolve_params
+
+__all__ = [
+    "OBJECTIVES",
+    "robustness_loss",
+    "AttackResult",
+    "pga_attack",
+    "attack_weights",
+    "random_perturbation",
+    "perturbed_accuracy",
+    "attacked_accuracy",
+    "functional_logits",
+]
+
+
+def _kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) from log-probabilities ``[B, C]``, mean over the batch."""
+    return (logp.exp() * (logp - logq)).sum(-1).mean()
+
+
+def _obj_kl(clean, adv, y):
+    return _kl(F.log_softmax(clean, -1), F.log_softmax(adv, -1))
+
+
+def _obj_reverse_kl(clean, adv, y):
+    return _kl(F.log_softmax(adv, -1), F.log_softmax(clean, -1))
+
+
+def _obj_js(clean, adv, y):
+    logp, logq = F.log_softmax(clean, -1), F.log_softmax(adv, -1)
+    logm = torch.logsumexp(torch.stack([logp, logq]), 0) - torch.log(torch.tensor(2.0, dtype=logp.dtype))
+    return 0.5 * _kl(logp, logm) + 0.5 * _kl(logq, logm)
+
+
+def _obj_l2(clean, adv, y):
+    return ((clean - adv) ** 2).mean()
+
+
+def _obj_ce(clean, adv, y):
+    if y is None:
+        raise ValueError("objective 'ce'/'madry' needs the labels y of shape [B]")
+    return F.cross_entropy(adv, y)
+
+
+#: name → ``loss(logits_clean, logits_adv, y)``.
+OBJECTIVES: Dict[str, Callable] = {
+    "kl": _obj_kl,
+    "reverse_kl": _obj_reverse_kl,
+    "js": _obj_js,
+    "l2": _obj_l2,
+    "ce": _obj_ce,
+    "madry": _obj_ce,
+}
+
+
+def robustness_loss(
+    objective: str,
+    logits_clean: Optional[torch.Tensor],
+    logits_adv: torch.Tensor,
+    y: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The objective ``objective`` between clean and perturbed logits (see the module docstring).
+
+    Shape:
+        logits ``[B, C]``, ``y`` ``[B]`` → scalar.
+
+    Examples:
+        >>> import torch
+        >>> a = torch.tensor([[1.0, 2.0, 0.5]])
+        >>> float(robustness_loss("kl", a, a))
+        0.0
+    """
+    try:
+        fn = OBJECTIVES[objective]
+    except KeyError:
+        raise ValueError(f"unknown objective {objective!r}; expected one of {sorted(OBJECTIVES)}") from None
+    return fn(logits_clean, logits_adv, y)
+
+
+def _check_attack_args(epsilon: float, n_steps: int, sigma_init: float, eps_c: float) -> None:
+    if not float(epsilon) >= 0:
+        raise ValueError(f"epsilon must be >= 0, got {epsilon}")
+    if int(n_steps) < 0:
+        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+    if not float(sigma_init) >= 0:
+        raise ValueError(f"sigma_init must be >= 0, got {sigma_init}")
+    if not float(eps_c) >= 0:
+        raise ValueError(f"eps_c must be >= 0, got {eps_c}")
+
+
+def _buffer_copies(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Copies of the buffers when some module is training (BatchNorm would update them in place)."""
+    if not any(m.training for m in model.modules()):
+        return {}
+    return {name: b.clone() for name, b in model.named_buffers()}
+
+
+def functional_logits(
+    model: nn.Module, x: torch.Tensor, params: Mapping[str, torch.Tensor], y: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Logits of ``model`` at ``params`` (a partial mapping) without updating running statistics."""
+    out = functional_call(model, {**_buffer_copies(model), **dict(params)}, (x,), strict=False)
+    if y is not None:
+        check_logits(out, y)
+    elif not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ValueError(f"the model must return logits of shape [B, C], got {getattr(out, 'shape', type(out))}")
+    return out
+
+
+class AttackResult(NamedTuple):
+    """Outcome of :func:`pga_attack`.
+
+    Attributes:
+        theta_star: name → the attacked tensor θ* (detached).
+        theta_start: name → the random start θ*_0 (detached).
+        noise: name → the standard normal draw ``R`` of the random start.
+        sign_sum: name → ``Σ_t sign(g_t)`` over the steps (for the diagonal Jacobian).
+        objective_start: the objective at θ*_0.
+        objective_end: the objective at the returned θ*.
+    """
+
+    theta_star: Dict[str, torch.Tensor]
+    theta_start: Dict[str, torch.Tensor]
+    noise: Dict[str, torch.Tensor]
+    sign_sum: Dict[str, torch.Tensor]
+    objective_start: float
+    objective_end: float
+
+
+def _randn(t: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    dev = generator.device if generator is not None else t.device
+    return torch.randn(t.shape, generator=generator, device=dev, dtype=t.dtype).to(t.device)
+
+
+def pga_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    params: Mapping[str, torch.Tensor],
+    *,
+    epsilon: float = 0.1,
+    n_steps: int = 10,
+    objective: str = "kl",
+    sigma_init: float = 1e-3,
+    eps_c: float = 0.0,
+    y: Optional[torch.Tensor] = None,
+    target_logits: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> AttackResult:
+    """Sign-PGA in weight space (SPEC §2), in the model's current train/eval mode.
+
+    Args:
+        model: any ``nn.Module`` returning logits ``[B, C]``.
+        x: a batch in the model's input layout.
+        params: name → the clean tensors θ to attack (the rest stays fixed).
+        epsilon: relative box size ε.
+        n_steps: number of sign steps ``N_steps``.
+        objective: one of :data:`OBJECTIVES`.
+        sigma_init: relative size of the random start.
+        eps_c: constant (absolute) term of the box.
+        y: labels ``[B]`` (needed for ``"ce"``/``"madry"``).
+        target_logits: f(X, θ) for the divergence objectives (computed when omitted); treated as
+            a constant during the attack.
+        generator: random generator for ``R``.
+
+    Returns:
+        :class:`AttackResult`.
+    """
+    _check_attack_args(epsilon, n_steps, sigma_init, eps_c)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; expected one of {sorted(OBJECTIVES)}")
+    theta = {n: p.detach() for n, p in params.items()}
+    if not theta:
+        raise ValueError("params: the parameter selection is empty")
+    if target_logits is None:
+        with torch.no_grad():
+            target_logits = functional_logits(model, x, theta, y)
+    target = target_logits.detach()
+    noise = {n: _randn(t, generator) for n, t in theta.items()}
+    start = {n: t + sigma_init * t.abs() * noise[n] for n, t in theta.items()}
+    zeta = {n: (epsilon * t.abs() + eps_c) / max(int(n_steps), 1) for n, t in theta.items()}
+    sign_sum = {n: torch.zeros_like(t) for n, t in theta.items()}
+    current = dict(start)
+    obj_start = obj = None
+    names = list(theta)
+    for _ in range(int(n_steps)):
+        leaves = {n: t.detach().requires_grad_(True) for n, t in current.items()}
+        with torch.enable_grad():
+            loss = robustness_loss(objective, target, functional_logits(model, x, leaves, y), y)
+            grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
+        if obj_start is None:
+            obj_start = float(loss.detach())
+        for n, g in zip(names, grads):
+            if g is None:
+                continue
+            s = torch.sign(g)
+            sign_sum[n] += s
+            current[n] = current[n] + zeta[n] * s
+    with torch.no_grad():
+        obj = float(robustness_loss(objective, target, functional_logits(model, x, current, y), y))
+    if obj_start is None:
+        obj_start = obj
+    return AttackResult(
+        {n: t.detach() for n, t in current.items()}, start, noise, sign_sum, obj_start, obj
+    )
+
+
+def attack_weights(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: Optional[torch.Tensor] = None,
+    *,
+    epsilon: float = 0.1,
+    n_steps: int = 10,
+    objective: str = "ce",
+    sigma_init: float = 1e-3,
+    eps_c: float = 0.0,
+    params: Optional[Mapping[str, torch.Tensor]] = None,
+    include: Optional[Iterable[str]] = None,
+    exclude: Optional[Iterable[str]] = None,
+    generator: Optional[torch.Generator] = None,
+    train_mode: bool = False,
+) -> Dict[str, torch.Tensor]:
+    """Worst-case parameters θ* for the batch ``(x, y)``: the test-time attack of SPEC §4.
+
+    Runs in eval mode (``train_mode=False``) and restores the model's mode.
+
+    Args:
+        model, x, y: the model and a batch; ``y`` is needed for ``"ce"``/``"madry"``.
+        epsilon, n_steps, objective, sigma_init, eps_c: as in :func:`pga_attack`.
+        params: explicit selection (default :func:`select_parameters` with ``include``/``exclude``).
+        generator: random generator for the start.
+        train_mode: run the attack with the model in training mode instead.
+
+    Returns:
+        name → θ* (detached); pass it to ``functional_call`` or :func:`perturbed_accuracy`.
+    """
+    selected = resolve_params(model, params, include, exclude)
+    with model_mode(model, train_mode):
+        res = pga_attack(
+            model, x, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,
+            sigma_init=sigma_init, eps_c=eps_c, y=y, generator=generator,
+        )
+    return res.theta_star
+
+
+def random_perturbation(
+    params: Mapping[str, torch.Tensor],
+    epsilon: float,
+    eps_c: float = 0.0,
+    *,
+    mode: str = "corner",
+    generator: Optional[torch.Generator] = None,
+) -> Dict[str, torch.Tensor]:
+    """A random point of the attack's box ``|θ' − θ| ≤ ε|θ| + ε_c``, for comparison with the attack.
+
+    Args:
+        params: name → clean tensor θ.
+        epsilon, eps_c: the box, as for the attack.
+        mode: ``"corner"`` (default): every element moves by exactly ``±(ε|θ| + ε_c)`` with a
+            random sign: a random vertex of the box, the same size (every norm) as a sign-PGA
+            whose steps all agree. ``"uniform"``: every element moves by ``U(−1, 1)·(ε|θ| + ε_c)``,
+            a uniform point inside the box.
+        generator: random generator.
+
+    Returns:
+        name → perturbed tensor (detached).
+    """
+    if mode not in ("corner", "uniform"):
+        raise ValueError(f"mode must be 'corner' or 'uniform', got {mode!r}")
+    _check_attack_args(epsilon, 0, 0.0, eps_c)
+    out = {}
+    for n, p in params.items():
+        p = p.detach()
+        dev = generator.device if generator is not None else p.device
+        u = torch.rand(p.shape, generator=generator, device=dev, dtype=p.dtype).to(p.device)
+        direction = torch.where(u < 0.5, -1.0, 1.0).to(p.dtype) if mode == "corner" else 2.0 * u - 1.0
+        out[n] = p + (epsilon * p.abs() + eps_c) * direction
+    return out
+
+
+def perturbed_accuracy(model: nn.Module, data: Data, theta: Mapping[str, torch.Tensor]) -> float:
+    """Accuracy of ``model`` at parameters ``theta`` (partial mapping) on ``data``, in eval mode."""
+    correct = total = 0
+    with model_mode(model, False), torch.no_grad():
+        for x, y in as_batches(data):
+            out = check_logits(functional_call(model, dict(theta), (x,), strict=False), y)
+            correct += int((out.argmax(-1) == y.to(out.device)).sum())
+            total += int(y.shape[0])
+    return correct / total
+
+
+def attacked_accuracy(
+    model: nn.Module,
+    data: Data,
+    epsilon: float,
+    *,
+    n_steps: int = 10,
+    objective: str = "ce",
+    attack: str = "pga",
+    random_mode: str = "corner",
+    sigma_init: float = 1e-3,
+    eps_c: float = 0.0,
+    params: Optional[Mapping[str, torch.Tensor]] = None,
+    include: Optional[Iterable[str]] = None,
+    exclude: Optional[Iterable[str]] = None,
+    seed: int = 0,
+    generator: Optional[torch.Generator] = None,
+    progress: bool = True,
+) -> float:
+    """Test accuracy under the weight attack (or a random perturbation of equal size), SPEC §4.
+
+    Each batch of ``data`` gets its own attacked parameters θ* (computed on that batch, eval
+    mode), and is then classified at θ*; pass the whole test set as one batch for a single θ*.
+
+    Args:
+        model: any ``nn.Module`` returning logits ``[B, C]``.
+        data: ``(x, y)`` or an iterable of batches (the test set).
+        epsilon: relative size ζ of the box (0 gives the clean accuracy up to the random start).
+        n_steps, objective, sigma_init, eps_c: attack settings (:func:`pga_attack`).
+        attack: ``"pga"`` or ``"random"`` (:func:`random_perturbation` with ``random_mode``).
+        params, include, exclude: the attacked parameters.
+        seed, generator: randomness of the starts / random points.
+        progress: tqdm bar over batches.
+
+    Returns:
+        accuracy in ``[0, 1]``.
+    """
+    if attack not in ("pga", "random"):
+        raise ValueError(f"attack must be 'pga' or 'random', got {attack!r}")
+    selected = resolve_params(model, params, include, exclude)
+    if generator is None:
+        generator = torch.Generator().manual_seed(int(seed))
+    correct = total = 0
+    with model_mode(model, False):
+        for x, y in tqdm(as_batches(data), desc=f"{attack} eps={epsilon:g}", disable=not progress):
+            if attack == "pga":
+                theta = pga_attack(
+                    model, x, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,
+                    sigma_init=sigma_init, eps_c=eps_c, y=y, generator=generator,
+                ).theta_star
+            else:
+                theta = random_perturbation(selected, epsilon, eps_c, mode=random_mode, generator=generator)
+            with torch.no_grad():
+                out = check_logits(functional_call(model, theta, (x,), strict=False), y)
+            correct += int((out.argmax(-1) == y.to(out.device)).sum())
+            total += int(y.shape[0])
+    return correct / total
