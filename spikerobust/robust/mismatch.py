@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -220,6 +220,7 @@ def evaluate_stacked(
     chunk_size: Optional[int] = 10,
     vectorize: Union[bool, str] = "auto",
     with_loss: bool = False,
+    loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """Evaluate ``model`` at ``K`` stacked parameter sets on every batch (no grad, current mode).
 
@@ -230,18 +231,19 @@ def evaluate_stacked(
         chunk_size: parameter sets per vmapped call (memory bound); ``None``: all ``K`` at once.
         vectorize: ``True`` (vmap, errors propagate), ``False`` (plain loop) or ``"auto"`` (vmap,
             falling back to the loop with a logged warning when the model cannot be vmapped).
-        with_loss: also sum the cross-entropy per parameter set.
+        with_loss: also sum a per-sample loss per parameter set.
+        loss_fn: ``(logits [B, C], y [B]) -> per-sample loss [B]`` (default: cross-entropy).
 
     Returns:
-        ``(correct [K], ce_sum [K], n_samples)``; ``ce_sum`` is zeros unless ``with_loss``.
+        ``(correct [K], loss_sum [K], n_samples)``; ``loss_sum`` is zeros unless ``with_loss``.
     """
     correct, ce, n, _ = _evaluate_stacked(
-        model, batches, stacked, chunk_size=chunk_size, vectorize=vectorize, with_loss=with_loss
+        model, batches, stacked, chunk_size=chunk_size, vectorize=vectorize, with_loss=with_loss, loss_fn=loss_fn
     )
     return correct, ce, n
 
 
-def _evaluate_stacked(model, batches, stacked, *, chunk_size, vectorize, with_loss):
+def _evaluate_stacked(model, batches, stacked, *, chunk_size, vectorize, with_loss, loss_fn=None):
     names = list(stacked)
     k_total = stacked[names[0]].shape[0]
     chunk = k_total if chunk_size is None else max(1, int(chunk_size))
@@ -274,9 +276,12 @@ def _evaluate_stacked(model, batches, stacked, *, chunk_size, vectorize, with_lo
                 yy = y.to(out.device)
                 correct[start : start + kk] += (out.argmax(-1) == yy).sum(-1)
                 if with_loss:
-                    c = out.shape[-1]
-                    losses = F.cross_entropy(out.reshape(-1, c).double(), yy.repeat(kk), reduction="none")
-                    ce[start : start + kk] += losses.view(kk, -1).sum(-1)
+                    if loss_fn is None:
+                        c = out.shape[-1]
+                        losses = F.cross_entropy(out.reshape(-1, c).double(), yy.repeat(kk), reduction="none")
+                        ce[start : start + kk] += losses.view(kk, -1).sum(-1)
+                    else:
+                        ce[start : start + kk] += torch.stack([loss_fn(o, yy).double().sum() for o in out])
     return correct, ce, n, use_vmap
 
 
