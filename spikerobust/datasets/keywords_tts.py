@@ -108,31 +108,72 @@ class EspeakEngine:
         self._lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
         self.version = (self._lib.espeak_Info(ctypes.byref(info)) or b"?").decode()
         self.source = source
+        self._warned = False
 
     def _collect(self, wav, n, events) -> int:
         if n > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         return 0
 
+    def _synth_here(self, text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        self._lib.espeak_SetParameter(_ESPEAK_RATE, int(rate), 0)
+        self._lib.espeak_SetParameter(_ESPEAK_PITCH, int(pitch), 0)
+        self._chunks = []
+        buf = ctypes.create_string_buffer(text.encode("utf-8"))
+        self._lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, 0, None, None)
+        self._lib.espeak_Synchronize()
+        chunks, self._chunks = self._chunks, []
+        if not chunks:
+            raise ValueError(f"espeak-ng produced no audio for {text!r} with voice {voice!r}")
+        return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+    def _synth_forked(self, text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: synthesize from the pristine engine state, send, exit at once
+            os.close(read_fd)
+            code = 0
+            try:
+                try:
+                    payload = b"0" + self._synth_here(text, voice, rate, pitch).tobytes()
+                except BaseException as exc:  # reported to the parent as a ValueError
+                    payload = b"1" + str(exc).encode("utf-8", "replace")
+                with os.fdopen(write_fd, "wb") as fh:
+                    fh.write(payload)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as fh:
+            payload = fh.read()
+        _, status = os.waitpid(pid, 0)
+        if not payload or status != 0:
+            raise RuntimeError(f"espeak-ng child process failed (status {status}) for {text!r}")
+        if payload[:1] == b"1":
+            raise ValueError(payload[1:].decode("utf-8", "replace"))
+        return np.frombuffer(payload[1:], dtype=np.float32).copy()
+
     def synthesize(self, text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50) -> np.ndarray:
         """Speak ``text``; returns float32 samples in [-1, 1] at :attr:`sample_rate`.
+
+        espeak-ng keeps internal state from one utterance to the next, so the same call twice in
+        one process gives slightly different audio. Where ``os.fork`` exists each utterance is
+        therefore synthesized in a forked child from the engine's untouched initial state, which
+        makes the output a pure function of the arguments (about 40 ms per call). Elsewhere it is
+        synthesized in-process (not bit-reproducible; logged once).
 
         Raises:
             ValueError: for an unknown voice or if nothing was synthesized.
         """
         with self._lock:
-            if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise ValueError(f"espeak-ng has no voice {voice!r}")
-            self._lib.espeak_SetParameter(_ESPEAK_RATE, int(rate), 0)
-            self._lib.espeak_SetParameter(_ESPEAK_PITCH, int(pitch), 0)
-            self._chunks = []
-            buf = ctypes.create_string_buffer(text.encode("utf-8"))
-            self._lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, 0, None, None)
-            self._lib.espeak_Synchronize()
-            chunks, self._chunks = self._chunks, []
-        if not chunks:
-            raise ValueError(f"espeak-ng produced no audio for {text!r} with voice {voice!r}")
-        return (np.concatenate(chunks).astype(np.float32) / 32768.0)
+            if hasattr(os, "fork"):
+                return self._synth_forked(text, voice, rate, pitch)
+            if not self._warned:
+                logger.warning("os.fork unavailable: espeak-ng output is not bit-reproducible here")
+                self._warned = True
+            return self._synth_here(text, voice, rate, pitch)
 
 
 _ENGINE: Optional[EspeakEngine] = None
