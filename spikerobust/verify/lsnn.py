@@ -22,7 +22,9 @@ The refractory indicator ``1[r <= 0]`` is certain when ``r_hi <= 0`` and impossi
 Each parameter is used at every step as if it could take a different value in its box each
 time; this over-approximates (and so stays sound for) the fixed-parameter network. The bounds
 are exact in real arithmetic; computed in floating point they carry rounding errors of the
-order of the dtype's epsilon, so certify in float64 (``dtype=torch.float64``).
+order of the dtype's epsilon, so certify in float64 (``dtype=torch.float64``). The certificate is
+about the network in exact arithmetic; a float32 implementation of it adds its own rounding
+(about 1e-7 relative), which matters only for ζ of that order.
 
 With ``ζ = 0`` every bound equals the plain forward pass bit for bit (same operations in the
 same order) and no spike is uncertain.

@@ -11,6 +11,7 @@ from torch.func import functional_call
 from spikerobust.verify import is_verified, logit_bounds, sequential_interval, verified_accuracy
 
 D = torch.float64
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same.:UserWarning")
 
 
 def small_cnn(seed):
