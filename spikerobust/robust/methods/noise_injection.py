@@ -1,0 +1,167 @@
+"""Hardware-aware training by weight-noise injection, optionally with the robust loss (SPEC §3, §6).
+
+Each step draws fresh Gaussian noise and evaluates the task loss at the noisy weights via
+``torch.func.functional_call``; the noise is a constant (no gradient), so the gradient is applied
+to the clean θ. Two noise scales:
+
+* ``mode="relative"``: ``θ + η·|θ| ⊙ N(0, 1)`` (the forward noise of SPEC §3, per weight);
+* ``mode="layer_range"``: ``θ + η·max|θ_layer| · N(0, 1)`` (one std per parameter tensor, the
+  additive noise used for PCM training, where device noise scales with the layer's mapped range).
+
+With ``beta > 0`` the robust loss of SPEC §2 is added (``L_rob`` at the clean θ, attack of
+``n_steps`` sign steps, default 3 as in the paper's PCM runs) through
+:func:`spikerobust.robust.adversarial.robust_loss_backward`, which accumulates ``β·∇L_rob`` into
+``.grad``. After the optimiser step, weights can be clipped to ``±clip_sigma·std`` of their own
+tensor (SPEC §6: 2σ); the clip is applied to every selected tensor with ≥ 2 dimensions (weight
+matrices and kernels), not to biases.
+
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> from spikerobust.robust.methods import get_method
+    >>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> method = get_method("noise_injection", eta=0.1, mode="layer_range", clip_sigma=2.0, seed=0)
+    >>> sorted(method.step(model, torch.randn(16, 4), torch.randint(0, 3, (16,)), opt))
+    ['loss']
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Mapping, Optional
+
+import torch
+
+from ..params import select_parameters
+from .base import TrainingMethod, register_method, task_loss
+
+__all__ = ["NoiseInjection", "inject_noise", "clip_to_sigma"]
+
+MODES = ("relative", "layer_range")
+
+
+def inject_noise(
+    params: Mapping[str, torch.Tensor],
+    eta: float,
+    mode: str = "relative",
+    generator: Optional[torch.Generator] = None,
+) -> Dict[str, torch.Tensor]:
+    """Noisy copies ``θ + stopgrad(noise)`` of ``params`` (gradients still flow to θ).
+
+    Args:
+        params: name → tensor.
+        eta: relative noise size η.
+        mode: ``"relative"`` (std ``η·|θ|`` per element) or ``"layer_range"`` (std ``η·max|θ|`` per tensor).
+        generator: random generator.
+
+    Raises:
+        ValueError: unknown mode or negative η.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not float(eta) >= 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    out = {}
+    for name, p in params.items():
+        with torch.no_grad():
+            n = torch.randn(p.shape, dtype=p.dtype, device=p.device, generator=generator)
+            std = p.abs() if mode == "relative" else p.abs().max()
+            noise = float(eta) * std * n
+        out[name] = p + noise
+    return out
+
+
+@torch.no_grad()
+def clip_to_sigma(params: Mapping[str, torch.Tensor], clip_sigma: float) -> None:
+    """Clip every tensor with ≥ 2 dims in place to ``±clip_sigma·std`` of itself (population std)."""
+    for p in params.values():
+        if p.dim() >= 2 and p.numel() > 1:
+            c = float(clip_sigma) * p.std(unbiased=False)
+            p.copy_(torch.maximum(torch.minimum(p, c), -c))
+
+
+@register_method("noise_injection")
+class NoiseInjection(TrainingMethod):
+    """Noise-injection training step, optionally plus ``β·L_rob`` and weight clipping.
+
+    Args:
+        eta: noise size η (relative to |θ| or to the layer's max |θ|).
+        mode: ``"relative"`` or ``"layer_range"``.
+        beta: weight of the robust loss (0: noise injection alone).
+        n_steps, epsilon, sigma_init, objective: the attack of the robust loss (SPEC §2; 3 steps
+            for the PCM experiments).
+        clip_sigma: after each step clip weight tensors to ±clip_sigma·std (``None``: off; SPEC §6: 2).
+        include, exclude: glob patterns of the noisy/attacked parameters (default: all trainable
+            tensors except normalisation layers).
+        seed: seed of the noise and attack start (``None``: global RNG).
+
+    Metrics of :meth:`step`: ``loss`` (task loss at the noisy weights); with ``beta > 0`` also
+    ``loss_clean`` (task loss at θ, from the forward pass that is the robust loss's target) and
+    ``loss_rob``.
+    """
+
+    def __init__(
+        self,
+        eta: float = 0.1,
+        mode: str = "relative",
+        beta: float = 0.0,
+        n_steps: int = 3,
+        epsilon: float = 0.1,
+        sigma_init: float = 1e-3,
+        objective: str = "kl",
+        clip_sigma: Optional[float] = None,
+        include: Optional[Iterable[str]] = None,
+        exclude: Optional[Iterable[str]] = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if not float(eta) >= 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        if not float(beta) >= 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        if clip_sigma is not None and not float(clip_sigma) > 0:
+            raise ValueError(f"clip_sigma must be > 0 or None, got {clip_sigma}")
+        self.eta = float(eta)
+        self.mode = mode
+        self.beta = float(beta)
+        self.n_steps = int(n_steps)
+        self.epsilon = float(epsilon)
+        self.sigma_init = float(sigma_init)
+        self.objective = objective
+        self.clip_sigma = None if clip_sigma is None else float(clip_sigma)
+        self.include = list(include) if include is not None else None
+        self.exclude = list(exclude) if exclude is not None else None
+        self.seed = seed
+        self._generator: Optional[torch.Generator] = None
+
+    def _gen(self, device: torch.device) -> Optional[torch.Generator]:
+        if self.seed is None:
+            return None
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(int(self.seed))
+        return self._generator
+
+    def step(self, model, x, y, optimizer):
+        optimizer.zero_grad(set_to_none=True)
+        params = select_parameters(model, self.include, self.exclude)
+        gen = self._gen(next(iter(params.values())).device)
+        noisy = inject_noise(params, self.eta, self.mode, gen)
+        loss, _ = task_loss(model, x, y, params=noisy)
+        metrics = {"loss": float(loss.detach())}
+        if self.beta > 0:
+            from ..adversarial import robust_loss_backward
+
+            clean_loss, clean_logits = task_loss(model, x, y)
+            metrics["loss_rob"] = robust_loss_backward(
+                model, x, beta=self.beta, n_steps=self.n_steps, epsilon=self.epsilon,
+                sigma_init=self.sigma_init, objective=self.objective, params=params, generator=gen, y=y,
+                target_logits=clean_logits, natural_loss=loss,
+            )
+            metrics["loss_clean"] = float(clean_loss.detach())
+        else:
+            loss.backward()
+        optimizer.step()
+        if self.clip_sigma is not None:
+            clip_to_sigma(params, self.clip_sigma)
+        return metrics
