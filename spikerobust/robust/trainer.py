@@ -1,0 +1,294 @@
+"""The training loop shared by every method: epochs, learning-rate schedule, best-validation
+model selection, periodic attacked validation, atomic checkpoints and resume.
+
+:func:`fit` runs ``method.step(model, x, y, optimizer)`` (any registered
+:class:`~spikerobust.robust.methods.TrainingMethod`) over the training batches for each epoch,
+steps the scheduler once per epoch, measures the clean validation accuracy (and, every
+``attack_every`` epochs, the accuracy under the weight attack of
+:func:`~spikerobust.robust.attacks.attacked_accuracy`), keeps a copy of the state dict of the
+best clean-validation epoch (the paper's model selection, SPEC §1) and writes
+``checkpoint_dir/last.pt`` after every epoch.
+
+The checkpoint holds the model, optimiser, scheduler and method states, every global RNG state
+(and the training loader's generator, if it has one), the epoch count, the best state and the
+history: tensors and primitives only, loaded with ``torch.load(weights_only=True)``
+(:mod:`spikerobust.robust.checkpoint`). It is written to a temporary file and renamed, so an
+interrupted run restarts from its last finished epoch and, with ``resume=True``, continues with
+the very same random draws and data order as an uninterrupted run (bit-identical parameters on
+the same machine and library versions).
+
+A NaN or infinite training loss (or non-finite parameters at the end of an epoch) stops the run
+with :class:`NonFiniteLossError`, whose message names the epoch, the step and the last good
+checkpoint.
+
+Data: the loaders yield ``(x, y)`` with ``x`` time-first ``[T, B, F]`` for an LSNN or images
+``[B, C, H, W]`` for a CNN, and integer labels ``y [B]``; batches are moved to the model's device.
+
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    >>> batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    >>> res = fit(model, "standard", batches, batches, epochs=2, lr=1e-2, milestones=[1], progress=False)
+    >>> [h["epoch"] for h in res.history], res.history[1]["lr"]
+    ([1, 2], 0.001)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .methods import TrainingMethod, get_method
+
+__all__ = ["fit", "FitResult", "NonFiniteLossError", "evaluate_accuracy", "unwrap_model", "CHECKPOINT_NAME"]
+
+logger = logging.getLogger(__name__)
+
+#: File name of the rolling checkpoint inside ``checkpoint_dir``.
+CHECKPOINT_NAME = "last.pt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss or parameters; the message names where and what to resume from."""
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`.
+
+    Attributes:
+        history: one dict per epoch: ``epoch`` (1-based), ``train_loss`` (mean of the methods'
+            ``"loss"``), ``val_accuracy``, ``attacked_accuracy`` (or ``None``), ``lr``.
+        best_epoch: 1-based epoch with the best clean validation accuracy (the last epoch
+            when there is no validation data).
+        best_val_accuracy: its accuracy (``nan`` without validation data).
+        best_state: a copy of the model's state dict at ``best_epoch``.
+        checkpoint_path: ``checkpoint_dir/last.pt`` or ``None``.
+    """
+
+    history: List[Dict[str, Any]]
+    best_epoch: int
+    best_val_accuracy: float
+    best_state: Dict[str, torch.Tensor] = field(repr=False)
+    checkpoint_path: Optional[Path] = None
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The user's module inside a ``DistributedDataParallel``/``DataParallel`` wrapper (else itself)."""
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
+
+
+def _device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def evaluate_accuracy(model: nn.Module, data: Iterable[Tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Clean accuracy over ``(x, y)`` batches, in eval mode without gradients (mode restored)."""
+    was = [(m, m.training) for m in model.modules()]
+    model.eval()
+    dev = _device(model)
+    correct = total = 0
+    try:
+        with torch.no_grad():
+            for x, y in data:
+                out = model(x.to(dev))
+                correct += int((out.argmax(-1) == y.to(dev)).sum())
+                total += int(y.shape[0])
+    finally:
+        for m, t in was:
+            m.training = t
+    if total == 0:
+        raise ValueError("evaluate_accuracy: the data holds no sample")
+    return correct / total
+
+
+def _is_main_process() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+
+
+def _loader_generator(loader) -> Optional[torch.Generator]:
+    g = getattr(loader, "generator", None)
+    return g if isinstance(g, torch.Generator) else None
+
+
+def _params_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def fit(
+    model: nn.Module,
+    method: Union[str, TrainingMethod],
+    train_loader: Iterable[Tuple[torch.Tensor, torch.Tensor]],
+    val_loader: Optional[Iterable[Tuple[torch.Tensor, torch.Tensor]]] = None,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    milestones: Sequence[int] = (),
+    lr_gamma: float = 0.1,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    scheduler: Optional[Any] = None,
+    checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
+    resume: bool = True,
+    attack_every: int = 0,
+    attack_kwargs: Optional[Mapping[str, Any]] = None,
+    seed: Optional[int] = None,
+    restore_best: bool = True,
+    progress: bool = True,
+) -> FitResult:
+    """Train ``model`` with ``method`` for ``epochs`` epochs (see the module docstring).
+
+    Args:
+        model: any ``nn.Module`` returning logits ``[B, C]`` (possibly DDP-wrapped, see
+            :mod:`spikerobust.robust.distributed`).
+        method: a :class:`TrainingMethod` or a registered name (default hyper-parameters).
+        train_loader: iterable of ``(x, y)`` batches, re-iterated every epoch (a ``DataLoader``;
+            its ``sampler.set_epoch`` is called when present).
+        val_loader: validation batches for model selection (``None``: keep the last epoch).
+        epochs: total number of epochs (a resumed run trains only the missing ones).
+        lr, milestones, lr_gamma: default optimiser Adam(lr) with ``MultiStepLR(milestones,
+            lr_gamma)`` stepped per epoch; e.g. the reference ECG schedule is ``epochs=200,
+            lr=1e-3, milestones=[150]`` (1e-3 then 1e-4).
+        optimizer, scheduler: your own instead (the scheduler needs ``step()`` and
+            ``state_dict()``; it is stepped once per epoch).
+        checkpoint_dir: folder for ``last.pt`` (``None``: no checkpoints).
+        resume: continue from ``checkpoint_dir/last.pt`` when it exists.
+        attack_every: every k epochs, also measure the validation accuracy under the weight
+            attack (0: never); ``attack_kwargs`` go to
+            :func:`~spikerobust.robust.attacks.attacked_accuracy` (default ``epsilon=0.1``).
+        seed: seeds Python, NumPy and torch at a fresh start (a resumed run restores the saved
+            RNG states instead).
+        restore_best: load the best epoch's state into ``model`` at the end.
+        progress: tqdm bars over epochs and batches.
+
+    Returns:
+        :class:`FitResult`.
+
+    Raises:
+        ValueError: ``epochs < 1`` or an unknown method name.
+        NonFiniteLossError: a NaN/inf loss or parameters.
+    """
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if isinstance(method, str):
+        method = get_method(method)
+    inner = unwrap_model(model)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=float(lr))
+    if scheduler is None:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), float(lr_gamma))
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    dev = _device(inner)
+    history: List[Dict[str, Any]] = []
+    best_epoch, best_acc, best_state = 0, -math.inf, {}
+    start_epoch = 0
+    last_good: Optional[Path] = None
+    if ckpt_path is not None and resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path, map_location=dev)
+        inner.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        if hasattr(method, "load_state_dict"):
+            method.load_state_dict(ckpt.get("method", {}))
+        set_rng_state(ckpt["rng"])
+        g = _loader_generator(train_loader)
+        if g is not None and ckpt.get("loader_generator") is not None:
+            g.set_state(ckpt["loader_generator"].cpu())
+        history = list(ckpt["history"])
+        best = ckpt["best"]
+        best_epoch, best_acc, best_state = int(best["epoch"]), float(best["accuracy"]), dict(best["state"])
+        start_epoch = int(ckpt["epoch"])
+        last_good = ckpt_path
+        logger.info("resumed from %s after epoch %d", ckpt_path, start_epoch)
+    elif seed is not None:
+        random.seed(int(seed))
+        np.random.seed(int(seed) % 2**32)
+        torch.manual_seed(int(seed))
+
+    epoch_bar = tqdm(range(start_epoch, int(epochs)), desc=f"{getattr(method, 'name', 'train')}",
+                     disable=not progress, initial=start_epoch, total=int(epochs))
+    for epoch in epoch_bar:
+        sampler = getattr(train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        model.train()
+        losses = []
+        step = -1
+        for step, (x, y) in enumerate(tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)):
+            metrics = method.step(model, x.to(dev), y.to(dev), optimizer)
+            loss = float(metrics["loss"])
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {step + 1}; "
+                    f"last good checkpoint: {last_good if last_good is not None else 'none written yet'}"
+                )
+            losses.append(loss)
+        if step < 0:
+            raise ValueError("train_loader yielded no batch")
+        if not _params_finite(inner):
+            raise NonFiniteLossError(
+                f"non-finite parameters after epoch {epoch + 1}, step {step + 1}; "
+                f"last good checkpoint: {last_good if last_good is not None else 'none written yet'}"
+            )
+        scheduler.step()
+        val_acc = evaluate_accuracy(inner, val_loader) if val_loader is not None else math.nan
+        attacked = None
+        if attack_every and val_loader is not None and (epoch + 1) % int(attack_every) == 0:
+            from .attacks import attacked_accuracy
+
+            kw = {"epsilon": 0.1, "progress": False, **dict(attack_kwargs or {})}
+            attacked = attacked_accuracy(inner, val_loader, **kw)
+        score = val_acc if val_loader is not None else float(epoch)
+        if score > best_acc:
+            best_epoch, best_acc = epoch + 1, score
+            best_state = {k: v.detach().clone() for k, v in inner.state_dict().items()}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(np.mean(losses)),
+            "val_accuracy": val_acc,
+            "attacked_accuracy": attacked,
+            "lr": float(optimizer.param_groups[0]["lr"]),
+        }
+        history.append(row)
+        logger.info("epoch %d: %s", epoch + 1, row)
+        epoch_bar.set_postfix(loss=row["train_loss"], val=val_acc)
+        if ckpt_path is not None and _is_main_process():
+            g = _loader_generator(train_loader)
+            state = {
+                "format": 1,
+                "epoch": epoch + 1,
+                "method_name": str(getattr(method, "name", type(method).__name__)),
+                "model": inner.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if hasattr(scheduler, "state_dict") else None,
+                "method": method.state_dict() if hasattr(method, "state_dict") else {},
+                "rng": rng_state(),
+                "loader_generator": g.get_state() if g is not None else None,
+                "history": history,
+                "best": {"epoch": best_epoch, "accuracy": float(best_acc), "state": best_state},
+            }
+            save_checkpoint(ckpt_path, state)
+            last_good = ckpt_path
+    if not best_state:
+        best_state = {k: v.detach().clone() for k, v in inner.state_dict().items()}
+    if restore_best:
+        inner.load_state_dict(best_state)
+    best_val = best_acc if val_loader is not None else math.nan
+    return FitResult(history, best_epoch, float(best_val), best_state, ckpt_path)
