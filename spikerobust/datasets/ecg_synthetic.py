@@ -13,7 +13,8 @@ jitter), per-beat amplitude/width jitter, white noise and baseline wander. They 
 pass through the *same* :func:`~spikerobust.datasets.ecg.extract_beats` as MIT-BIH, so samples
 are ``[100, 2]`` float32, z-scored per lead and centred on the main peak of lead 0.
 
-Nothing is cached: generation takes about a second and is reproducible from ``seed``.
+The generated beats are cached like the real datasets (keyed by every setting), so the three
+splits of one configuration are generated once.
 
 Examples:
     >>> ds = SyntheticECG(split="train", beats_per_class=50, seed=0)
@@ -29,9 +30,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ._base import ArrayDataset, check_split, stratified_split_indices
+from .cache import cache_file, load_arrays, save_arrays, settings_hash
 from .ecg import extract_beats
 
 __all__ = ["SYNTHETIC_MORPHOLOGY", "synthetic_ecg_strip", "SyntheticECG"]
+
+_VERSION = 1
 
 # (centre [s from the R peak], amplitude lead 0 [mV], amplitude lead 1 [mV], width sigma [s])
 Wave = Tuple[float, float, float, float]
@@ -128,6 +132,7 @@ class SyntheticECG(ArrayDataset):
         seed: seed of everything.
         noise_std, wander_amp: noise levels in mV (see :func:`synthetic_ecg_strip`).
         window, downsample, crop_source: as for :class:`~spikerobust.datasets.ecg.MITBIH`.
+        cache_dir, use_cache: see :mod:`spikerobust.datasets.cache`.
 
     Shape:
         each sample ``x``: ``[window, 2]``.
@@ -151,6 +156,8 @@ class SyntheticECG(ArrayDataset):
         window: int = 100,
         downsample: int = 2,
         crop_source: str = "record",
+        cache_dir=None,
+        use_cache: bool = True,
     ) -> None:
         super().__init__(transform)
         self.split = check_split(split, self.SPLITS)
@@ -158,6 +165,28 @@ class SyntheticECG(ArrayDataset):
             raise ValueError(f"beats_per_class must be >= 1 and beats_per_strip >= 4, got "
                              f"{beats_per_class}, {beats_per_strip}")
         self.classes = ("N", "L", "R", "V")
+        settings = dict(version=_VERSION, beats_per_class=beats_per_class, beats_per_strip=beats_per_strip,
+                        seed=seed, noise_std=noise_std, wander_amp=wander_amp, window=window,
+                        downsample=downsample, crop_source=crop_source)
+        path = cache_file("synthetic_ecg", settings_hash(settings), cache_dir)
+        arrays = load_arrays(path) if use_cache else None
+        if arrays is None:
+            arrays = self._generate(beats_per_class, beats_per_strip, seed, noise_std, wander_amp,
+                                    window, downsample, crop_source)
+            if use_cache:
+                save_arrays(path, arrays)
+        self.cache_path = path
+        x_all, y_all = arrays["x"], arrays["y"]
+        if self.split == "all":
+            idx = np.arange(len(y_all))
+        else:
+            parts = dict(zip(("train", "val", "test"), stratified_split_indices(y_all, fractions, seed)))
+            idx = parts[self.split]
+        idx = idx[np.random.default_rng(seed + 1).permutation(len(idx))]
+        self.data, self.targets = x_all[idx], y_all[idx]
+
+    def _generate(self, beats_per_class, beats_per_strip, seed, noise_std, wander_amp, window, downsample,
+                  crop_source):
         rng = np.random.default_rng(seed)
         xs, ys = [], []
         counts = np.zeros(4, dtype=np.int64)
@@ -183,14 +212,7 @@ class SyntheticECG(ArrayDataset):
         keep = np.sort(np.concatenate([
             rng.choice(np.flatnonzero(y_all == c), size=beats_per_class, replace=False) for c in range(4)
         ]))
-        x_all, y_all = x_all[keep], y_all[keep]
-        if self.split == "all":
-            idx = np.arange(len(y_all))
-        else:
-            parts = dict(zip(("train", "val", "test"), stratified_split_indices(y_all, fractions, seed)))
-            idx = parts[self.split]
-        idx = idx[np.random.default_rng(seed + 1).permutation(len(idx))]
-        self.data, self.targets = x_all[idx], y_all[idx]
+        return {"x": x_all[keep], "y": y_all[keep]}
 
     def __repr__(self) -> str:
         return "Synthetic" + super().__repr__()[len("Synthetic"):] + "  # synthetic beats, not recordings"

@@ -51,8 +51,9 @@ class FSDDFile(NamedTuple):
 
 
 def _recordings_dir(root: Path) -> Path:
-    if (root / "recordings").is_dir():
-        return root / "recordings"
+    for candidate in (root / "recordings", root / "free-spoken-digit-dataset-1.0.10" / "recordings"):
+        if candidate.is_dir():
+            return candidate
     return root
 
 
@@ -126,7 +127,8 @@ class FSDD(ArrayDataset):
         self.features = features if features is not None else SpeechFeatures(align="center")
         base = cache_root(cache_dir)
         self.root = Path(root) if root is not None else base / "free-spoken-digit-dataset-1.0.10"
-        if download and not _recordings_dir(self.root).is_dir():
+        if download and not any(_recordings_dir(self.root).glob("*.wav")):
+            # the archive unpacks to free-spoken-digit-dataset-1.0.10/recordings
             download_and_extract(FSDD_URL, self.root.parent if root is None else self.root)
         self.files = fsdd_files(self.root, self.split)
         self.classes = tuple(str(d) for d in range(10))

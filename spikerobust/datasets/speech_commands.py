@@ -154,7 +154,9 @@ class SpeechCommands(ArrayDataset):
         self.classes = ("silence", "unknown") + self.words
         self.augment = (self.split == "train") if augment is None else bool(augment)
         self.noise_prob, self.noise_volume = float(noise_prob), float(noise_volume)
+        self._seed = seed
         self._rng = np.random.default_rng(seed + 7919)
+        self._rng_worker: Optional[int] = None
 
         all_files = self._all_files()
         assigned = self._assign(all_files, split_source)
@@ -240,6 +242,10 @@ class SpeechCommands(ArrayDataset):
     def __getitem__(self, index: int):
         if not self.augment:
             return super().__getitem__(index)
+        info = torch.utils.data.get_worker_info()
+        if info is not None and self._rng_worker != info.id:  # one augmentation stream per DataLoader worker
+            self._rng = np.random.default_rng([self._seed + 7919, info.seed % 2**32])
+            self._rng_worker = info.id
         x = torch.from_numpy(self.features(self._waveform(index, self._rng, augment=True)))
         if self.transform is not None:
             x = self.transform(x)

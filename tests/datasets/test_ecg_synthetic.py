@@ -88,15 +88,25 @@ def test_classes_are_separable_by_a_linear_model():
 
 
 def test_seeded_and_splits_disjoint():
-    a = SyntheticECG(split="all", beats_per_class=30, seed=3)
-    b = SyntheticECG(split="all", beats_per_class=30, seed=3)
-    c = SyntheticECG(split="all", beats_per_class=30, seed=4)
+    a = SyntheticECG(split="all", beats_per_class=30, seed=3, use_cache=False)
+    b = SyntheticECG(split="all", beats_per_class=30, seed=3, use_cache=False)
+    c = SyntheticECG(split="all", beats_per_class=30, seed=4, use_cache=False)
     np.testing.assert_array_equal(a.data, b.data)
     assert not np.array_equal(a.data, c.data)
     parts = [SyntheticECG(split=s, beats_per_class=30, seed=3).data for s in ("train", "val", "test")]
     assert sum(len(p) for p in parts) == len(a)
     rows = {p.tobytes() for part in parts for p in part}
     assert len(rows) == len(a)
+
+
+def test_cache_round_trip_and_key(tmp_path):
+    a = SyntheticECG(split="train", beats_per_class=20, seed=2, cache_dir=tmp_path)
+    assert a.cache_path.is_file() and a.cache_path.parent == tmp_path
+    b = SyntheticECG(split="train", beats_per_class=20, seed=2, cache_dir=tmp_path)
+    np.testing.assert_array_equal(a.data, b.data)
+    fresh = SyntheticECG(split="train", beats_per_class=20, seed=2, use_cache=False)
+    np.testing.assert_array_equal(a.data, fresh.data)  # the cache holds exactly what generation gives
+    assert SyntheticECG(split="train", beats_per_class=20, seed=2, noise_std=0.1, cache_dir=tmp_path).cache_path != a.cache_path
 
 
 def test_bad_arguments():
