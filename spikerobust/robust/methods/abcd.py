@@ -14,6 +14,12 @@ How w½ relates to the stored parameters: after an iteration the stored paramete
 ``M_a`` (the ascent is kept, not undone) and ``w½ − update`` on ``1 − M_a``; the next iteration
 starts from there. This in-place change of the parameters is the method's documented inner loop.
 
+Because the ascent is kept, a coordinate moves up by ``η_A·g`` when masked and down by the
+optimiser's step otherwise: with plain SGD the drift is about ``½(η_A − lr)·g``, so use
+``lr > η_A``; an adaptive optimiser (Adam, steps of about ``lr`` whatever the gradient's size)
+with a small lr lets the raw-gradient ascent dominate and training diverges (observed on a toy
+MLP with Adam(1e-2)). Lower ``eta_a`` in that case.
+
 Examples:
     >>> import torch
     >>> from torch import nn

@@ -94,7 +94,7 @@ def forward_noise_params(
         >>> p = {"w": torch.tensor([2.0, -1.0], requires_grad=True)}
         >>> out = forward_noise_params(p, 0.5, {"w": torch.tensor([1.0, 1.0])})
         >>> out["w"].detach()
-        tensor([3.0000, -0.5000])
+        tensor([ 3.0000, -0.5000])
     """
     return {n: p + (float(eta) * p.detach().abs() * noise[n]).detach() for n, p in params.items()}
 
