@@ -16,7 +16,8 @@ Preprocessing of one record (:func:`extract_beats`, a pure function):
 5. The main peak is the sample of largest ``|z|`` of lead 0 within ``peak_radius`` samples (default
    18, i.e. 0.1 s at 180 Hz) of the beat's own annotation. (Searching the whole segment, as a
    literal reading of SPEC §7 would, lets the *next* beat's R upstroke at the end of the segment
-   win for about one beat in ten.) The ``window`` (100) samples from ``peak - window // 2`` are
+   win: measured on the 44 non-paced MIT-BIH records, for 12 % of the N/L/R/V beats the largest
+   ``|z|`` of the whole segment lies in its last 0.1 s.) The ``window`` (100) samples from ``peak - window // 2`` are
    kept. With ``crop_source="record"`` (default) they come from the surrounding signal, z-scored
    with the segment's statistics (edge-padded at the record's ends), so the window holds the whole
    P-QRS-T; with ``crop_source="segment"`` (the SPEC wording) samples outside the segment are zero
