@@ -158,3 +158,27 @@ def test_input_errors_are_clear():
         lsnn_logit_bounds(model, x, 1.5, neuron_constants=True)
     with pytest.raises(ValueError, match="unsupported model"):
         logit_bounds(torch.nn.GRU(2, 3), x, 0.1)
+
+
+def test_membrane_exactly_at_threshold_is_no_spike_and_impossible_at_zero_zeta():
+    # v_1 = (1 - α) x W_in; choose x (float64) so that v_1 == A_1 = b0 exactly: H(0) = 0, no spike.
+    model = LSNNClassifier(1, n_hidden=1, n_classes=1).to(D)
+    with torch.no_grad():
+        model.lsnn.w_in.fill_(1.0)
+        model.lsnn.w_rec.zero_()
+    one_m_alpha = 1.0 - torch.exp(-1.0 / model.lsnn.tau_mem.double())
+    b0 = model.lsnn.b0.double()
+    x = b0 / one_m_alpha
+    for _ in range(8):  # step x by one ulp until the product hits b0 exactly
+        prod = one_m_alpha * (x * 1.0)
+        if torch.equal(prod, b0):
+            break
+        x = torch.nextafter(x, torch.tensor(float("inf"), dtype=D) if bool(prod < b0) else torch.tensor(-float("inf"), dtype=D))
+    assert torch.equal(one_m_alpha * x, b0), "could not place v exactly on the threshold"
+    xs = x.reshape(1, 1, 1)
+    _, spikes = model(xs, return_spikes=True)
+    assert spikes.item() == 0.0  # the forward pass: H(0) = 0
+    res = lsnn_interval_simulation(model, xs, 0.0)
+    assert res.spike_status.item() == SpikeStatus.IMPOSSIBLE
+    # any positive ζ lets W_in grow, so the spike becomes possible but not certain
+    assert lsnn_interval_simulation(model, xs, 1e-9).spike_status.item() == SpikeStatus.UNCERTAIN
