@@ -360,8 +360,8 @@ class MITBIH(ArrayDataset):
         self.split = check_split(split, self.SPLITS)
         if split_mode not in ("random", "record"):
             raise ValueError(f"split_mode must be 'random' or 'record', got {split_mode!r}")
-        if len(fractions) != 3:
-            raise ValueError(f"fractions must be (train, val, test), got {list(fractions)}")
+        if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+            raise ValueError(f"fractions must be (train, val, test), non-negative, summing to 1; got {list(fractions)}")
         if beats_per_class is not None and beats_per_class < 1:
             raise ValueError(f"beats_per_class must be >= 1 or None, got {beats_per_class}")
         if len(set(classes)) != len(classes) or not classes:

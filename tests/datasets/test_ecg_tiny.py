@@ -160,6 +160,8 @@ def test_bad_input_errors_name_the_file(tiny_root, tmp_path):
         MITBIH(tiny_root, split="training", records=["900"], cache_dir=tmp_path)
     with pytest.raises(ValueError, match="split_mode"):
         MITBIH(tiny_root, records=["900"], split_mode="patient", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="fractions"):
+        MITBIH(tiny_root, records=["900"], fractions=(0.8, 0.1, 0.2), cache_dir=tmp_path)
     with pytest.raises(ValueError, match=r"999\.hea"):
         MITBIH(tiny_root, records=["999"], cache_dir=tmp_path)
     with pytest.raises(ValueError, match="no MIT-BIH records"):
