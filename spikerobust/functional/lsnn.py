@@ -182,10 +182,17 @@ def lsnn_unroll(
     state: Optional[LSNNState] = None,
     *,
     return_states: bool = False,
+    backend: str = "reference",
 ) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
     """Run :func:`lsnn_step` over time, differentiably (BPTT through autograd).
 
     The input projection ``x @ W_in`` is one matmul for all steps; the recurrence loops.
+
+    Args:
+        backend: ``"reference"`` (default: this loop of :func:`lsnn_step_current`, BPTT by
+            autograd), ``"fused"`` (:func:`~spikerobust.functional.lsnn_fused.lsnn_unroll_fused`:
+            same results, hand-written backward pass, much faster) or ``"auto"`` (fused wherever
+            it applies: a surrogate with a closed-form derivative, no ``torch.func`` transform).
 
     Shape:
         ``x`` ``[T, B, d_in]`` → spikes ``[T, B, N]``.
@@ -194,6 +201,11 @@ def lsnn_unroll(
         ``(spikes, final_state, trace)`` where ``trace`` is an :class:`LSNNTrace` when
         ``return_states`` is set, else ``None``.
     """
+    if backend != "reference":
+        from .lsnn_fused import lsnn_unroll_fused, resolve_backend
+
+        if resolve_backend(backend, params, (x, w_in, w_rec)) == "fused":
+            return lsnn_unroll_fused(x, params, w_in, w_rec, state, return_states=return_states)
     t_steps, batch, _ = x.shape
     n = w_in.shape[-1]
     if state is None:

@@ -10,6 +10,7 @@ from torch import nn
 
 from .._checks import check_time_first
 from ..functional.lsnn import LSNNParams, LSNNState, LSNNTrace, lsnn_unroll
+from ..functional.lsnn_fused import BACKENDS, resolve_backend
 from ..functional.readout import rate_regulariser, time_average_readout
 from ..functional.surrogate import get_surrogate
 
@@ -40,6 +41,11 @@ class LSNN(nn.Module):
             per-neuron, so mismatch and interval analysis can target them.
         surrogate: overrides ``params.surrogate``: a name (``"triangle"``, ``"fast_sigmoid"``,
             ``"atan"``), a :class:`~spikerobust.functional.Surrogate` or an snnTorch surrogate.
+        backend: how BPTT runs: ``"auto"`` (default: the fused hand-written backward pass of
+            :mod:`spikerobust.functional.lsnn_fused` wherever it applies, else the reference),
+            ``"fused"`` or ``"reference"`` (autograd through the time loop). Both give the same
+            spikes bit for bit and the same gradients up to rounding. Under ``torch.func``
+            transforms (``vmap``, ``grad``) the reference path runs.
 
     Shape:
         - Input: ``[T, B, d_in]`` (time first), floating point.
@@ -66,8 +72,11 @@ class LSNN(nn.Module):
         *,
         train_neuron_params: bool = False,
         surrogate=None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"LSNN: backend must be one of {BACKENDS}, got {backend!r}")
         if int(d_in) < 1 or int(n_hidden) < 1:
             raise ValueError(f"LSNN: d_in and n_hidden must be >= 1, got d_in={d_in}, n_hidden={n_hidden}")
         params = LSNNParams() if params is None else params
@@ -75,6 +84,9 @@ class LSNN(nn.Module):
         self.n_refractory = int(params.n_refractory)
         self.dt = float(params.dt)
         self.surrogate = get_surrogate(surrogate if surrogate is not None else params.surrogate)
+        if backend == "fused":
+            resolve_backend(backend, LSNNParams(surrogate=self.surrogate))  # raises if unsupported
+        self.backend = backend
         self.w_in = nn.Parameter(torch.empty(self.d_in, self.n_hidden))
         self.w_rec = nn.Parameter(torch.empty(self.n_hidden, self.n_hidden))
         for name in NEURON_CONSTANTS:
@@ -125,14 +137,23 @@ class LSNN(nn.Module):
                 f"convert one of them (e.g. model.double() or x.float())"
             )
         spikes, _, trace = lsnn_unroll(
-            x, self.neuron_params(), self.w_in, self.w_rec, state, return_states=return_states
+            x,
+            self.neuron_params(),
+            self.w_in,
+            self.w_rec,
+            state,
+            return_states=return_states,
+            backend=self.backend,
         )
         if return_states:
             return spikes, trace
         return spikes
 
     def extra_repr(self) -> str:
-        return f"d_in={self.d_in}, n_hidden={self.n_hidden}, surrogate={self.surrogate!r}"
+        return (
+            f"d_in={self.d_in}, n_hidden={self.n_hidden}, surrogate={self.surrogate!r}, "
+            f"backend={self.backend!r}"
+        )
 
 
 class LSNNClassifier(nn.Module):
@@ -142,7 +163,7 @@ class LSNNClassifier(nn.Module):
         d_in: input features per step (ECG: 2 leads; speech: 40 MFCCs).
         n_hidden: neurons (reference: 256).
         n_classes: output classes (required).
-        params, train_neuron_params, surrogate: passed to :class:`LSNN`.
+        params, train_neuron_params, surrogate, backend: passed to :class:`LSNN`.
         rate_target, rate_strength: firing-rate regulariser (SPEC §1: 0.01 and 0.001).
 
     Shape:
@@ -170,6 +191,7 @@ class LSNNClassifier(nn.Module):
         params: Optional[LSNNParams] = None,
         train_neuron_params: bool = False,
         surrogate=None,
+        backend: str = "auto",
         rate_target: float = 0.01,
         rate_strength: float = 1e-3,
     ) -> None:
@@ -179,7 +201,14 @@ class LSNNClassifier(nn.Module):
         self.n_classes = int(n_classes)
         self.rate_target = float(rate_target)
         self.rate_strength = float(rate_strength)
-        self.lsnn = LSNN(d_in, n_hidden, params, train_neuron_params=train_neuron_params, surrogate=surrogate)
+        self.lsnn = LSNN(
+            d_in,
+            n_hidden,
+            params,
+            train_neuron_params=train_neuron_params,
+            surrogate=surrogate,
+            backend=backend,
+        )
         self.readout = nn.Linear(n_hidden, self.n_classes)
         self.reset_readout()
 

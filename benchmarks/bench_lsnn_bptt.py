@@ -1,0 +1,200 @@
+"""BPTT throughput of the LSNN layer against Norse, snnTorch and the matrix-product floor.
+
+One training step's worth of work (forward pass over ``T`` steps, then ``loss.backward()``) for a
+recurrent layer of ``N`` neurons fed ``d_in`` input features, batch ``B``. Measured in the same
+run, with the same thread count, methods interleaved within every repeat (so a busy machine slows
+all of them alike); the median over repeats is reported:
+
+* ``ours-fused``: :class:`spikerobust.nn.LSNN` with ``backend="fused"`` (hand-written backward);
+* ``ours-reference``: the same layer with ``backend="reference"`` (autograd through the loop);
+* ``norse``: ``norse.torch.LSNNRecurrent`` (skipped with a message if Norse is not importable);
+* ``snntorch``: an ``nn.Linear`` input projection and an ``snntorch.RLeaky`` (all-to-all
+  recurrence) stepped ``T`` times in snnTorch's single-step style;
+* ``floor``: the same count of matrix products with no neuron logic and no autograd: the input
+  projection, ``T`` recurrent products forward, ``T`` backward, the recurrent-weight gradient as
+  one product over all steps, and the two input-projection gradients.
+
+Target (issue 2): ours faster than both peers and within 3x of the floor.
+
+Run::
+
+    python benchmarks/bench_lsnn_bptt.py                       # B=100 T=100 N=256, d_in 2 and 40
+    python benchmarks/bench_lsnn_bptt.py --repeats 9 --threads 2
+    python benchmarks/bench_lsnn_bptt.py --methods ours-fused floor --d-in 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from spikerobust.nn import LSNN
+
+METHODS = ("ours-fused", "ours-reference", "norse", "snntorch", "floor")
+
+
+def _zero_grads(params) -> None:
+    for p in params:
+        p.grad = None
+
+
+def make_ours(backend: str, d_in: int, args) -> Callable[[], float]:
+    layer = LSNN(d_in, args.hidden, backend=backend).to(args.dtype)
+    x = torch.randn(args.steps, args.batch, d_in, dtype=args.dtype)
+
+    def run() -> float:
+        _zero_grads(layer.parameters())
+        z = layer(x)
+        z.sum().backward()
+        return float(z.detach().mean())
+
+    return run
+
+
+def make_norse(d_in: int, args) -> Optional[Callable[[], float]]:
+    try:
+        from norse.torch import LSNNRecurrent
+    except Exception as err:  # pragma: no cover - depends on the environment
+        print(f"# norse skipped: cannot import norse.torch.LSNNRecurrent ({type(err).__name__}: {err})")
+        return None
+    layer = LSNNRecurrent(d_in, args.hidden).to(args.dtype)
+    # Norse's default parameters are in SI units with dt = 1 ms; scale the input so it spikes.
+    x = 5.0 * torch.randn(args.steps, args.batch, d_in, dtype=args.dtype)
+
+    def run() -> float:
+        _zero_grads(layer.parameters())
+        z, _ = layer(x)
+        z.sum().backward()
+        return float(z.detach().mean())
+
+    return run
+
+
+def make_snntorch(d_in: int, args) -> Optional[Callable[[], float]]:
+    try:
+        import snntorch as snn
+    except Exception as err:  # pragma: no cover - depends on the environment
+        print(f"# snntorch skipped: cannot import snntorch ({type(err).__name__}: {err})")
+        return None
+    fc = nn.Linear(d_in, args.hidden, bias=False).to(args.dtype)
+    lif = snn.RLeaky(beta=0.95, linear_features=args.hidden, all_to_all=True).to(args.dtype)
+    x = torch.randn(args.steps, args.batch, d_in, dtype=args.dtype)
+    params = list(fc.parameters()) + list(lif.parameters())
+
+    def run() -> float:
+        _zero_grads(params)
+        cur = fc(x)
+        spk, mem = lif.init_rleaky()
+        out = []
+        for t in range(args.steps):
+            spk, mem = lif(cur[t], spk, mem)
+            out.append(spk)
+        z = torch.stack(out)
+        z.sum().backward()
+        return float(z.detach().mean())
+
+    return run
+
+
+def make_floor(d_in: int, args) -> Callable[[], float]:
+    t_steps, batch, n = args.steps, args.batch, args.hidden
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(t_steps, batch, d_in, dtype=args.dtype, generator=g)
+    w_in = torch.randn(d_in, n, dtype=args.dtype, generator=g)
+    w_rec = torch.randn(n, n, dtype=args.dtype, generator=g) / n
+    spikes = (torch.rand(t_steps, batch, n, generator=g) < 0.05).to(args.dtype)
+    grad_out = torch.randn(t_steps, batch, n, dtype=args.dtype, generator=g)
+
+    def run() -> float:
+        with torch.no_grad():
+            c = (x.reshape(-1, d_in) @ w_in).reshape(t_steps, batch, n)
+            cur = torch.empty_like(c)
+            for t in range(t_steps):  # forward: T recurrent products
+                prev = spikes[t - 1] if t > 0 else spikes[0]
+                torch.addmm(c[t], prev, w_rec, out=cur[t])
+            g_prev = torch.empty_like(c)
+            for t in range(t_steps - 1, -1, -1):  # backward: T products with W_rec^T
+                torch.mm(grad_out[t], w_rec.t(), out=g_prev[t])
+            g_rec = spikes.reshape(-1, n).t() @ grad_out.reshape(-1, n)  # dW_rec, all steps
+            flat = grad_out.reshape(-1, n)
+            g_in = x.reshape(-1, d_in).t() @ flat  # dW_in
+            g_x = flat @ w_in.t()  # dx
+        return float(cur[0, 0, 0] + g_prev[0, 0, 0] + g_rec[0, 0] + g_in[0, 0] + g_x[0, 0])
+
+    return run
+
+
+def build(method: str, d_in: int, args) -> Optional[Callable[[], float]]:
+    if method == "ours-fused":
+        return make_ours("fused", d_in, args)
+    if method == "ours-reference":
+        return make_ours("reference", d_in, args)
+    if method == "norse":
+        return make_norse(d_in, args)
+    if method == "snntorch":
+        return make_snntorch(d_in, args)
+    return make_floor(d_in, args)
+
+
+def measure(d_in: int, args) -> dict:
+    torch.manual_seed(args.seed)
+    runners = {m: build(m, d_in, args) for m in args.methods}
+    runners = {m: r for m, r in runners.items() if r is not None}
+    rates = {m: r() for m, r in runners.items()}  # warm-up (and firing rate)
+    times = {m: [] for m in runners}
+    for _ in range(args.repeats):
+        for m, run in runners.items():
+            t0 = time.perf_counter()
+            run()
+            times[m].append(time.perf_counter() - t0)
+    return {m: (statistics.median(ts), rates[m]) for m, ts in times.items()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=100, help="batch size B (100)")
+    parser.add_argument("--steps", type=int, default=100, help="time steps T (100)")
+    parser.add_argument("--hidden", type=int, default=256, help="neurons N (256)")
+    parser.add_argument("--d-in", type=int, nargs="+", default=[2, 40], help="input sizes (2 40)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats; the median is reported")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.dtype = getattr(torch, args.dtype)
+    torch.set_num_threads(args.threads)
+
+    print(
+        f"# torch {torch.__version__}, threads = {torch.get_num_threads()}, dtype = {args.dtype}, "
+        f"B = {args.batch}, T = {args.steps}, N = {args.hidden}, median of {args.repeats}"
+    )
+    print(f"{'d_in':>4} | {'method':<15} | {'ms / step':>9} | {'samples/s':>9} | {'rate':>6}")
+    print("-" * 56)
+    results = {}
+    for d_in in args.d_in:
+        res = measure(d_in, args)
+        results[d_in] = res
+        for m, (sec, rate) in res.items():
+            print(f"{d_in:>4} | {m:<15} | {1e3 * sec:9.1f} | {args.batch / sec:9.0f} | {rate:6.3f}")
+    print()
+    print("# ratios of times (ours = ours-fused; < 1 means ours is faster)")
+    for d_in, res in results.items():
+        if "ours-fused" not in res:
+            continue
+        ours = res["ours-fused"][0]
+        parts = [f"d_in={d_in}:"]
+        for other, label in (("norse", "ours/norse"), ("snntorch", "ours/snntorch"),
+                             ("ours-reference", "ours/reference"), ("floor", "ours/floor")):
+            if other in res:
+                parts.append(f"{label} = {ours / res[other][0]:.2f}")
+        print("  ".join(parts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+r"""Fast BPTT for the LSNN: the whole recurrence as one ``torch.autograd.Function``.
+
+:func:`~spikerobust.functional.lsnn_unroll` with ``backend="reference"`` builds an autograd graph of
+about twenty nodes per time step; backpropagating through it costs far more than the matrix
+products it contains. :func:`lsnn_unroll_fused` computes the same thing with a hand-written pass:
+
+* **forward**: the time loop of SPEC §1 with autograd off, performing exactly the reference's
+  floating-point operations in the same order, so spikes, membrane and threshold traces are
+  bit-identical to the reference path; it keeps the traces ``v``, ``b``, the currents ``I`` and
+  the refractory masks;
+* **backward**: the exact reverse-time recursion of the adjoints (below), one ``[B, N] x [N, N]``
+  product per step, with every non-recurrent quantity (the surrogate derivative, ``1/A``, the
+  gradients of ``W_rec`` and of the neuron constants) computed for all steps at once.
+
+With ``s_t = (v_t - A_t) / A_t``, ``D_t = sigma'(s_t) * 1[r_{t-1} <= 0] / dt`` and the adjoints
+``g`` (gradient of the loss with respect to a quantity, summed over every path), step ``t`` of the
+reverse pass is::
+
+    g_vt   = g_v[t] + g_z[t] * D_t / A_t                         total gradient of v_t
+    g_At   = -g_z[t] * D_t * v_t / A_t**2 - g_vt * z_{t-1} * dt  threshold
+    g_bt   = g_b[t] + beta * g_At                                 total gradient of b_t
+    g_It   = (1 - alpha) * g_vt                                   current (= gradient of x_t W_in)
+    g_z[t-1] += g_It @ W_rec^T - g_vt * A_t * dt + (1 - rho) * g_bt
+    g_v[t-1] += alpha * g_vt,     g_b[t-1] += rho * g_bt
+
+and, after the loop, ``dL/dW_rec = sum_t z_{t-1}^T g_It`` (one product over all steps; the
+diagonal is masked by :func:`~spikerobust.functional.zero_diagonal` outside),
+``dL/dalpha = sum g_vt (v_{t-1} - I_t)``, ``dL/drho = sum g_bt (b_{t-1} - z_{t-1})``,
+``dL/db0 = sum g_At`` and ``dL/dbeta = sum g_At b_t`` (sums over time and batch, down to each
+constant's shape). The refractory counter carries no gradient, as in the reference.
+
+The fused path needs the surrogate's closed-form derivative (:meth:`Surrogate.derivative`); snnTorch
+surrogates wrapped by :func:`~spikerobust.functional.from_snntorch` have none and use the
+reference path. Under ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``, ...) and while
+``torch.compile`` traces, ``backend="auto"`` and ``backend="fused"`` also use the reference path,
+which those transforms support. The backward pass is first-order only (double backward raises).
+
+Shape:
+    - ``x``: ``[T, B, d_in]`` (time first); ``w_in``: ``[d_in, N]``; ``w_rec``: ``[N, N]``
+    - spikes and traces: ``[T, B, N]``; state tensors: ``[B, N]``
+
+Examples:
+    >>> import torch
+    >>> from spikerobust.functional import LSNNParams, lsnn_unroll
+    >>> x = torch.randn(20, 3, 2)
+    >>> w_in, w_rec = torch.randn(2, 8), 0.3 * torch.randn(8, 8)
+    >>> z_fast, _, _ = lsnn_unroll_fused(x, LSNNParams(), w_in, w_rec)
+    >>> z_ref, _, _ = lsnn_unroll(x, LSNNParams(), w_in, w_rec, backend="reference")
+    >>> bool(torch.equal(z_fast, z_ref))
+    True
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+
+from .lsnn import LSNNParams, LSNNState, LSNNTrace, _decay, initial_state, zero_diagonal
+from .surrogate import Surrogate
+
+__all__ = ["BACKENDS", "fused_unsupported_reason", "resolve_backend", "lsnn_unroll_fused"]
+
+#: Accepted values of ``backend``.
+BACKENDS = ("auto", "fused", "reference")
+
+
+def _has_closed_form_derivative(surrogate) -> bool:
+    if not isinstance(surrogate, Surrogate):
+        return False
+    cls = type(surrogate)
+    return cls.derivative is not Surrogate.derivative and cls.__call__ is Surrogate.__call__
+
+
+def fused_unsupported_reason(params: LSNNParams, tensors: Sequence[torch.Tensor] = ()) -> Optional[str]:
+    """Why the fused path cannot run for ``params`` (and the given inputs), or ``None`` if it can.
+
+    Static reasons (the surrogate, dtypes) and dynamic ones (an active ``torch.func`` transform,
+    ``torch.compile`` tracing) are both reported.
+    """
+    if not _has_closed_form_derivative(params.surrogate):
+        return (
+            f"surrogate {params.surrogate!r} has no closed-form derivative(x) "
+            f"(e.g. a wrapped snnTorch surrogate)"
+        )
+    if torch._C._are_functorch_transforms_active():
+        return "a torch.func transform (vmap/grad/jacrev/...) is active"
+    if torch.compiler.is_compiling():
+        return "torch.compile is tracing"
+    dtypes = {t.dtype for t in tensors if isinstance(t, torch.Tensor)}
+    for name in ("tau_mem", "tau_adapt", "beta_adapt", "b0"):
+        value = getattr(params, name)
+        if isinstance(value, torch.Tensor):
+            dtypes.add(value.dtype)
+    if len(dtypes) > 1:
+        return f"mixed dtypes {sorted(str(d) for d in dtypes)}"
+    return None
+
+
+def resolve_backend(backend: str, params: LSNNParams, tensors: Sequence[torch.Tensor] = ()) -> str:
+    """Turn ``"auto"``/``"fused"``/``"reference"`` into the path that will run.
+
+    ``"auto"`` picks ``"fused"`` whenever :func:`fused_unsupported_reason` finds nothing.
+    ``"fused"`` raises for a surrogate without a closed-form derivative (a configuration error)
+    and falls back to ``"reference"`` inside ``torch.func`` transforms or ``torch.compile``.
+
+    Raises:
+        ValueError: for an unknown ``backend``, or ``"fused"`` with an unsupported surrogate.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "reference":
+        return "reference"
+    if backend == "fused" and not _has_closed_form_derivative(params.surrogate):
+        raise ValueError(
+            f"backend='fused' needs a surrogate with a closed-form derivative(x); "
+            f"{params.surrogate!r} has none: use backend='auto' or 'reference'"
+        )
+    return "reference" if fused_unsupported_reason(params, tensors) is not None else "fused"
+
+
+class _Traces(NamedTuple):
+    """What the forward loop returns (``None`` where not recorded)."""
+
+    z: torch.Tensor  # spikes [T, B, N]
+    v: torch.Tensor  # membrane: trace [T, B, N] when recorded, else the last value [B, N]
+    b: torch.Tensor  # adaptation variable: same convention as v
+    r_last: torch.Tensor  # refractory counter after the last step [B, N]
+    i: Optional[torch.Tensor] = None  # currents x W_in + z W_rec [T, B, N]
+    a: Optional[torch.Tensor] = None  # thresholds b0 + beta b [T, B, N]
+    da: Optional[torch.Tensor] = None  # dz_t/dv_t = sigma'(s_t) 1[r_{t-1} <= 0] / (dt A_t)
+    dq: Optional[torch.Tensor] = None  # -dz_t/dA_t = da * v_t / A_t
+
+
+def _as_tensor(k, like: torch.Tensor) -> torch.Tensor:
+    """A constant as a tensor of ``like``'s dtype; Python floats are cast exactly as eager ops do."""
+    if isinstance(k, torch.Tensor):
+        return k
+    return torch.tensor(k, dtype=like.dtype, device=like.device)
+
+
+def _forward_loop(
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, *, derivative=None, record_vb=False, record_i=False
+) -> _Traces:
+    """The SPEC §1 time loop without autograd, op for op the reference's arithmetic.
+
+    Every operation writes into preallocated buffers (``out=``/in place) and Python-float
+    constants become 0-d tensors of the input's dtype; neither changes a value: spikes and
+    traces equal the reference path's bit for bit.
+
+    Args:
+        derivative: the surrogate's derivative; when given, the thresholds and the two local
+            derivatives of the spike (``da``, ``dq``) are recorded for the backward pass.
+        record_vb: record the traces of ``v`` and ``b`` (else only their last values).
+        record_i: record the currents (needed for the gradient of ``alpha``).
+    """
+    t_steps, batch, n = c.shape
+    v0, z, b0_state, r = state
+    like = dict(dtype=c.dtype, device=c.device)
+    z_all = torch.empty(t_steps, batch, n, **like)
+
+    def small():
+        return torch.empty(batch, n, **like)
+
+    def steps(record: bool):
+        if record:
+            full = torch.empty_like(z_all)
+            return full, full.unbind(0)
+        return None, [small()] * t_steps
+
+    v_all, v_l = steps(record_vb)
+    b_all, b_l = steps(record_vb)
+    i_all, i_l = steps(record_i)
+    keep = derivative is not None
+    a_all, a_l = steps(keep)
+    da_all, da_l = steps(keep)
+    dq_all, dq_l = steps(keep)
+    z_l, c_l = z_all.unbind(0), c.unbind(0)
+    t1, t2, s, allowed = small(), small(), small(), small()
+    v, b = v0, b0_state
+    one_m_rho = _as_tensor(1.0 - rho, c)  # 1 - rho in the precision of rho, as the reference
+    one_m_alpha = _as_tensor(1.0 - alpha, c)
+    alpha, rho, b0, beta = (_as_tensor(k, c) for k in (alpha, rho, b0, beta))
+    unit_dt = dt == 1.0
+    n_max = float(n_refr)
+    mul, add, sub, mm = torch.mul, torch.add, torch.sub, torch.mm
+    for t in range(t_steps):
+        a, cur = a_l[t], i_l[t]
+        # b = rho * b + (1 - rho) * z ;  a = b0 + beta * b
+        mul(rho, b, out=t1)
+        b = add(t1, mul(one_m_rho, z, out=t2), out=b_l[t])
+        add(b0, mul(beta, b, out=t1), out=a)
+        # current = i_in + z @ w_rec ;  v = alpha * v + (1 - alpha) * current - z * a * dt
+        add(c_l[t], mm(z, w, out=t2), out=cur)
+        mul(alpha, v, out=t1).add_(mul(one_m_alpha, cur, out=t2))
+        mul(z, a, out=t2)
+        if not unit_dt:
+            t2.mul_(dt)
+        v = sub(t1, t2, out=v_l[t])
+        # z = H((v - a) / a) * 1[r <= 0] / dt ;  r = clip(r + n_refr * z - 1, 0, n_refr)
+        torch.le(r, 0, out=allowed)
+        sub(v, a, out=s).div_(a)
+        z = torch.gt(s, 0, out=z_l[t]).mul_(allowed)
+        if unit_dt:
+            r = add(r, z, alpha=n_refr)  # == r + n_refr * z exactly (n_refr * z is exact)
+        else:
+            z.div_(dt)
+            r = add(r, mul(z, n_refr, out=t1))
+        r.sub_(1.0).clamp_(0.0, n_max)
+        if keep:
+            da = mul(derivative(s), allowed, out=da_l[t]).div_(a)
+            if not unit_dt:
+                da.div_(dt)
+            mul(da, v, out=dq_l[t]).div_(a)
+    if not record_vb:
+        v_all, b_all = v, b
+    return _Traces(z_all, v_all, b_all, r, i_all, a_all, da_all, dq_all)
+
+
+def _sum_to(grad: torch.Tensor, like) -> torch.Tensor:
+    if like.dim() == 0:
+        return grad.sum()
+    return grad.sum_to_size(like.shape)
+
+
+class _LSNNRecurrence(torch.autograd.Function):
+    """``(c, W_rec, alpha, rho, b0, beta, v0, z0, b_0, r0) -> (Z, V, B, r_T)`` with exact BPTT.
+
+    ``c = x @ W_in`` and ``W_rec`` (diagonal already zero) come from autograd outside; the four
+    constants are tensors (any shape broadcastable to ``[B, N]``) or Python floats. ``V`` and
+    ``B`` are traces ``[T, B, N]`` when ``record`` is set, else the last values ``[B, N]``.
+    """
+
+    @staticmethod
+    def forward(ctx, c, w, alpha, rho, b0, beta, v0, z0, bs0, r0, n_refr, dt, derivative, record):
+        needs = ctx.needs_input_grad
+        need_vb = needs[2] or needs[3] or needs[5]  # alpha, rho, beta read the traces
+        tr = _forward_loop(
+            c, w, alpha, rho, b0, beta, (v0, z0, bs0, r0), n_refr, dt,
+            derivative=derivative, record_vb=record or need_vb, record_i=needs[2],
+        )
+        consts = (alpha, rho, b0, beta)
+        ctx.const_is_tensor = tuple(isinstance(k, torch.Tensor) for k in consts)
+        ctx.const_floats = tuple(None if isinstance(k, torch.Tensor) else k for k in consts)
+        tensors = [k for k in consts if isinstance(k, torch.Tensor)]
+        v_all = tr.v if need_vb else None
+        b_all = tr.b if need_vb else None
+        ctx.save_for_backward(w, v0, z0, bs0, tr.z, tr.a, tr.da, tr.dq, v_all, b_all, tr.i, *tensors)
+        ctx.dt = dt
+        ctx.record = record
+        ctx.mark_non_differentiable(tr.r_last)
+        ctx.set_materialize_grads(False)
+        return tr.z, tr.v, tr.b, tr.r_last
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_z_out, g_v_out, g_b_out, _g_r):
+        w, v0, z0, bs0, z_all, a_all, da_all, dq_all, v_all, b_all, i_all, *tensors = ctx.saved_tensors
+        it = iter(tensors)
+        alpha, rho, b0, beta = (
+            next(it) if is_t else f for is_t, f in zip(ctx.const_is_tensor, ctx.const_floats)
+        )
+        dt = ctx.dt
+        t_steps, batch, n = z_all.shape
+        needs = ctx.needs_input_grad
+        one_m_alpha = _as_tensor(1.0 - alpha, z_all)
+        one_m_rho = _as_tensor(1.0 - rho, z_all)
+        alpha_t, rho_t, beta_t = (_as_tensor(k, z_all) for k in (alpha, rho, beta))
+        w_t = w.t()
+
+        def per_step(needed: bool):
+            if needed:
+                full = torch.empty_like(z_all)
+                return full, full.unbind(0)
+            pair = [torch.empty_like(z0), torch.empty_like(z0)]  # ping-pong
+            return None, [pair[t % 2] for t in range(t_steps)]
+
+        # G: total dL/dv_t;  P: total dL/db_t;  Q = -dL/dA_t;  GI = dL/dI_t = (1 - alpha) G
+        g_all, g_l = per_step(needs[2])
+        p_all, p_l = per_step(needs[3])
+        q_all, q_l = per_step(needs[4] or needs[5])
+        gi_all = torch.empty_like(z_all)
+        gi_l = gi_all.unbind(0)
+        z_l, a_l, da_l, dq_l = z_all.unbind(0), a_all.unbind(0), da_all.unbind(0), dq_all.unbind(0)
+
+        def outer(g, record):  # incoming gradient of a V/B output at step t (or None)
+            if g is None:
+                return lambda t: None
+            if record:
+                g_l = g.unbind(0)
+                return lambda t: g_l[t]
+            return lambda t: g if t == t_steps - 1 else None
+
+        gz_at = outer(g_z_out, True)
+        gv_at, gb_at = outer(g_v_out, ctx.record), outer(g_b_out, ctx.record)
+        carry = torch.zeros_like(z0)  # dL/dz_t through step t+1
+        g_next = p_next = torch.zeros_like(z0)  # read only
+        mul, addcmul = torch.mul, torch.addcmul
+        for t in range(t_steps - 1, -1, -1):
+            g_z = carry
+            if gz_at(t) is not None:
+                g_z = carry.add_(gz_at(t))
+            u = mul(g_z, da_l[t])  # reaches v_t through z_t
+            g_t = addcmul(u, g_next, alpha_t, out=g_l[t])
+            if gv_at(t) is not None:
+                g_t.add_(gv_at(t))
+            q_t = mul(g_z, dq_l[t], out=q_l[t])
+            q_t.addcmul_(g_t, z_l[t - 1] if t > 0 else z0, value=dt)
+            p_t = mul(p_next, rho_t, out=p_l[t]).addcmul_(q_t, beta_t, value=-1.0)
+            if gb_at(t) is not None:
+                p_t.add_(gb_at(t))
+            g_i = mul(g_t, one_m_alpha, out=gi_l[t])
+            carry = torch.mm(g_i, w_t)
+            carry.addcmul_(g_t, a_l[t], value=-dt).addcmul_(p_t, one_m_rho)
+            g_next, p_next = g_t, p_t
+
+        grads = [None] * 14
+        grads[0] = gi_all if needs[0] else None
+        if needs[1]:
+            g_w = z0.t() @ gi_all[0]
+            if t_steps > 1:
+                g_w = g_w.addmm_(z_all[:-1].reshape(-1, n).t(), gi_all[1:].reshape(-1, n))
+            grads[1] = g_w
+        if needs[2]:  # dv_t/dalpha = v_{t-1} - I_t
+            v_prev = torch.cat([v0.unsqueeze(0), v_all[:-1]])
+            grads[2] = _sum_to(g_all * v_prev.sub_(i_all), alpha)
+        if needs[3]:  # db_t/drho = b_{t-1} - z_{t-1}
+            b_prev = torch.cat([bs0.unsqueeze(0), b_all[:-1]])
+            b_prev[0].sub_(z0)
+            b_prev[1:].sub_(z_all[:-1])
+            grads[3] = _sum_to(p_all * b_prev, rho)
+        if needs[4]:
+            grads[4] = -_sum_to(q_all, b0)
+        if needs[5]:
+            grads[5] = -_sum_to(q_all * b_all, beta)
+        if needs[6]:
+            grads[6] = g_next * alpha_t
+        if needs[7]:
+            grads[7] = carry
+        if needs[8]:
+            grads[8] = p_next * rho_t
+        return tuple(grads)
+
+
+def lsnn_unroll_fused(
+    x: torch.Tensor,
+    params: LSNNParams,
+    w_in: torch.Tensor,
+    w_rec: torch.Tensor,
+    state: Optional[LSNNState] = None,
+    *,
+    return_states: bool = False,
+) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
+    """:func:`~spikerobust.functional.lsnn_unroll` with the hand-written forward and backward pass.
+
+    Same arguments, same results (bit-identical forward, gradients equal to rounding), much
+    faster BPTT. Without any input requiring a gradient (or under ``torch.no_grad``) it runs the
+    plain loop and records no graph. Call it directly only outside ``torch.func`` transforms; the
+    dispatch in ``lsnn_unroll(..., backend=...)`` takes care of that.
+
+    Args:
+        x: input ``[T, B, d_in]``.
+        params: neuron constants; ``params.surrogate`` must define ``derivative(x)``.
+        w_in: ``[d_in, N]``.
+        w_rec: ``[N, N]``; its diagonal is ignored (and gets no gradient).
+        state: initial :class:`LSNNState` (zeros if ``None``); may require gradients.
+        return_states: also return an :class:`LSNNTrace` of ``v``, ``b`` and the threshold.
+
+    Returns:
+        ``(spikes [T, B, N], final_state, trace or None)``.
+
+    Raises:
+        ValueError: if the surrogate has no closed-form derivative.
+
+    Examples:
+        >>> import torch
+        >>> from spikerobust.functional import LSNNParams
+        >>> w_in = torch.randn(2, 16, requires_grad=True)
+        >>> z, _, _ = lsnn_unroll_fused(torch.randn(30, 4, 2), LSNNParams(), w_in, torch.randn(16, 16))
+        >>> z.sum().backward()
+        >>> w_in.grad.shape
+        torch.Size([2, 16])
+    """
+    if not _has_closed_form_derivative(params.surrogate):
+        raise ValueError(
+            f"lsnn_unroll_fused: surrogate {params.surrogate!r} has no closed-form derivative(x); "
+            f"use lsnn_unroll(..., backend='reference')"
+        )
+    t_steps, batch, _ = x.shape
+    n = w_in.shape[-1]
+    if state is None:
+        state = initial_state(batch, n, dtype=x.dtype, device=x.device)
+    dt = float(params.dt)
+    n_refr = params.n_refractory
+    w = zero_diagonal(w_rec)
+    alpha = _decay(params.tau_mem, dt)
+    rho = _decay(params.tau_adapt, dt)
+    b0, beta = params.b0, params.beta_adapt
+    c = x @ w_in
+    inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
+    needs_graph = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in inputs
+    )
+    if needs_graph:
+        z_all, v_out, b_out, r_last = _LSNNRecurrence.apply(
+            c, w, alpha, rho, b0, beta, state.v, state.z, state.b, state.r.detach(),
+            n_refr, dt, params.surrogate.derivative, return_states,
+        )
+    else:
+        with torch.no_grad():
+            tr = _forward_loop(
+                c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, record_vb=return_states
+            )
+        z_all, v_out, b_out, r_last = tr.z, tr.v, tr.b, tr.r_last
+    if return_states:
+        final = LSNNState(v_out[-1], z_all[-1], b_out[-1], r_last)
+    else:
+        final = LSNNState(v_out, z_all[-1], b_out, r_last)
+    trace = None
+    if return_states:
+        trace = LSNNTrace(v_out, b_out, params.b0 + params.beta_adapt * b_out)
+    return z_all, final, trace
