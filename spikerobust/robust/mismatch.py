@@ -12,7 +12,8 @@ The user's model is never modified: parameters are substituted with
 :func:`torch.func.functional_call`. Many draws run as one batched computation:
 :func:`torch.func.vmap` over a chunk of stacked parameter draws (``chunk_size`` bounds memory),
 with a plain loop as fallback (``vectorize=False``, or automatically when a model cannot be
-vmapped). Both paths see the same draws (generated draw by draw from one seeded generator), so
+vmapped). The default ``vectorize="auto"`` vmaps on accelerators and loops on CPU, where the
+work is compute-bound and the loop measured faster. Both paths see the same draws (generated draw by draw from one seeded generator), so
 they give the same accuracies. Evaluation runs in eval mode under ``torch.no_grad``; the model's
 train/eval mode is restored afterwards.
 
@@ -229,8 +230,10 @@ def evaluate_stacked(
         batches: list of ``(x, y)``.
         stacked: name → tensor ``[K, *shape]``; unnamed parameters/buffers keep the model's values.
         chunk_size: parameter sets per vmapped call (memory bound); ``None``: all ``K`` at once.
-        vectorize: ``True`` (vmap, errors propagate), ``False`` (plain loop) or ``"auto"`` (vmap,
-            falling back to the loop with a logged warning when the model cannot be vmapped).
+        vectorize: ``True`` (vmap, errors propagate), ``False`` (plain loop) or ``"auto"``: vmap on
+            an accelerator (falling back to the loop with a logged warning when the model cannot
+            be vmapped), the loop on CPU, where the evaluation is compute-bound and vmap's larger
+            intermediate tensors measured slower (``benchmarks/bench_mismatch.py``).
         with_loss: also sum a per-sample loss per parameter set.
         loss_fn: ``(logits [B, C], y [B]) -> per-sample loss [B]`` (default: cross-entropy).
 
@@ -251,7 +254,7 @@ def _evaluate_stacked(model, batches, stacked, *, chunk_size, vectorize, with_lo
     correct = torch.zeros(k_total, dtype=torch.long, device=dev)
     ce = torch.zeros(k_total, dtype=torch.float64, device=dev)
     n = 0
-    use_vmap = vectorize is True or vectorize == "auto"
+    use_vmap = vectorize is True or (vectorize == "auto" and dev.type != "cpu")
     with torch.no_grad():
         for x, y in batches:
             x, y = x.to(dev), y.to(dev)
