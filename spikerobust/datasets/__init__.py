@@ -25,6 +25,7 @@ from .images import CIFAR10, FashionMNIST, Standardize, channel_stats, read_idx
 from .keywords_tts import SyntheticKeywords, espeak_available
 from .speech import SpeechFeatures, load_wav, pad_or_crop
 from .speech_commands import SpeechCommands, which_set
+from .transforms import FeatureStandardize, feature_stats
 
 __all__ = [
     "cache_root",
@@ -50,4 +51,6 @@ __all__ = [
     "Standardize",
     "channel_stats",
     "read_idx",
+    "FeatureStandardize",
+    "feature_stats",
 ]

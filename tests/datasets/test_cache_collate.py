@@ -72,3 +72,18 @@ def test_collate_feeds_a_dataloader():
     loader = DataLoader(SyntheticECG(beats_per_class=10), batch_size=6, collate_fn=time_first_collate)
     x, y = next(iter(loader))
     assert x.shape == (100, 6, 2) and y.shape == (6,)
+
+
+def test_feature_standardize_gives_zero_mean_unit_std_per_feature():
+    from spikerobust.datasets import FeatureStandardize, feature_stats
+
+    rng = np.random.default_rng(0)
+    data = rng.normal([-100.0, 0.0, 5.0], [20.0, 0.5, 2.0], size=(40, 10, 3))
+    t = FeatureStandardize(*feature_stats(data))
+    out = torch.stack([t(torch.as_tensor(d, dtype=torch.float32)) for d in data]).numpy()
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(0, 1)), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match=r"\[T, 3\]"):
+        t(torch.zeros(10, 4))
+    with pytest.raises(ValueError, match="positive"):
+        FeatureStandardize([0.0], [0.0])

@@ -16,6 +16,7 @@ MODULES = [
     "spikerobust.datasets.speech",
     "spikerobust.datasets.speech_commands",
     "spikerobust.datasets.images",
+    "spikerobust.datasets.transforms",
 ]
 
 
