@@ -48,7 +48,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: its asyncio variant calls iter() on a DataLoader at construction
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .methods import TrainingMethod, get_method
@@ -71,7 +71,8 @@ class FitResult:
 
     Attributes:
         history: one dict per epoch: ``epoch`` (1-based), ``train_loss`` (mean of the methods'
-            ``"loss"``), ``val_accuracy``, ``attacked_accuracy`` (or ``None``), ``lr``.
+            ``"loss"``), ``val_accuracy`` (``nan`` without validation data), ``attacked_accuracy``
+            (or ``None``), ``lr`` (the learning rate used during the epoch).
         best_epoch: 1-based epoch with the best clean validation accuracy (the last epoch
             when there is no validation data).
         best_val_accuracy: its accuracy (``nan`` without validation data).
@@ -229,6 +230,7 @@ def fit(
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         model.train()
+        epoch_lr = float(optimizer.param_groups[0]["lr"])
         losses = []
         step = -1
         for step, (x, y) in enumerate(tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)):
@@ -264,7 +266,7 @@ def fit(
             "train_loss": float(np.mean(losses)),
             "val_accuracy": val_acc,
             "attacked_accuracy": attacked,
-            "lr": float(optimizer.param_groups[0]["lr"]),
+            "lr": epoch_lr,
         }
         history.append(row)
         logger.info("epoch %d: %s", epoch + 1, row)
