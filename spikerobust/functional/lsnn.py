@@ -192,7 +192,8 @@ def lsnn_unroll(
         backend: ``"reference"`` (default: this loop of :func:`lsnn_step_current`, BPTT by
             autograd), ``"fused"`` (:func:`~spikerobust.functional.lsnn_fused.lsnn_unroll_fused`:
             same results, hand-written backward pass, much faster) or ``"auto"`` (fused wherever
-            it applies: a surrogate with a closed-form derivative, no ``torch.func`` transform).
+            it applies: a surrogate with a closed-form derivative, no ``torch.func`` transform;
+            inside ``vmap``/``grad`` this loop runs with a surrogate those transforms accept).
 
     Shape:
         ``x`` ``[T, B, d_in]`` → spikes ``[T, B, N]``.
@@ -202,10 +203,11 @@ def lsnn_unroll(
         ``return_states`` is set, else ``None``.
     """
     if backend != "reference":
-        from .lsnn_fused import lsnn_unroll_fused, resolve_backend
+        from .lsnn_fused import functorch_compatible, lsnn_unroll_fused, resolve_backend
 
         if resolve_backend(backend, params, (x, w_in, w_rec)) == "fused":
             return lsnn_unroll_fused(x, params, w_in, w_rec, state, return_states=return_states)
+        params = functorch_compatible(params)
     t_steps, batch, _ = x.shape
     n = w_in.shape[-1]
     if state is None:

@@ -32,8 +32,10 @@ constant's shape). The refractory counter carries no gradient, as in the referen
 The fused path needs the surrogate's closed-form derivative (:meth:`Surrogate.derivative`); snnTorch
 surrogates wrapped by :func:`~spikerobust.functional.from_snntorch` have none and use the
 reference path. Under ``torch.func`` transforms (``vmap``, ``grad``, ``jacrev``, ...) and while
-``torch.compile`` traces, ``backend="auto"`` and ``backend="fused"`` also use the reference path,
-which those transforms support. The backward pass is first-order only (double backward raises).
+``torch.compile`` traces, ``backend="auto"`` and ``backend="fused"`` also use the reference path;
+inside a transform its surrogate is swapped for an equivalent one written the way ``torch.func``
+requires (:func:`functorch_compatible`), so batched mismatch draws (``vmap``) and
+``torch.func.grad`` work. The fused backward pass is first-order only (double backward raises).
 
 Shape:
     - ``x``: ``[T, B, d_in]`` (time first); ``w_in``: ``[d_in, N]``; ``w_rec``: ``[N, N]``
@@ -57,9 +59,15 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 
 from .lsnn import LSNNParams, LSNNState, LSNNTrace, _decay, initial_state, zero_diagonal
-from .surrogate import Surrogate
+from .surrogate import Surrogate, heaviside
 
-__all__ = ["BACKENDS", "fused_unsupported_reason", "resolve_backend", "lsnn_unroll_fused"]
+__all__ = [
+    "BACKENDS",
+    "fused_unsupported_reason",
+    "resolve_backend",
+    "functorch_compatible",
+    "lsnn_unroll_fused",
+]
 
 #: Accepted values of ``backend``.
 BACKENDS = ("auto", "fused", "reference")
@@ -95,6 +103,58 @@ def fused_unsupported_reason(params: LSNNParams, tensors: Sequence[torch.Tensor]
     if len(dtypes) > 1:
         return f"mixed dtypes {sorted(str(d) for d in dtypes)}"
     return None
+
+
+class _FunctorchSpike(torch.autograd.Function):
+    """Heaviside forward, ``derivative(x)`` backward, in the form ``torch.func`` transforms accept
+    (``setup_context`` and a generated vmap rule)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, derivative):
+        return heaviside(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, derivative = inputs
+        ctx.save_for_backward(x)
+        ctx.derivative = derivative
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        return grad_out * ctx.derivative(x), None
+
+
+class _FunctorchSurrogate(Surrogate):
+    """The same surrogate (same forward, same derivative) usable under ``vmap``/``grad``."""
+
+    name = "functorch"
+
+    def __init__(self, inner: Surrogate) -> None:
+        self.inner = inner
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.derivative(x)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _FunctorchSpike.apply(x, self.inner.derivative)
+
+
+def functorch_compatible(params: LSNNParams) -> LSNNParams:
+    """``params`` with a surrogate that works under ``torch.func`` transforms, when one is active.
+
+    The reference loop differentiates through the surrogate's autograd function, which
+    ``vmap``/``grad`` refuse unless it defines ``setup_context``; inside a transform, a surrogate
+    with a closed-form derivative is swapped for an equivalent one that does. Outside transforms,
+    or for surrogates without ``derivative(x)``, ``params`` is returned unchanged.
+    """
+    if not torch._C._are_functorch_transforms_active():
+        return params
+    if not _has_closed_form_derivative(params.surrogate):
+        return params
+    return params._replace(surrogate=_FunctorchSurrogate(params.surrogate))
 
 
 def resolve_backend(backend: str, params: LSNNParams, tensors: Sequence[torch.Tensor] = ()) -> str:
@@ -250,6 +310,8 @@ class _LSNNRecurrence(torch.autograd.Function):
         ctx.record = record
         ctx.mark_non_differentiable(tr.r_last)
         ctx.set_materialize_grads(False)
+        if need_vb and not record:  # traces kept for the gradients only: return the last values
+            return tr.z, tr.v[-1].clone(), tr.b[-1].clone(), tr.r_last
         return tr.z, tr.v, tr.b, tr.r_last
 
     @staticmethod

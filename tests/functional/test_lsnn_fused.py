@@ -1,0 +1,312 @@
+"""The fused LSNN BPTT against the reference path (autograd through ``lsnn_step_current``).
+
+The reference implementation is the independent second implementation: the fused forward pass
+must reproduce its spikes and traces bit for bit, and the hand-written backward pass its
+gradients (to rounding) for every input that can require a gradient.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call, grad, vmap
+
+from spikerobust.functional import (
+    ATan,
+    FastSigmoid,
+    LSNNParams,
+    LSNNState,
+    Triangle,
+    from_snntorch,
+    lsnn_unroll,
+)
+from spikerobust.functional.lsnn_fused import (
+    fused_unsupported_reason,
+    lsnn_unroll_fused,
+    resolve_backend,
+)
+from spikerobust.nn import LSNN, LSNNClassifier
+
+T, B, D, N = 40, 6, 3, 24
+RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+
+
+def _problem(dtype, *, n_refr=2, dt=1.0, surrogate=None, seed=0, state_grad=True):
+    g = torch.Generator().manual_seed(seed)
+    kw = dict(dtype=dtype)
+    x = (1.5 * torch.randn(T, B, D, generator=g, **kw)).requires_grad_()
+    w_in = torch.randn(D, N, generator=g, **kw).requires_grad_()
+    w_rec = (0.4 * torch.randn(N, N, generator=g, **kw)).requires_grad_()
+    consts = {
+        "tau_mem": 15.0 + 10.0 * torch.rand(N, generator=g, **kw),
+        "tau_adapt": 60.0 + 60.0 * torch.rand(N, generator=g, **kw),
+        "beta_adapt": 1.0 + 2.0 * torch.rand(N, generator=g, **kw),
+        "b0": 0.01 + 0.02 * torch.rand(N, generator=g, **kw),
+    }
+    consts = {k: v.requires_grad_() for k, v in consts.items()}
+    state = LSNNState(
+        0.02 * torch.randn(B, N, generator=g, **kw),
+        (torch.rand(B, N, generator=g) < 0.2).to(dtype),
+        0.05 * torch.rand(B, N, generator=g, **kw),
+        torch.zeros(B, N, **kw),
+    )
+    if state_grad:
+        state = LSNNState(*(s.clone().requires_grad_() for s in state[:3]), state.r)
+    params = LSNNParams(**consts, n_refractory=n_refr, dt=dt, surrogate=surrogate or Triangle(0.3))
+    leaves = [x, w_in, w_rec, *consts.values()] + (list(state[:3]) if state_grad else [])
+    weights = torch.randn(T, B, N, generator=g, **kw)
+    return x, w_in, w_rec, params, state, leaves, weights
+
+
+def _loss(z, final, trace, weights):
+    # spikes, the final state and the traces all carry gradient
+    return (
+        (z * weights).sum()
+        + 0.3 * (trace.v ** 2).sum()
+        + 2.0 * trace.threshold.sum()
+        + final.v.sum()
+        - 0.7 * final.b.sum()
+        + (final.z * weights[-1]).sum()
+    )
+
+
+def _run(backend, problem):
+    x, w_in, w_rec, params, state, leaves, weights = problem
+    z, final, trace = lsnn_unroll(x, params, w_in, w_rec, state, return_states=True, backend=backend)
+    grads = torch.autograd.grad(_loss(z, final, trace, weights), leaves)
+    return z.detach(), final, trace, grads
+
+
+def _assert_close(ref, got, dtype, what=""):
+    scale = ref.abs().max().clamp_min(1e-30)
+    err = ((ref - got).abs().max() / scale).item()
+    assert err <= RTOL[dtype], f"{what}: relative error {err:.2e} > {RTOL[dtype]:.0e}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n_refr,dt", [(2, 1.0), (4, 1.0), (0, 1.0), (2, 0.5)])
+def test_fused_matches_reference_forward_and_gradients(dtype, n_refr, dt):
+    problem = _problem(dtype, n_refr=n_refr, dt=dt)
+    z_ref, fin_ref, tr_ref, g_ref = _run("reference", problem)
+    z_fus, fin_fus, tr_fus, g_fus = _run("fused", problem)
+
+    # the dynamics are exercised: spikes, refractory blocking and adaptation all happen
+    rate = (z_ref * dt).mean().item()
+    assert 0.02 < rate < 0.6, rate
+    blocked = ((tr_ref.v > tr_ref.threshold) & (z_ref == 0)).sum().item()
+    if n_refr > 0:
+        assert blocked > 0, "no spike was blocked by refractoriness"
+    else:
+        assert blocked == 0
+    assert tr_ref.threshold.std().item() > 1e-3
+
+    # bit-identical forward
+    assert torch.equal(z_ref, z_fus)
+    for a, b in zip(tr_ref, tr_fus):
+        assert torch.equal(a, b)
+    for a, b in zip(fin_ref, fin_fus):
+        assert torch.equal(a, b)
+
+    names = ["x", "w_in", "w_rec", "tau_mem", "tau_adapt", "beta_adapt", "b0", "v0", "z0", "b_0"]
+    for name, a, b in zip(names, g_ref, g_fus):
+        assert a.abs().max() > 0, f"reference gradient of {name} is zero: test would be vacuous"
+        _assert_close(a, b, dtype, name)
+    assert torch.all(torch.diagonal(g_fus[2]) == 0)
+
+
+@pytest.mark.parametrize("surrogate", [FastSigmoid(10.0), ATan(2.0)])
+def test_other_surrogates(surrogate):
+    problem = _problem(torch.float64, surrogate=surrogate, seed=3)
+    _, _, _, g_ref = _run("reference", problem)
+    _, _, _, g_fus = _run("fused", problem)
+    for a, b in zip(g_ref, g_fus):
+        _assert_close(a, b, torch.float64)
+
+
+def test_python_float_constants_and_partial_requires_grad():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, B, D, generator=g, dtype=torch.float64)
+    w_in = torch.randn(D, N, generator=g, dtype=torch.float64).requires_grad_()
+    w_rec = 0.4 * torch.randn(N, N, generator=g, dtype=torch.float64)  # no grad
+    p = LSNNParams()  # Python floats
+    out = {}
+    for backend in ("reference", "fused"):
+        z, final, _ = lsnn_unroll(x, p, w_in, w_rec, backend=backend)
+        (gw,) = torch.autograd.grad((z.sum(1) ** 2).sum() + final.v.sum(), [w_in])
+        out[backend] = (z, gw)
+    assert torch.equal(out["reference"][0], out["fused"][0])
+    assert out["reference"][0].mean() > 0.02
+    _assert_close(out["reference"][1], out["fused"][1], torch.float64)
+
+
+def test_scalar_tensor_constants_get_scalar_gradients():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(T, B, D, generator=g, dtype=torch.float64)
+    w_in = torch.randn(D, N, generator=g, dtype=torch.float64)
+    w_rec = 0.4 * torch.randn(N, N, generator=g, dtype=torch.float64)
+    res = {}
+    for backend in ("reference", "fused"):
+        consts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (20.0, 98.0, 2.0, 0.01)]
+        p = LSNNParams(*consts)
+        z, _, trace = lsnn_unroll(x, p, w_in, w_rec, return_states=True, backend=backend)
+        res[backend] = torch.autograd.grad(z.sum() + trace.v.sum(), consts)
+    for a, b in zip(res["reference"], res["fused"]):
+        assert a.shape == torch.Size([]) and b.shape == torch.Size([])
+        _assert_close(a, b, torch.float64)
+
+
+def test_no_grad_runs_without_graph_and_matches():
+    x, w_in, w_rec, params, state, _, _ = _problem(torch.float32)
+    with torch.no_grad():
+        z_f, fin_f, tr_f = lsnn_unroll_fused(x, params, w_in, w_rec, state, return_states=True)
+        z_r, fin_r, tr_r = lsnn_unroll(x, params, w_in, w_rec, state, return_states=True)
+    assert not z_f.requires_grad and z_f.grad_fn is None
+    assert torch.equal(z_f, z_r)
+    for a, b in zip((*fin_f, *tr_f), (*fin_r, *tr_r)):
+        assert torch.equal(a, b)
+
+
+def test_initial_state_is_not_modified():
+    x, w_in, w_rec, params, state, _, _ = _problem(torch.float64, state_grad=False)
+    before = [s.clone() for s in state]
+    z, _, _ = lsnn_unroll_fused(x, params, w_in, w_rec, state)
+    z.sum().backward()
+    for a, b in zip(before, state):
+        assert torch.equal(a, b)
+
+
+def test_chunked_bptt_equals_one_pass():
+    """Carrying the state between two fused calls is the same computation as one reference call."""
+    x, w_in, w_rec, params, _, _, weights = _problem(torch.float64, state_grad=False, seed=5)
+    leaves = [x, w_in, w_rec]
+    z_ref, _, _ = lsnn_unroll(x, params, w_in, w_rec, backend="reference")
+    g_ref = torch.autograd.grad((z_ref * weights).sum(), leaves)
+    z1, s1, _ = lsnn_unroll_fused(x[:15], params, w_in, w_rec)
+    z2, _, _ = lsnn_unroll_fused(x[15:], params, w_in, w_rec, s1)
+    z_f = torch.cat([z1, z2])
+    g_f = torch.autograd.grad((z_f * weights).sum(), leaves)
+    assert torch.equal(z_ref, z_f)
+    for a, b in zip(g_ref, g_f):
+        _assert_close(a, b, torch.float64)
+
+
+def test_retain_graph_gives_the_same_gradient_twice_and_no_double_backward():
+    x, w_in, w_rec, params, state, _, weights = _problem(torch.float64, state_grad=False)
+    z, _, _ = lsnn_unroll_fused(x, params, w_in, w_rec, state)
+    loss = (z * weights).sum()
+    (g1,) = torch.autograd.grad(loss, [w_rec], retain_graph=True)
+    (g2,) = torch.autograd.grad(loss, [w_rec], retain_graph=True)
+    assert torch.equal(g1, g2)
+    (g,) = torch.autograd.grad(loss, [w_in], create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(g.sum(), [w_in])
+
+
+def test_dispatch_rules():
+    p = LSNNParams()
+    assert resolve_backend("auto", p) == "fused"
+    assert resolve_backend("reference", p) == "reference"
+    snn_surrogate = pytest.importorskip("snntorch.surrogate")
+    wrapped = p._replace(surrogate=from_snntorch(snn_surrogate.fast_sigmoid()))
+    assert resolve_backend("auto", wrapped) == "reference"
+    assert "derivative" in fused_unsupported_reason(wrapped)
+    with pytest.raises(ValueError, match="derivative"):
+        resolve_backend("fused", wrapped)
+    with pytest.raises(ValueError, match="derivative"):
+        lsnn_unroll_fused(torch.zeros(2, 1, 1), wrapped, torch.ones(1, 1), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="backend"):
+        resolve_backend("fast", p)
+    with pytest.raises(ValueError, match="backend"):
+        LSNN(2, 4, backend="fast")
+    with pytest.raises(ValueError, match="derivative"):
+        LSNN(2, 4, backend="fused", surrogate=snn_surrogate.atan())
+    # mixed dtypes are left to the reference path (it promotes like eager PyTorch)
+    p64 = LSNNParams(tau_mem=torch.full((3,), 20.0, dtype=torch.float64))
+    assert resolve_backend("auto", p64, (torch.zeros(1, 1, 1),)) == "reference"
+    assert "backend='auto'" in repr(LSNN(2, 4))
+
+
+def test_wrapped_snntorch_surrogate_auto_equals_reference():
+    snn_surrogate = pytest.importorskip("snntorch.surrogate")
+    torch.manual_seed(0)
+    model = LSNN(D, N, surrogate=snn_surrogate.fast_sigmoid(slope=25))
+    x = torch.randn(T, B, D)
+    z_auto = model(x)
+    model.backend = "reference"
+    assert torch.equal(z_auto, model(x))
+
+
+def _classifier(backend):
+    torch.manual_seed(0)
+    model = LSNNClassifier(D, n_hidden=N, n_classes=3, backend=backend, train_neuron_params=True)
+    return model.double()
+
+
+def test_functional_call_gradients_match_reference():
+    x = 2.0 * torch.randn(T, B, D, dtype=torch.float64)
+    y = torch.randint(0, 3, (B,))
+    res = {}
+    for backend in ("reference", "fused"):
+        model = _classifier(backend)
+        params = {k: (1.1 * v).detach().requires_grad_() for k, v in model.named_parameters()}
+        logits, reg = functional_call(model, params, (x,), {"return_aux_loss": True})
+        loss = torch.nn.functional.cross_entropy(logits, y) + reg
+        res[backend] = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    assert set(res["fused"]) >= {"lsnn.w_in", "lsnn.w_rec", "lsnn.tau_mem", "lsnn.b0", "readout.weight"}
+    for name in res["reference"]:
+        _assert_close(res["reference"][name], res["fused"][name], torch.float64, name)
+
+
+def test_torch_func_grad_falls_back_and_matches_autograd():
+    x = 2.0 * torch.randn(T, B, D, dtype=torch.float64)
+    y = torch.randint(0, 3, (B,))
+    model = _classifier("fused")
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    seen = []
+
+    def loss_fn(p):
+        seen.append(fused_unsupported_reason(model.lsnn.neuron_params()))
+        return torch.nn.functional.cross_entropy(functional_call(model, p, (x,)), y)
+
+    g_func = grad(loss_fn)(params)
+    assert seen[0] is not None and "torch.func" in seen[0]
+    leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+    loss = torch.nn.functional.cross_entropy(functional_call(model, leaves, (x,)), y)  # fused
+    g_auto = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+    for name in params:
+        _assert_close(g_auto[name], g_func[name], torch.float64, name)
+
+
+def test_vmap_over_parameter_draws_matches_a_loop():
+    torch.manual_seed(1)
+    model = LSNNClassifier(D, n_hidden=N, n_classes=3)  # backend "auto"
+    x = 2.0 * torch.randn(T, B, D)
+    draws = [
+        {k: v.detach() * (1 + 0.2 * torch.randn_like(v)) for k, v in model.named_parameters()}
+        for _ in range(3)
+    ]
+    stacked = {k: torch.stack([d[k] for d in draws]) for k in draws[0]}
+    with torch.no_grad():
+        batched = vmap(lambda p: functional_call(model, p, (x,)))(stacked)
+        looped = torch.stack([functional_call(model, d, (x,)) for d in draws])  # fused, no graph
+        model.lsnn.backend = "reference"
+        looped_ref = torch.stack([functional_call(model, d, (x,)) for d in draws])
+    assert torch.equal(looped, looped_ref)
+    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_training_steps_agree():
+    x = 2.0 * torch.randn(T, B, D, dtype=torch.float64)
+    y = torch.randint(0, 3, (B,))
+    final = {}
+    for backend in ("reference", "fused"):
+        model = _classifier(backend)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(3):
+            opt.zero_grad()
+            logits, reg = model(x, return_aux_loss=True)
+            (torch.nn.functional.cross_entropy(logits, y) + reg).backward()
+            opt.step()
+        final[backend] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for k in final["reference"]:
+        torch.testing.assert_close(final["fused"][k], final["reference"][k], rtol=1e-9, atol=1e-12)
