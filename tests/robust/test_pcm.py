@@ -258,7 +258,7 @@ def test_adc_error_bounded_by_half_lsb_per_tile():
     x = torch.randn(50, 20, dtype=torch.float64, generator=gen(14))
     bound_adc, cols = 40.0, 8
     sim = PCMSimulator(lin, PCMConfig.noise_free(adc_bits=8, adc_bound=bound_adc, tile_size=(4, cols)), seed=0).program()
-    w_scale = float(lin.weight.abs().max())
+    w_scale = float(lin.weight.detach().abs().max())
     err = (sim(x) - lin(x)).abs().detach()
     # one ADC conversion per column tile; each off by <= LSB/2 in units of (slice scale · w_scale)
     scales = torch.stack([x[:, j:j + cols].abs().amax(1) for j in range(0, 20, cols)], 1)
@@ -344,3 +344,35 @@ def test_accuracy_over_time_with_noise_is_seeded_and_plots(tmp_path):
 def test_format_time():
     assert [format_time(t) for t in PCM_TIMES] == ["25 s", "1 h", "1 d", "30 d", "1 y"]
     assert format_time(90.0) == "90 s"
+
+
+# ----------------------------------------------------------------------------- the example, tiny
+def load_example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "pcm_drift.py"
+    spec = importlib.util.spec_from_file_location("pcm_drift_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_example().main(["--help"])
+    assert exc.value.code == 0 and "--noise-mode" in capsys.readouterr().out
+
+
+def test_example_tiny_run_on_fmnist(fmnist_dir, tmp_path):
+    out = load_example().main([
+        "--data-root", str(fmnist_dir), "--n-train", "200", "--n-finetune", "100", "--n-test", "100",
+        "--epochs", "1", "--attack-steps", "1", "--n-reps", "2", "--times", "25", "3600", "--out-dir", str(tmp_path),
+    ])
+    assert set(out["results"]) == {"fp", "ni", "ni+rob"}
+    for res in out["results"].values():
+        acc = np.array(res["accuracy"])
+        assert acc.shape == (2, 2) and ((acc >= 0) & (acc <= 1)).all()
+        assert np.allclose(acc * 100, np.round(acc * 100))  # 100 test images: whole percents
+    assert (tmp_path / "pcm_drift.png").exists() and (tmp_path / "pcm_drift.json").exists()
+    assert out["table"].count("\n") == 4  # header, rule, three models

@@ -5,6 +5,21 @@ Modules: :mod:`.devices` (programming noise, drift, read noise — pure function
 which runs any model's Conv2d/Linear layers on the crossbars without changing the model) and
 :mod:`.evaluate` (accuracy over time since programming, and its plot).
 
+Choices where SPEC §6 leaves room (all documented again where they are made):
+
+* ``g_p`` in the read-noise ``Q_s`` is the programmed normalised conductance (after programming
+  noise, before drift); the drift exponent's μ_ν, σ_ν use the target ``g_T``; ν is drawn once per
+  device at programming; read noise is drawn once per evaluation time and frozen over the test set.
+* The normalised programming σ is the µS polynomial divided by ``g_max`` in µS (σ_p / 25).
+* Weights are mapped by the abs-max of the whole layer (not per tile); clipping before mapping is
+  an option (``clip_sigma``); biases stay digital.
+* Global drift compensation is per layer by default (one α from the whole layer output for an
+  all-ones calibration input), per tile as an option; the reference read at t0 has its own
+  read-noise draw, so α at t0 equals 1 only without read noise.
+* Converters: each tile scales its input slice by its abs-max per input vector, the DAC quantises
+  on [−1, 1] and the ADC on a fixed ``[−adc_bound, adc_bound]``; both off by default.
+* Times before ``t0`` are rejected (the power law starts at t0).
+
 Examples:
     >>> import torch
     >>> from torch import nn
