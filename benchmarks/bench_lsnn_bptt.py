@@ -14,6 +14,11 @@ all of them alike); the median over repeats is reported:
   projection, ``T`` recurrent products forward, ``T`` backward, the recurrent-weight gradient as
   one product over all steps, and the two input-projection gradients.
 
+Both the process CPU time and the wall-clock time of each run are recorded (medians). On a
+machine shared with other jobs the CPU time is the fairer measure (it does not count the time the
+process waits for a core); with one thread the two agree on an idle machine. The samples/s column
+is ``B`` divided by the CPU time. Spike rate: mean spikes per neuron and step of the warm-up run.
+
 Target (issue 2): ours faster than both peers and within 3x of the floor.
 
 Run::
@@ -146,13 +151,17 @@ def measure(d_in: int, args) -> dict:
     runners = {m: build(m, d_in, args) for m in args.methods}
     runners = {m: r for m, r in runners.items() if r is not None}
     rates = {m: r() for m, r in runners.items()}  # warm-up (and firing rate)
-    times = {m: [] for m in runners}
+    wall = {m: [] for m in runners}
+    cpu = {m: [] for m in runners}
     for _ in range(args.repeats):
         for m, run in runners.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             run()
-            times[m].append(time.perf_counter() - t0)
-    return {m: (statistics.median(ts), rates[m]) for m, ts in times.items()}
+            wall[m].append(time.perf_counter() - t0)
+            cpu[m].append(time.process_time() - c0)
+    return {
+        m: (statistics.median(cpu[m]), statistics.median(wall[m]), rates[m]) for m in runners
+    }
 
 
 def main(argv=None) -> None:
@@ -174,25 +183,33 @@ def main(argv=None) -> None:
         f"# torch {torch.__version__}, threads = {torch.get_num_threads()}, dtype = {args.dtype}, "
         f"B = {args.batch}, T = {args.steps}, N = {args.hidden}, median of {args.repeats}"
     )
-    print(f"{'d_in':>4} | {'method':<15} | {'ms / step':>9} | {'samples/s':>9} | {'rate':>6}")
-    print("-" * 56)
+    print(
+        f"{'d_in':>4} | {'method':<15} | {'cpu ms':>8} | {'wall ms':>8} | {'samples/s':>9} | "
+        f"{'spike rate':>10}"
+    )
+    print("-" * 70)
     results = {}
     for d_in in args.d_in:
         res = measure(d_in, args)
         results[d_in] = res
-        for m, (sec, rate) in res.items():
-            print(f"{d_in:>4} | {m:<15} | {1e3 * sec:9.1f} | {args.batch / sec:9.0f} | {rate:6.3f}")
+        for m, (cpu, wall, rate) in res.items():
+            rate_s = f"{rate:10.3f}" if m != "floor" else f"{'-':>10}"
+            print(
+                f"{d_in:>4} | {m:<15} | {1e3 * cpu:8.1f} | {1e3 * wall:8.1f} | "
+                f"{args.batch / cpu:9.0f} | {rate_s}"
+            )
     print()
-    print("# ratios of times (ours = ours-fused; < 1 means ours is faster)")
+    print("# time ratios, CPU time (wall-clock in brackets); ours = ours-fused, < 1: ours is faster")
     for d_in, res in results.items():
         if "ours-fused" not in res:
             continue
-        ours = res["ours-fused"][0]
+        ours_cpu, ours_wall, _ = res["ours-fused"]
         parts = [f"d_in={d_in}:"]
         for other, label in (("norse", "ours/norse"), ("snntorch", "ours/snntorch"),
                              ("ours-reference", "ours/reference"), ("floor", "ours/floor")):
             if other in res:
-                parts.append(f"{label} = {ours / res[other][0]:.2f}")
+                cpu, wall, _ = res[other]
+                parts.append(f"{label} = {ours_cpu / cpu:.2f} ({ours_wall / wall:.2f})")
         print("  ".join(parts))
 
 

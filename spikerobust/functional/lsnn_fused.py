@@ -189,7 +189,7 @@ class _Traces(NamedTuple):
     i: Optional[torch.Tensor] = None  # currents x W_in + z W_rec [T, B, N]
     a: Optional[torch.Tensor] = None  # thresholds b0 + beta b [T, B, N]
     da: Optional[torch.Tensor] = None  # dz_t/dv_t = sigma'(s_t) 1[r_{t-1} <= 0] / (dt A_t)
-    dq: Optional[torch.Tensor] = None  # -dz_t/dA_t = da * v_t / A_t
+    s: Optional[torch.Tensor] = None  # scaled voltages (v_t - A_t) / A_t
 
 
 def _as_tensor(k, like: torch.Tensor) -> torch.Tensor:
@@ -210,7 +210,7 @@ def _forward_loop(
 
     Args:
         derivative: the surrogate's derivative; when given, the thresholds and the two local
-            derivatives of the spike (``da``, ``dq``) are recorded for the backward pass.
+            derivative of the spike (``da``) and the scaled voltages are recorded for the backward pass.
         record_vb: record the traces of ``v`` and ``b`` (else only their last values).
         record_i: record the currents (needed for the gradient of ``alpha``).
     """
@@ -234,9 +234,9 @@ def _forward_loop(
     keep = derivative is not None
     a_all, a_l = steps(keep)
     da_all, da_l = steps(keep)
-    dq_all, dq_l = steps(keep)
+    s_all, s_l = steps(keep)
     z_l, c_l = z_all.unbind(0), c.unbind(0)
-    t1, t2, s, allowed = small(), small(), small(), small()
+    t1, t2, allowed = small(), small(), small()
     v, b = v0, b0_state
     one_m_rho = _as_tensor(1.0 - rho, c)  # 1 - rho in the precision of rho, as the reference
     one_m_alpha = _as_tensor(1.0 - alpha, c)
@@ -245,7 +245,7 @@ def _forward_loop(
     n_max = float(n_refr)
     mul, add, sub, mm = torch.mul, torch.add, torch.sub, torch.mm
     for t in range(t_steps):
-        a, cur = a_l[t], i_l[t]
+        a, cur, s = a_l[t], i_l[t], s_l[t]
         # b = rho * b + (1 - rho) * z ;  a = b0 + beta * b
         mul(rho, b, out=t1)
         b = add(t1, mul(one_m_rho, z, out=t2), out=b_l[t])
@@ -271,10 +271,9 @@ def _forward_loop(
             da = mul(derivative(s), allowed, out=da_l[t]).div_(a)
             if not unit_dt:
                 da.div_(dt)
-            mul(da, v, out=dq_l[t]).div_(a)
     if not record_vb:
         v_all, b_all = v, b
-    return _Traces(z_all, v_all, b_all, r, i_all, a_all, da_all, dq_all)
+    return _Traces(z_all, v_all, b_all, r, i_all, a_all, da_all, s_all)
 
 
 def _sum_to(grad: torch.Tensor, like) -> torch.Tensor:
@@ -305,7 +304,7 @@ class _LSNNRecurrence(torch.autograd.Function):
         tensors = [k for k in consts if isinstance(k, torch.Tensor)]
         v_all = tr.v if need_vb else None
         b_all = tr.b if need_vb else None
-        ctx.save_for_backward(w, v0, z0, bs0, tr.z, tr.a, tr.da, tr.dq, v_all, b_all, tr.i, *tensors)
+        ctx.save_for_backward(w, v0, z0, bs0, tr.z, tr.a, tr.da, tr.s, v_all, b_all, tr.i, *tensors)
         ctx.dt = dt
         ctx.record = record
         ctx.mark_non_differentiable(tr.r_last)
@@ -317,7 +316,7 @@ class _LSNNRecurrence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_z_out, g_v_out, g_b_out, _g_r):
-        w, v0, z0, bs0, z_all, a_all, da_all, dq_all, v_all, b_all, i_all, *tensors = ctx.saved_tensors
+        w, v0, z0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all, *tensors = ctx.saved_tensors
         it = iter(tensors)
         alpha, rho, b0, beta = (
             next(it) if is_t else f for is_t, f in zip(ctx.const_is_tensor, ctx.const_floats)
@@ -343,7 +342,7 @@ class _LSNNRecurrence(torch.autograd.Function):
         q_all, q_l = per_step(needs[4] or needs[5])
         gi_all = torch.empty_like(z_all)
         gi_l = gi_all.unbind(0)
-        z_l, a_l, da_l, dq_l = z_all.unbind(0), a_all.unbind(0), da_all.unbind(0), dq_all.unbind(0)
+        z_l, a_l, da_l, s_l = z_all.unbind(0), a_all.unbind(0), da_all.unbind(0), s_all.unbind(0)
 
         def outer(g, record):  # incoming gradient of a V/B output at step t (or None)
             if g is None:
@@ -366,7 +365,8 @@ class _LSNNRecurrence(torch.autograd.Function):
             g_t = addcmul(u, g_next, alpha_t, out=g_l[t])
             if gv_at(t) is not None:
                 g_t.add_(gv_at(t))
-            q_t = mul(g_z, dq_l[t], out=q_l[t])
+            # -dL/dA_t = u v_t / A_t + dt g_t z_{t-1},  v_t / A_t = 1 + s_t
+            q_t = addcmul(u, u, s_l[t], out=q_l[t])
             q_t.addcmul_(g_t, z_l[t - 1] if t > 0 else z0, value=dt)
             p_t = mul(p_next, rho_t, out=p_l[t]).addcmul_(q_t, beta_t, value=-1.0)
             if gb_at(t) is not None:
