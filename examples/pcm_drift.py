@@ -5,17 +5,21 @@ networks are deployed on the PCM simulator (programming noise, per-device drift,
 global drift compensation, 256 × 256 tiles) and tested at t = 25 s, 1 h, 1 d, 30 d and 1 y after
 programming, over several programming repetitions:
 
-1. ``fp``: the floating-point baseline (standard training, ``--epochs`` epochs);
-2. ``ni``: the baseline fine-tuned ``--finetune-epochs`` epochs with noise injection
-   (``--noise-mode``, ``--eta``) and weights clipped to ±``--clip-sigma``·σ after each step;
-3. ``ni+rob``: the same fine-tuning from the same baseline, plus the robust loss (β = ``--beta``,
-   attack size ``--epsilon``, N_steps = 3) — the paper's method for PCM, which starts from a
-   pretrained model.
+A network is first pretrained with standard training (``--epochs`` epochs); then three copies
+are fine-tuned for the same ``--finetune-epochs`` on the same images, so that they have had the
+same training budget:
+
+1. ``fp``: the floating-point baseline, fine-tuned with standard training (no noise; with
+   ``--no-fp-finetune`` it is the pretrained network itself);
+2. ``ni``: fine-tuned with noise injection (``--noise-mode``, ``--eta``) and weights clipped to
+   ±``--clip-sigma``·σ after each step;
+3. ``ni+rob``: the same noise injection plus the robust loss (β = ``--beta``, attack size
+   ``--epsilon``, N_steps = 3) — the paper's method for PCM, which starts from a pretrained model.
 
 The paper uses ResNet32 on CIFAR-10; this script defaults to the F-MNIST CNN (SPEC §7), which is
 what fits on one CPU core. ``--model resnet32 --dataset cifar10 --data-root DIR`` runs the paper's
 pair where CIFAR-10 is available (it is not downloaded here). Default scale (one core, ~10 min):
-10 000 training images, 2 baseline epochs, 1 fine-tuning epoch on 5 000 images, 1 000 test
+10 000 training images, 2 pretraining epochs, 1 fine-tuning epoch on 5 000 images, 1 000 test
 images, 5 repetitions (paper: full data, 25 repetitions).
 
 Outputs (``--out-dir``): ``pcm_drift.json`` (all accuracies), ``pcm_drift.png`` (plot), the
@@ -39,7 +43,6 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from spikerobust.models import get_model
@@ -57,10 +60,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=10_000, help="training images (seeded subset; 0 = all)")
     p.add_argument("--n-finetune", type=int, default=5_000, help="images per fine-tuning epoch (0 = the training subset)")
     p.add_argument("--n-test", type=int, default=1_000, help="test images (seeded subset; 0 = all)")
-    p.add_argument("--epochs", type=int, default=2, help="baseline epochs")
+    p.add_argument("--epochs", type=int, default=2, help="standard pretraining epochs")
+    p.add_argument("--no-fp-finetune", action="store_true", help="use the pretrained network as the FP baseline")
     p.add_argument("--finetune-epochs", type=int, default=1, help="noise-injection fine-tuning epochs")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3, help="baseline learning rate (Adam; SGD-Nesterov for resnet32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="pretraining learning rate (Adam; SGD-Nesterov for resnet32)")
     p.add_argument("--lr-finetune", type=float, default=3e-4, help="fine-tuning learning rate")
     p.add_argument("--eta", type=float, default=0.1, help="noise-injection size η")
     p.add_argument("--noise-mode", choices=("layer_range", "relative"), default="layer_range")
@@ -141,23 +145,27 @@ def main(argv=None) -> dict:
     base = get_model(args.model, n_classes=n_classes)
     clip = args.clip_sigma if args.clip_sigma > 0 else None
     methods = {
+        "fp": get_method("standard"),
         "ni": get_method("noise_injection", eta=args.eta, mode=args.noise_mode, clip_sigma=clip, seed=args.seed),
         "ni+rob": get_method("noise_injection", eta=args.eta, mode=args.noise_mode, clip_sigma=clip, seed=args.seed,
                              beta=args.beta, epsilon=args.epsilon, n_steps=args.attack_steps),
     }
     models, ckpt = {}, lambda k: os.path.join(args.out_dir, f"{args.model}_{k.replace('+', '_')}.pt")
-    for key in ("fp", "ni", "ni+rob"):
+    for key in ("pre", "fp", "ni", "ni+rob"):
         if args.reuse and os.path.exists(ckpt(key)):
             m = get_model(args.model, n_classes=n_classes)
             m.load_state_dict(torch.load(ckpt(key), weights_only=True))
             models[key] = m.eval()
             continue
-        if key == "fp":
-            models[key] = train(base, get_method("standard"), x_tr, y_tr, args.epochs, 0, args, args.lr, "fp")
-        else:  # fine-tune a copy of the baseline
-            models[key] = train(copy.deepcopy(models["fp"]), methods[key], x_tr, y_tr, args.finetune_epochs,
+        if key == "pre":
+            models[key] = train(base, get_method("standard"), x_tr, y_tr, args.epochs, 0, args, args.lr, "pretrain")
+        elif key == "fp" and args.no_fp_finetune:
+            models[key] = models["pre"]
+        else:  # fine-tune a copy of the pretrained network
+            models[key] = train(copy.deepcopy(models["pre"]), methods[key], x_tr, y_tr, args.finetune_epochs,
                                 args.n_finetune, args, args.lr_finetune, key)
         torch.save(models[key].state_dict(), ckpt(key))
+    del models["pre"]
     t_train = time.time() - start
 
     config = PCMConfig(t0=args.t0, dac_bits=args.dac_bits, adc_bits=args.adc_bits)

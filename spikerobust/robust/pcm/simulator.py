@@ -44,7 +44,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
@@ -77,7 +76,9 @@ class PCMConfig:
         drift_compensation: ``"layer"`` (one GDC gain per layer), ``"tile"`` (one per tile) or
             ``None`` (no compensation).
         calibration: the fixed GDC input: ``"ones"`` or ``"random"`` (``n_calibration`` seeded
-            uniform[−1, 1] vectors per layer, drawn once at programming).
+            uniform[−1, 1] vectors per layer, drawn once at programming). With an ADC, an
+            all-ones read of a tile whose rows sum beyond ``adc_bound`` saturates and biases α;
+            ``"random"`` avoids that.
         n_calibration: number of random calibration vectors.
         tile_size: crossbar tile ``rows × cols`` (256; an int or a pair; ``None``: unbounded).
         dac_bits, adc_bits: converter resolutions (``None``: ideal; SPEC option: 8).
