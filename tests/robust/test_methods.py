@@ -18,11 +18,13 @@ from spikerobust.robust.methods.forward_noise import forward_noise_params
 torch.set_num_threads(1)
 
 
-def blobs(n=96, d=4, c=3, seed=0):
+def blobs(n=96, d=4, c=3, seed=0, noise=0.5, data_seed=None):
     g = torch.Generator().manual_seed(seed)
     centres = 2.0 * torch.randn(c, d, generator=g)
+    if data_seed is not None:
+        g = torch.Generator().manual_seed(data_seed)
     y = torch.arange(n) % c
-    return centres[y] + 0.5 * torch.randn(n, d, generator=g), y
+    return centres[y] + noise * torch.randn(n, d, generator=g), y
 
 
 def mlp(seed=0, dtype=torch.float32):
@@ -359,3 +361,32 @@ def test_entropy_sgd_two_langevin_steps_by_hand():
 def test_bad_hyper_parameters_raise(name, kwargs):
     with pytest.raises(ValueError, match=list(kwargs)[0]):
         get_method(name, **kwargs)
+
+
+# --------------------------------------------------------------------------- scaled-down acceptance
+
+
+def test_scaled_down_acceptance_forward_noise_and_robust_loss_beat_standard_under_mismatch():
+    """A small MLP on overlapping blobs: at similar clean accuracy, forward noise and the robust
+    loss keep more accuracy at m = 0.5 and 0.7 than standard training (Table 1's ordering)."""
+    from spikerobust.robust.mismatch import mismatch_evaluate
+    from spikerobust.robust.trainer import evaluate_accuracy, fit
+
+    x, y = blobs(n=600, d=8, c=4, seed=3, noise=1.5, data_seed=1)
+    xt, yt = blobs(n=400, d=8, c=4, seed=3, noise=1.5, data_seed=2)
+    batches = [(x[i:i + 50], y[i:i + 50]) for i in range(0, 600, 50)]
+    out = {}
+    for name, method in [("standard", get_method("standard")), ("fn", get_method("forward_noise", eta=0.3)),
+                         ("beta", get_method("adversarial", beta=0.5, n_steps=3))]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4))
+        fit(model, method, batches, epochs=15, lr=1e-2, seed=0, progress=False)
+        res = mismatch_evaluate(model, (xt, yt), levels=(0.5, 0.7), n_draws=30, seed=1, progress=False)
+        out[name] = (evaluate_accuracy(model, [(xt, yt)]), res.mean(0.5), res.mean(0.7))
+    clean = {k: v[0] for k, v in out.items()}
+    assert max(clean.values()) - min(clean.values()) < 0.02, clean
+    # the gaps are small on a low-dimensional MLP (a few points); the ordering is the claim here,
+    # the example examples/compare_methods.py measures the full-size effect on an LSNN and the CNN
+    for level in (1, 2):
+        assert out["fn"][level] > out["standard"][level], out
+        assert out["beta"][level] > out["standard"][level], out
