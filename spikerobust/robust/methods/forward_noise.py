@@ -76,7 +76,7 @@ class SeededMixin:
         if "generator_state" in state:
             dev = state.get("generator_device", "cpu")
             self._generator = torch.Generator(device=dev)
-            self._generator.set_state(state["generator_state"])
+            self._generator.set_state(state["generator_state"].cpu())
 
 
 def forward_noise_params(
