@@ -115,6 +115,7 @@ def robust_loss_backward(
     attack = pga_attack(
         model, x, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,
         sigma_init=sigma_init, eps_c=eps_c, y=y, target_logits=target_logits.detach(), generator=generator,
+        evaluate_end=False,
     )
     leaves = {n: t.clone().requires_grad_(True) for n, t in attack.theta_star.items()}
     logits_adv = functional_logits(model, x, leaves, y)

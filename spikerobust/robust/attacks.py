@@ -163,7 +163,7 @@ class AttackResult(NamedTuple):
         noise: name → the standard normal draw ``R`` of the random start.
         sign_sum: name → ``Σ_t sign(g_t)`` over the steps (for the diagonal Jacobian).
         objective_start: the objective at θ*_0.
-        objective_end: the objective at the returned θ*.
+        objective_end: the objective at the returned θ* (NaN when not evaluated).
     """
 
     theta_star: Dict[str, torch.Tensor]
@@ -192,6 +192,7 @@ def pga_attack(
     y: Optional[torch.Tensor] = None,
     target_logits: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    evaluate_end: bool = True,
 ) -> AttackResult:
     """Sign-PGA in weight space (SPEC §2), in the model's current train/eval mode.
 
@@ -208,6 +209,8 @@ def pga_attack(
         target_logits: f(X, θ) for the divergence objectives (computed when omitted); treated as
             a constant during the attack.
         generator: random generator for ``R``.
+        evaluate_end: spend one more forward pass on the objective at the final θ*
+            (``objective_end``); otherwise ``objective_end`` is NaN.
 
     Returns:
         :class:`AttackResult`.
@@ -242,8 +245,10 @@ def pga_attack(
             s = torch.sign(g)
             sign_sum[n] += s
             current[n] = current[n] + zeta[n] * s
-    with torch.no_grad():
-        obj = float(robustness_loss(objective, target, functional_logits(model, x, current, y), y))
+    obj = float("nan")
+    if evaluate_end or obj_start is None:
+        with torch.no_grad():
+            obj = float(robustness_loss(objective, target, functional_logits(model, x, current, y), y))
     if obj_start is None:
         obj_start = obj
     return AttackResult(
