@@ -5,12 +5,14 @@ about twenty nodes per time step; backpropagating through it costs far more than
 products it contains. :func:`lsnn_unroll_fused` computes the same thing with a hand-written pass:
 
 * **forward**: the time loop of SPEC §1 with autograd off, performing exactly the reference's
-  floating-point operations in the same order, so spikes, membrane and threshold traces are
-  bit-identical to the reference path; it keeps the traces ``v``, ``b``, the currents ``I`` and
-  the refractory masks;
-* **backward**: the exact reverse-time recursion of the adjoints (below), one ``[B, N] x [N, N]``
-  product per step, with every non-recurrent quantity (the surrogate derivative, ``1/A``, the
-  gradients of ``W_rec`` and of the neuron constants) computed for all steps at once.
+  floating-point operations in the same order (into preallocated buffers), so spikes, membrane
+  and threshold traces are bit-identical to the reference path. For the backward pass it keeps
+  the thresholds ``A_t``, the scaled voltages ``s_t`` and ``D_t / A_t`` (below); the traces of
+  ``v``, ``b`` and the currents only when a neuron constant needs a gradient or the caller asks
+  for the traces;
+* **backward**: the exact reverse-time recursion of the adjoints (below): about ten element-wise
+  operations and one ``[B, N] x [N, N]`` product per step; the gradients of ``W_rec`` (one
+  product over all steps) and of the neuron constants are computed after the loop.
 
 With ``s_t = (v_t - A_t) / A_t``, ``D_t = sigma'(s_t) * 1[r_{t-1} <= 0] / dt`` and the adjoints
 ``g`` (gradient of the loss with respect to a quantity, summed over every path), step ``t`` of the
@@ -209,8 +211,8 @@ def _forward_loop(
     traces equal the reference path's bit for bit.
 
     Args:
-        derivative: the surrogate's derivative; when given, the thresholds and the two local
-            derivative of the spike (``da``) and the scaled voltages are recorded for the backward pass.
+        derivative: the surrogate's derivative; when given, the thresholds, the scaled voltages
+            and ``dz_t/dv_t`` (``da``) are recorded for the backward pass.
         record_vb: record the traces of ``v`` and ``b`` (else only their last values).
         record_i: record the currents (needed for the gradient of ``alpha``).
     """

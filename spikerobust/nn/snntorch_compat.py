@@ -121,7 +121,9 @@ class AdaptiveLeaky(nn.Module):
         if recurrent and n_neurons is None:
             raise ValueError("AdaptiveLeaky: recurrent=True needs n_neurons (the shape [N, N] of w_rec)")
         if int(n_refractory) < 0 or int(n_refractory) != n_refractory:
-            raise ValueError(f"AdaptiveLeaky: n_refractory must be a non-negative integer, got {n_refractory}")
+            raise ValueError(
+                f"AdaptiveLeaky: n_refractory must be a non-negative integer, got {n_refractory}"
+            )
         if not float(dt) > 0:
             raise ValueError(f"AdaptiveLeaky: dt must be > 0, got {dt}")
         self.n_neurons = None if n_neurons is None else int(n_neurons)
