@@ -143,3 +143,17 @@ def test_learns_a_separable_task_and_restores_mode():
         method.step(model, x, y, opt)
     assert not model.training
     assert float((model(x).argmax(1) == y).double().mean()) > 0.9
+
+
+def test_generator_state_round_trips_for_resumed_runs():
+    (x, y) = batch()
+    a, b = mlp(), mlp()
+    m1 = get_method("noise_injection", eta=0.3, seed=4)
+    m1.step(a, x, y, torch.optim.SGD(a.parameters(), lr=0.1))
+    state = m1.state_dict()
+    m2 = get_method("noise_injection", eta=0.3, seed=4)
+    m2.load_state_dict(state)
+    b.load_state_dict(a.state_dict())
+    m1.step(a, x, y, torch.optim.SGD(a.parameters(), lr=0.1))
+    m2.step(b, x, y, torch.optim.SGD(b.parameters(), lr=0.1))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

@@ -34,6 +34,7 @@ import torch
 
 from ..params import select_parameters
 from .base import TrainingMethod, register_method, task_loss
+from .forward_noise import SeededMixin
 
 __all__ = ["NoiseInjection", "inject_noise", "clip_to_sigma"]
 
@@ -81,7 +82,7 @@ def clip_to_sigma(params: Mapping[str, torch.Tensor], clip_sigma: float) -> None
 
 
 @register_method("noise_injection")
-class NoiseInjection(TrainingMethod):
+class NoiseInjection(SeededMixin, TrainingMethod):
     """Noise-injection training step, optionally plus ``β·L_rob`` and weight clipping.
 
     Args:
@@ -93,7 +94,8 @@ class NoiseInjection(TrainingMethod):
         clip_sigma: after each step clip weight tensors to ±clip_sigma·std (``None``: off; SPEC §6: 2).
         include, exclude: glob patterns of the noisy/attacked parameters (default: all trainable
             tensors except normalisation layers).
-        seed: seed of the noise and attack start (``None``: global RNG).
+        seed: seed of the noise and attack start (``None``: global RNG); the private generator's
+            state is part of :meth:`state_dict`, so a resumed run draws the same noise.
 
     Metrics of :meth:`step`: ``loss`` (task loss at the noisy weights); with ``beta > 0`` also
     ``loss_clean`` (task loss at θ, from the forward pass that is the robust loss's target) and
@@ -135,17 +137,10 @@ class NoiseInjection(TrainingMethod):
         self.seed = seed
         self._generator: Optional[torch.Generator] = None
 
-    def _gen(self, device: torch.device) -> Optional[torch.Generator]:
-        if self.seed is None:
-            return None
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device).manual_seed(int(self.seed))
-        return self._generator
-
     def step(self, model, x, y, optimizer):
         optimizer.zero_grad(set_to_none=True)
         params = select_parameters(model, self.include, self.exclude)
-        gen = self._gen(next(iter(params.values())).device)
+        gen = self.generator(next(iter(params.values())).device)
         noisy = inject_noise(params, self.eta, self.mode, gen)
         loss, _ = task_loss(model, x, y, params=noisy)
         metrics = {"loss": float(loss.detach())}
