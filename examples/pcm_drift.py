@@ -19,7 +19,7 @@ same training budget:
 The paper uses ResNet32 on CIFAR-10; this script defaults to the F-MNIST CNN (SPEC §7), which is
 what fits on one CPU core. ``--model resnet32 --dataset cifar10 --data-root DIR`` runs the paper's
 pair where CIFAR-10 is available (it is not downloaded here). Default scale (one core, ~10 min):
-10 000 training images, 2 pretraining epochs, 1 fine-tuning epoch on 5 000 images, 1 000 test
+10 000 training images, 3 pretraining epochs, 1 fine-tuning epoch on 5 000 images, 1 000 test
 images, 5 repetitions (paper: full data, 25 repetitions).
 
 Outputs (``--out-dir``): ``pcm_drift.json`` (all accuracies), ``pcm_drift.png`` (plot), the
@@ -60,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=10_000, help="training images (seeded subset; 0 = all)")
     p.add_argument("--n-finetune", type=int, default=5_000, help="images per fine-tuning epoch (0 = the training subset)")
     p.add_argument("--n-test", type=int, default=1_000, help="test images (seeded subset; 0 = all)")
-    p.add_argument("--epochs", type=int, default=2, help="standard pretraining epochs")
+    p.add_argument("--epochs", type=int, default=3, help="standard pretraining epochs")
     p.add_argument("--no-fp-finetune", action="store_true", help="use the pretrained network as the FP baseline")
     p.add_argument("--finetune-epochs", type=int, default=1, help="noise-injection fine-tuning epochs")
     p.add_argument("--batch-size", type=int, default=100)
