@@ -334,7 +334,9 @@ def perturbed_accuracy(model: nn.Module, data: Data, theta: Mapping[str, torch.T
     """Accuracy of ``model`` at parameters ``theta`` (partial mapping) on ``data``, in eval mode."""
     correct = total = 0
     with model_mode(model, False), torch.no_grad():
+        dev = next(iter(theta.values())).device
         for x, y in as_batches(data):
+            x, y = x.to(dev), y.to(dev)
             out = check_logits(functional_call(model, dict(theta), (x,), strict=False), y)
             correct += int((out.argmax(-1) == y.to(out.device)).sum())
             total += int(y.shape[0])
@@ -384,7 +386,9 @@ def attacked_accuracy(
         generator = torch.Generator().manual_seed(int(seed))
     correct = total = 0
     with model_mode(model, False):
+        dev = next(iter(selected.values())).device
         for x, y in tqdm(as_batches(data), desc=f"{attack} eps={epsilon:g}", disable=not progress):
+            x, y = x.to(dev), y.to(dev)
             if attack == "pga":
                 theta = pga_attack(
                     model, x, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,

@@ -160,7 +160,7 @@ def loss_landscape(
     losses = torch.zeros(int(n_directions), int(n_alphas), dtype=torch.float64)
     directions = []
     with model_mode(model, False), torch.no_grad():
-        check_logits(model(batches[0][0]), batches[0][1])
+        check_logits(model(batches[0][0].to(next(iter(selected.values())).device)), batches[0][1])
         for k in tqdm(range(int(n_directions)), desc="landscape directions", disable=not progress):
             d = {}
             for n, t in selected.items():

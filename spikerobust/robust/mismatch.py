@@ -397,8 +397,9 @@ def mismatch_evaluate(
     accuracies: Dict[float, torch.Tensor] = {}
     vec = vectorize
     with model_mode(model, False), torch.no_grad():
+        dev = next(iter(selected.values())).device
         x0, y0 = batches[0]
-        check_logits(model(x0), y0)
+        check_logits(model(x0.to(dev)), y0)
         for m in tqdm(levels, desc="mismatch levels", disable=not progress):
             k = 1 if m == 0 else int(n_draws)
             correct = torch.zeros(k, dtype=torch.long)
