@@ -45,7 +45,7 @@ Examples:
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -99,43 +99,48 @@ def spike_status(spikes: Interval) -> torch.Tensor:
     return torch.where(s == 1, torch.full_like(s, -1), s // 2)
 
 
-Bounds = Union[torch.Tensor, tuple]  # a tensor (exact constant) or a (lower, upper) pair
+# Bounds are carried stacked: a tensor [2, ...] holds (lower, upper), so one kernel serves both.
+# A neuron constant is either an exact tensor [N] or stacked bounds [2, 1, N].
 
 
-def _const(value: torch.Tensor, zeta: float, perturb: bool) -> Bounds:
+def _stacked_const(value: torch.Tensor, zeta: float, perturb: bool) -> torch.Tensor:
     if not perturb or zeta == 0.0:
         return value
     iv = relative_interval(value, zeta)
-    return (iv.lower, iv.upper)
+    return torch.stack((iv.lower, iv.upper)).unsqueeze(1)
 
 
-def _pos_times(c: Bounds, lo: torch.Tensor, hi: torch.Tensor):
-    """Bounds of ``c * x`` for a strictly positive factor ``c`` and ``x ∈ [lo, hi]``."""
-    if isinstance(c, torch.Tensor):
-        return c * lo, c * hi
-    cl, cu = c
-    return torch.where(lo >= 0, cl * lo, cu * lo), torch.where(hi >= 0, cu * hi, cl * hi)
+def _pos_times(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Stacked bounds of ``c * x`` for a strictly positive factor ``c`` and stacked ``x``.
+
+    With ``c ∈ [c_lo, c_hi]``: lower ``= c_lo x_lo`` if ``x_lo >= 0`` else ``c_hi x_lo``; upper
+    ``= c_hi x_hi`` if ``x_hi >= 0`` else ``c_lo x_hi``.
+    """
+    if c.dim() < 3:
+        return c * x
+    return torch.where(x >= 0, c * x, c.flip(0) * x)
 
 
-def _times_nonneg(c: Bounds, lo: torch.Tensor, hi: torch.Tensor):
-    """Bounds of ``c * x`` for any-signed ``c`` and ``0 <= lo <= x <= hi``."""
-    if isinstance(c, torch.Tensor):  # callers pass non-negative tensors only (else a pair)
-        return c * lo, c * hi
-    cl, cu = c
-    return torch.where(cl >= 0, cl * lo, cl * hi), torch.where(cu >= 0, cu * hi, cu * lo)
+def _times_nonneg(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Stacked bounds of ``c * x`` for an any-signed factor ``c`` and ``0 <= x``.
+
+    lower ``= c_lo x_lo`` if ``c_lo >= 0`` else ``c_lo x_hi``; upper ``= c_hi x_hi`` if
+    ``c_hi >= 0`` else ``c_hi x_lo``. An exact ``c`` must be non-negative (callers check).
+    """
+    if c.dim() < 3:
+        return c * x
+    return torch.where(c >= 0, c * x, c * x.flip(0))
 
 
-def _one_minus(c: Bounds) -> Bounds:
-    if isinstance(c, torch.Tensor):
-        return 1.0 - c
-    return (1.0 - c[1], 1.0 - c[0])
+def _one_minus(c: torch.Tensor) -> torch.Tensor:
+    return 1.0 - c if c.dim() < 3 else 1.0 - c.flip(0)
 
 
-def _decays(tau: torch.Tensor, zeta: float, perturb: bool, dt: float) -> Bounds:
+def _decays(tau: torch.Tensor, zeta: float, perturb: bool, dt: float) -> torch.Tensor:
     if not perturb or zeta == 0.0:
         return torch.exp(-dt / tau)
     iv = decay(relative_interval(tau, zeta), dt)
-    return (iv.lower, iv.upper)
+    return torch.stack((iv.lower, iv.upper)).unsqueeze(1)
 
 
 @torch.no_grad()
@@ -184,11 +189,10 @@ def lsnn_interval_simulation(
     alpha = _decays(cast(layer.tau_mem), zeta, neuron_constants, dt)
     rho = _decays(cast(layer.tau_adapt), zeta, neuron_constants, dt)
     one_m_alpha, one_m_rho = _one_minus(alpha), _one_minus(rho)
-    b0 = _const(cast(layer.b0), zeta, neuron_constants)
-    beta = _const(cast(layer.beta_adapt), zeta, neuron_constants)
-    if isinstance(beta, torch.Tensor) and not bool((beta >= 0).all()):
-        beta = (beta, beta)  # negative entries: take the sign-aware path
-    b0_lo, b0_hi = (b0, b0) if isinstance(b0, torch.Tensor) else b0
+    b0 = _stacked_const(cast(layer.b0), zeta, neuron_constants)
+    beta = _stacked_const(cast(layer.beta_adapt), zeta, neuron_constants)
+    if beta.dim() < 3 and not bool((beta >= 0).all()):
+        beta = torch.stack((beta, beta)).unsqueeze(1)  # negative entries: the sign-aware path
 
     t_steps, batch, _ = x.shape
     n = w_in.shape[-1]
@@ -196,56 +200,49 @@ def lsnn_interval_simulation(
     cur_c = x @ w_in
     cur_r = zeta * (x.abs() @ w_in.abs()) if zeta > 0 else None
     w_rec_abs = w_rec.abs()
+    sign = torch.tensor([-1.0, 1.0], dtype=dtype, device=x.device).view(2, 1, 1)
 
-    zeros = torch.zeros(batch, n, dtype=dtype, device=x.device)
-    v_lo = v_hi = b_lo = b_hi = z_lo = z_hi = r_lo = r_hi = zeros
-    z_lo_all, z_hi_all = [], []
-    v_trace, a_trace = [], []
+    # stacked state bounds [2, B, N]: index 0 lower, 1 upper
+    v = b = z = r = torch.zeros(2, batch, n, dtype=dtype, device=x.device)
+    z_all, v_trace, a_trace = [], [], []
     a_min = None
     for t in range(t_steps):
         # adaptation and threshold (b, z >= 0; ρ, 1 - ρ > 0)
-        p_lo, p_hi = _pos_times(rho, b_lo, b_hi)
-        q_lo, q_hi = _pos_times(one_m_rho, z_lo, z_hi)
-        b_lo, b_hi = p_lo + q_lo, p_hi + q_hi
-        s_lo, s_hi = _times_nonneg(beta, b_lo, b_hi)
-        a_lo, a_hi = b0_lo + s_lo, b0_hi + s_hi
-        a_min = a_lo if a_min is None else torch.minimum(a_min, a_lo)
+        b = _pos_times(rho, b) + _pos_times(one_m_rho, z)
+        a = b0 + _times_nonneg(beta, b)
+        a_min = a[0] if a_min is None else torch.minimum(a_min, a[0])
         # input + recurrent current, centre/radius (z in [0, 1/dt] so |z_c| = z_c)
-        z_c = (z_lo + z_hi) * 0.5
+        z_c = (z[0] + z[1]) * 0.5
         centre = cur_c[t] + z_c @ w_rec
+        z_r = (z[1] - z[0]) * 0.5
         if zeta > 0:
-            z_r = (z_hi - z_lo) * 0.5
             radius = cur_r[t] + (zeta * z_c + (1.0 + zeta) * z_r) @ w_rec_abs
-            i_lo, i_hi = centre - radius, centre + radius
+            i = centre + sign * radius
+        elif bool(z_r.any()):  # impossible at ζ = 0 (every spike is certain), kept for safety
+            i = centre + sign * (z_r @ w_rec_abs)
         else:
-            i_lo = i_hi = centre
-            if not torch.equal(z_lo, z_hi):  # impossible at ζ = 0, kept for safety
-                z_r = (z_hi - z_lo) * 0.5
-                radius = z_r @ w_rec_abs
-                i_lo, i_hi = centre - radius, centre + radius
-        # membrane: α v + (1 - α) I - z A dt
-        av_lo, av_hi = _pos_times(alpha, v_lo, v_hi)
-        ai_lo, ai_hi = _pos_times(one_m_alpha, i_lo, i_hi)
-        v_lo = av_lo + ai_lo - z_hi * a_hi * dt
-        v_hi = av_hi + ai_hi - z_lo * a_lo * dt
-        # spike: H(v - A) (A > 0), blocked while refractory
-        allowed_lo = (r_hi <= 0).to(dtype)
-        allowed_hi = (r_lo <= 0).to(dtype)
-        z_lo = ((v_lo - a_hi) > 0).to(dtype) * allowed_lo / dt
-        z_hi = ((v_hi - a_lo) > 0).to(dtype) * allowed_hi / dt
-        r_lo = torch.clamp(r_lo + n_refr * z_lo - 1.0, 0.0, n_refr)
-        r_hi = torch.clamp(r_hi + n_refr * z_hi - 1.0, 0.0, n_refr)
-        z_lo_all.append(z_lo)
-        z_hi_all.append(z_hi)
+            i = centre.expand(2, batch, n)
+        # membrane: α v + (1 - α) I - z A dt, with z A ∈ [z_lo A_lo, z_hi A_hi] (z >= 0, A > 0)
+        reset = (z * a).flip(0)
+        v = _pos_times(alpha, v) + _pos_times(one_m_alpha, i) - (reset * dt if dt != 1.0 else reset)
+        # spike H(v - A) (A > 0): lower from v_lo - A_hi, upper from v_hi - A_lo; blocked while
+        # refractory: certainly allowed if r_hi <= 0, possibly allowed if r_lo <= 0
+        allowed = (r.flip(0) <= 0).to(dtype)
+        z = ((v - a.flip(0)) > 0).to(dtype) * allowed
+        if dt != 1.0:
+            z = z / dt
+        r = torch.clamp(r + n_refr * z - 1.0, 0.0, n_refr)
+        z_all.append(z)
         if return_states:
-            v_trace.append((v_lo, v_hi))
-            a_trace.append((a_lo, a_hi))
+            v_trace.append(v)
+            a_trace.append(a)
     if not bool((a_min > 0).all()):
         raise ValueError(
             f"the threshold interval A = b0 + beta_adapt * b reaches {float(a_min.min()):.3g} <= 0; "
             f"the spike rule needs A > 0 (check b0 > 0, beta_adapt >= 0, or use a smaller zeta)"
         )
-    spikes = Interval.trusted(torch.stack(z_lo_all), torch.stack(z_hi_all))
+    z_all = torch.stack(z_all, dim=1)  # [2, T, B, N]
+    spikes = Interval.trusted(z_all[0], z_all[1])
     rates = Interval.trusted(spikes.lower.mean(dim=0), spikes.upper.mean(dim=0))
     w_out, b_out = cast(readout.weight), cast(readout.bias) if readout.bias is not None else None
     if zeta > 0:
@@ -256,8 +253,8 @@ def lsnn_interval_simulation(
         logits = linear(rates, w_out, b_out)
     v_iv = a_iv = None
     if return_states:
-        v_iv = Interval.trusted(torch.stack([v[0] for v in v_trace]), torch.stack([v[1] for v in v_trace]))
-        a_iv = Interval.trusted(torch.stack([a[0] for a in a_trace]), torch.stack([a[1] for a in a_trace]))
+        v_st, a_st = torch.stack(v_trace, dim=1), torch.stack(a_trace, dim=1)
+        v_iv, a_iv = Interval.trusted(v_st[0], v_st[1]), Interval.trusted(a_st[0], a_st[1])
     return LSNNIntervalResult(logits, spikes, spike_status(spikes), v_iv, a_iv)
 
 

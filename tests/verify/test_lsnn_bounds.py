@@ -182,3 +182,18 @@ def test_membrane_exactly_at_threshold_is_no_spike_and_impossible_at_zero_zeta()
     assert res.spike_status.item() == SpikeStatus.IMPOSSIBLE
     # any positive ζ lets W_in grow, so the spike becomes possible but not certain
     assert lsnn_interval_simulation(model, xs, 1e-9).spike_status.item() == SpikeStatus.UNCERTAIN
+
+
+def test_stacked_constant_products_by_hand():
+    # the neuron-constant products of the simulation, on stacked (lower, upper) bounds
+    from spikerobust.verify.lsnn import _one_minus, _pos_times, _times_nonneg
+
+    c = torch.tensor([[[2.0, 2.0]], [[3.0, 3.0]]], dtype=D)  # c ∈ [2, 3], shape [2, 1, 2]
+    x = torch.tensor([[[-1.0, 1.0]], [[-0.5, 4.0]]], dtype=D)  # x ∈ [-1, -0.5] and [1, 4]
+    # c x for x ∈ [-1, -0.5]: [-3, -1]; for x ∈ [1, 4]: [2, 12]
+    assert torch.equal(_pos_times(c, x), torch.tensor([[[-3.0, 2.0]], [[-1.0, 12.0]]], dtype=D))
+    beta = torch.tensor([[[-2.0, 1.0]], [[-1.0, 2.0]]], dtype=D)  # β ∈ [-2, -1] and [1, 2]
+    b = torch.tensor([[[1.0, 1.0]], [[3.0, 3.0]]], dtype=D)  # b ∈ [1, 3]
+    # β b: [-2, -1]·[1, 3] = [-6, -1];  [1, 2]·[1, 3] = [1, 6]
+    assert torch.equal(_times_nonneg(beta, b), torch.tensor([[[-6.0, 1.0]], [[-1.0, 6.0]]], dtype=D))
+    assert torch.equal(_one_minus(torch.tensor([[[0.2]], [[0.5]]], dtype=D)), torch.tensor([[[0.5]], [[0.8]]], dtype=D))
