@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import time
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -142,6 +142,7 @@ def run_reproduce(cfg: ReproduceConfig, *, progress: bool = True) -> dict:
     Returns:
         the results dictionary also written to ``results.json``.
     """
+    start = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -163,11 +164,14 @@ def run_reproduce(cfg: ReproduceConfig, *, progress: bool = True) -> dict:
             seed=cfg.seed, progress=progress,
         )
         model.eval()
+        t0 = time.perf_counter()
+        timings = {}
         r = {"kwargs": kwargs, "val_accuracy": _accuracy(model, x_va, y_va), "test_accuracy": _accuracy(model, x_te, y_te),
              "best_epoch": fitted.best_epoch, "history": fitted.history}
         log.info("%s: clean test accuracy %.2f %%", name, 100 * r["test_accuracy"])
         mm = mismatch_evaluate(model, (x_te, y_te), levels=cfg.levels, n_draws=cfg.n_draws, seed=cfg.seed,
                                label=name, progress=progress)
+        timings["mismatch_s"] = time.perf_counter() - t0
         r["mismatch"] = mm.to_dict()
         r["_mm"] = mm
         r["attack"] = {}
@@ -176,9 +180,13 @@ def run_reproduce(cfg: ReproduceConfig, *, progress: bool = True) -> dict:
                 kind: attacked_accuracy(model, (x_te, y_te), eps, attack=kind, seed=cfg.seed, progress=False)
                 for kind in ("pga", "random")
             }
+        timings["attack_s"] = time.perf_counter() - t0 - sum(timings.values())
         r["verified"] = {str(z): verified_accuracy(model, (x_te, y_te), z) for z in cfg.zetas}
         land = loss_landscape(model, (x_te, y_te), n_directions=cfg.landscape_directions,
                               n_alphas=cfg.landscape_points, seed=cfg.seed, label=name, progress=progress)
+        timings["verify_and_landscape_s"] = time.perf_counter() - t0 - sum(timings.values())
+        r["timings"] = timings
+        log.info("%s: evaluation times %s", name, {k: round(v, 1) for k, v in timings.items()})
         alphas, smooth = land.smoothed
         r["landscape"] = {"alphas": alphas.tolist(), "smoothed": smooth.tolist(), "flatness": land.flatness}
         results["methods"][name] = r
@@ -200,6 +208,7 @@ def run_reproduce(cfg: ReproduceConfig, *, progress: bool = True) -> dict:
     for r in results["methods"].values():
         r.pop("_mm")
     results["figures"] = _figures(results, cfg, out)
+    results["elapsed_s"] = time.perf_counter() - start
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     (out / "report.md").write_text(render_report(results, cfg))
     return results
@@ -240,4 +249,5 @@ def render_report(results: dict, cfg: ReproduceConfig) -> str:
     lines += [markdown_table(["method", "flatness"], [[n, f"{r['landscape']['flatness']:.4f}"] for n, r in methods.items()]), ""]
     lines += ["Paper (ECG LSNN, Table S1): standard 0.1605, β 0.0879, forward noise 0.0180.", ""]
     lines += [f"![summary]({p})" for p in results.get("figures", [])]
+    lines += ["", f"Run time: {results.get('elapsed_s', float('nan')) / 60:.1f} min."]
     return "\n".join(lines) + "\n"
