@@ -20,11 +20,16 @@ __all__ = ["main"]
 
 
 def _parse_methods(spec: str) -> dict:
-    """``"standard,adversarial:beta=0.25,forward_noise"`` → ``{name: kwargs}``."""
+    """``"standard,adversarial:beta=0.25,fn+b=forward_noise:beta=0.1"`` → ``{label: kwargs}``.
+
+    ``label=method`` runs a registered method under another label (its kwargs get ``"method"``).
+    """
     out = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         name, _, args = item.partition(":")
-        kwargs = {}
+        label, eq, method = name.partition("=")
+        kwargs = {"method": method} if eq else {}
+        name = label if eq else name
         for kv in filter(None, args.split(";")):
             key, eq, value = kv.partition("=")
             if not eq:
@@ -92,7 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rep.add_argument("--batch-size", type=int, default=None)
     rep.add_argument("--n-draws", type=int, default=None, help="mismatch draws per level (paper: 100)")
     rep.add_argument("--methods", default=None,
-                     help='comma list, kwargs after a colon: "standard,adversarial:beta=0.25,forward_noise:eta=0.3"')
+                     help='comma list, kwargs after a colon, ";" between kwargs, optional label=: '
+                          '"standard,adversarial:beta=0.25,forward_noise,fn+beta=forward_noise:beta=0.1"')
     rep.add_argument("--levels", default=None, help="mismatch levels, e.g. 0,0.1,0.2,0.3,0.5,0.7")
     rep.add_argument("--attack-eps", default=None, help="relative attack sizes, e.g. 0.05,0.1,0.2")
     rep.add_argument("--zetas", default=None, help="interval half-widths, e.g. 0,1e-5,1e-4,1e-3")

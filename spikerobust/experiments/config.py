@@ -28,7 +28,9 @@ class ReproduceConfig:
         n_hidden: LSNN neurons (paper: 256).
         epochs: training epochs; the learning rate drops 10× for the last ``lr_drop_fraction``.
         lr, batch_size: Adam learning rate and mini-batch (paper: 1e-3, 100).
-        methods: method name → constructor kwargs.
+        methods: label → constructor kwargs of the registered method of that name; a
+            ``"method"`` key picks another registered method, e.g.
+            ``{"fn+beta": {"method": "forward_noise", "beta": 0.1}}``.
         levels, n_draws: mismatch protocol (SPEC §4).
         attack_eps: relative attack sizes for the attacked-vs-random comparison.
         zetas: interval half-widths for verified accuracy (SPEC §5).

@@ -156,7 +156,8 @@ def run_reproduce(cfg: ReproduceConfig, *, progress: bool = True) -> dict:
         log.info("training %s %s", name, kwargs)
         torch.manual_seed(cfg.seed)
         model = get_model("lsnn_ecg", n_hidden=cfg.n_hidden, n_classes=n_classes)
-        method = get_method(name, **kwargs)
+        kwargs = dict(kwargs)
+        method = get_method(kwargs.pop("method", name), **kwargs)
         milestone = max(1, int(round(cfg.epochs * (1 - cfg.lr_drop_fraction))))
         fitted = fit(
             model, method, _Loader(x_tr, y_tr, cfg.batch_size, cfg.seed), [(x_va, y_va)],

@@ -54,6 +54,7 @@ def test_outputs_written(tiny_run):
 def test_cli_parsing_and_errors(tmp_path):
     assert _parse_methods("standard,adversarial:beta=0.5;n_steps=3") == {
         "standard": {}, "adversarial": {"beta": 0.5, "n_steps": 3}}
+    assert _parse_methods("fn+b=forward_noise:beta=0.1") == {"fn+b": {"method": "forward_noise", "beta": 0.1}}
     with pytest.raises(SystemExit):
         _parse_methods("adversarial:beta")
     with pytest.raises(ValueError, match="data_root"):
