@@ -41,6 +41,11 @@ def fmnist_dir() -> Path:
     pytest.skip("Fashion-MNIST IDX files not found (Debian package dataset-fashion-mnist or $FASHION_MNIST_DIR)")
 
 
+# One intra-op thread: these tests are small, CI machines have 2 cores, and some tests start
+# worker processes; oversubscribed OpenMP threads can make a test 10-20x slower.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
