@@ -12,18 +12,8 @@ import logging
 import torch
 import torch.nn.functional as F
 
+from spikerobust.datasets import burst_task
 from spikerobust.nn import LSNNClassifier
-
-
-def burst_task(n: int, t_steps: int = 50, seed: int = 0):
-    """``x [T, n, 2]``, ``y [n]``: a 5-step burst on channel ``y`` at a random time, plus noise."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = 0.1 * torch.randn(t_steps, n, 2, generator=g)
-    start = torch.randint(5, t_steps - 10, (n,), generator=g)
-    for i in range(n):
-        x[start[i] : start[i] + 5, i, y[i]] += 1.0
-    return x, y
 
 
 def main(argv=None) -> float:

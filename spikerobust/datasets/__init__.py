@@ -25,9 +25,11 @@ from .images import CIFAR10, FashionMNIST, Standardize, channel_stats, read_idx
 from .keywords_tts import SyntheticKeywords, espeak_available
 from .speech import SpeechFeatures, load_wav, pad_or_crop
 from .speech_commands import SpeechCommands, which_set
+from .toy import burst_task
 from .transforms import FeatureStandardize, feature_stats
 
 __all__ = [
+    "burst_task",
     "cache_root",
     "settings_hash",
     "time_first_collate",

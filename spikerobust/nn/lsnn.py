@@ -14,7 +14,7 @@ from ..functional.lsnn_fused import BACKENDS, resolve_backend
 from ..functional.readout import rate_regulariser, time_average_readout
 from ..functional.surrogate import get_surrogate
 
-__all__ = ["LSNN", "LSNNClassifier", "NEURON_CONSTANTS", "truncated_normal_"]
+__all__ = ["LSNN", "LSNNClassifier", "NEURON_CONSTANTS", "register_neuron_constants", "truncated_normal_"]
 
 #: Names of the per-neuron constants of an :class:`LSNN` (buffers, or parameters when trainable).
 NEURON_CONSTANTS = ("tau_mem", "tau_adapt", "beta_adapt", "b0")
@@ -26,6 +26,32 @@ def truncated_normal_(t: torch.Tensor, std: float) -> torch.Tensor:
         nn.init.trunc_normal_(t, mean=0.0, std=1.0, a=-2.0, b=2.0)
         t.mul_(std)
     return t
+
+
+def register_neuron_constants(
+    module: nn.Module, values: dict, n: Optional[int], *, trainable: bool, owner: str
+) -> None:
+    """Validate ``tau_mem``, ``tau_adapt``, ``beta_adapt``, ``b0`` and register them on ``module``.
+
+    Scalars are broadcast to ``[n]`` (kept 0-d when ``n`` is ``None``); all but ``beta_adapt``
+    must be > 0. They become ``nn.Parameter``s when ``trainable``, else buffers.
+
+    Raises:
+        ValueError: naming ``owner``, the constant and the expected shape.
+    """
+    for name in NEURON_CONSTANTS:
+        value = torch.as_tensor(values[name], dtype=torch.get_default_dtype()).clone()
+        if n is not None and value.dim() == 0:
+            value = value.expand(n).clone()
+        if value.dim() > 1 or (n is not None and value.shape != (n,)):
+            expected = "a scalar" if n is None else f"a scalar or shape [{n}]"
+            raise ValueError(f"{owner}: {name} must be {expected}, got shape {tuple(value.shape)}")
+        if name != "beta_adapt" and not bool((value > 0).all()):
+            raise ValueError(f"{owner}: {name} must be > 0 for every neuron")
+        if trainable:
+            setattr(module, name, nn.Parameter(value))
+        else:
+            module.register_buffer(name, value)
 
 
 class LSNN(nn.Module):
@@ -89,19 +115,10 @@ class LSNN(nn.Module):
         self.backend = backend
         self.w_in = nn.Parameter(torch.empty(self.d_in, self.n_hidden))
         self.w_rec = nn.Parameter(torch.empty(self.n_hidden, self.n_hidden))
-        for name in NEURON_CONSTANTS:
-            value = torch.as_tensor(getattr(params, name), dtype=torch.get_default_dtype())
-            value = value.expand(self.n_hidden).clone() if value.dim() == 0 else value.clone()
-            if value.shape != (self.n_hidden,):
-                raise ValueError(
-                    f"LSNN: {name} must be a scalar or shape [{self.n_hidden}], got {tuple(value.shape)}"
-                )
-            if name != "beta_adapt" and not bool((value > 0).all()):
-                raise ValueError(f"LSNN: {name} must be > 0 for every neuron")
-            if train_neuron_params:
-                setattr(self, name, nn.Parameter(value))
-            else:
-                self.register_buffer(name, value)
+        register_neuron_constants(
+            self, {name: getattr(params, name) for name in NEURON_CONSTANTS}, self.n_hidden,
+            trainable=train_neuron_params, owner="LSNN",
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -57,7 +57,7 @@ from torch import nn
 
 from ..functional.lsnn import LSNNParams, LSNNState, lsnn_step_current, zero_diagonal
 from ..functional.surrogate import get_surrogate
-from .lsnn import NEURON_CONSTANTS, truncated_normal_
+from .lsnn import register_neuron_constants, truncated_normal_
 
 __all__ = ["AdaptiveLeaky"]
 
@@ -130,20 +130,10 @@ class AdaptiveLeaky(nn.Module):
         self.n_refractory = int(n_refractory)
         self.dt = float(dt)
         self.spike_grad = get_surrogate(spike_grad)
-        values = dict(tau_mem=tau_mem, tau_adapt=tau_adapt, beta_adapt=beta_adapt, b0=b0)
-        for name in NEURON_CONSTANTS:
-            value = torch.as_tensor(values[name], dtype=torch.get_default_dtype()).clone()
-            if self.n_neurons is not None and value.dim() == 0:
-                value = value.expand(self.n_neurons).clone()
-            if value.dim() > 1 or (self.n_neurons is not None and value.shape != (self.n_neurons,)):
-                expected = "a scalar" if self.n_neurons is None else f"a scalar or shape [{self.n_neurons}]"
-                raise ValueError(f"AdaptiveLeaky: {name} must be {expected}, got shape {tuple(value.shape)}")
-            if name != "beta_adapt" and not bool((value > 0).all()):
-                raise ValueError(f"AdaptiveLeaky: {name} must be > 0 (for every neuron)")
-            if learn_neuron_params:
-                setattr(self, name, nn.Parameter(value))
-            else:
-                self.register_buffer(name, value)
+        register_neuron_constants(
+            self, dict(tau_mem=tau_mem, tau_adapt=tau_adapt, beta_adapt=beta_adapt, b0=b0), self.n_neurons,
+            trainable=learn_neuron_params, owner="AdaptiveLeaky",
+        )
         if recurrent:
             self.w_rec = nn.Parameter(torch.empty(self.n_neurons, self.n_neurons))
             truncated_normal_(self.w_rec, math.sqrt(1.0 / self.n_neurons))

@@ -7,19 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from spikerobust.datasets import burst_task
 from spikerobust.functional import LSNNParams
 from spikerobust.nn import LSNN, LSNNClassifier
 
 
-def _burst_task(n, t_steps=40, seed=0):
-    """Which of two channels carries a 5-step burst (at a random time) on top of noise."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    x = 0.1 * torch.randn(t_steps, n, 2, generator=g)
-    start = torch.randint(5, t_steps - 10, (n,), generator=g)
-    for i in range(n):
-        x[start[i] : start[i] + 5, i, y[i]] += 1.0
-    return x, y
+def _burst_task(n, seed=0):
+    return burst_task(n, 40, seed=seed)
 
 
 def test_reference_initialisation_statistics():
