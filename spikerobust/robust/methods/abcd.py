@@ -38,8 +38,7 @@ import torch
 from torch import nn
 
 from ..params import select_parameters
-from .base import TrainingMethod, get_method, register_method, task_loss
-from .forward_noise import SeededMixin
+from .base import SeededMixin, TrainingMethod, get_method, register_method, task_loss
 
 __all__ = ["ABCD", "abcd_iteration"]
 

@@ -19,13 +19,13 @@ import torch
 
 from ..adversarial import robust_loss_backward
 from ..params import select_parameters
-from .base import TrainingMethod, register_method, task_loss
+from .base import SeededMixin, TrainingMethod, register_method, task_loss
 
 __all__ = ["Adversarial"]
 
 
 @register_method("adversarial")
-class Adversarial(TrainingMethod):
+class Adversarial(SeededMixin, TrainingMethod):
     """One step of Algorithm 1: ``L_nat`` (CE + an LSNN's rate regulariser) plus ``β·L_rob``.
 
     The clean forward pass is shared: its logits are both the prediction of ``L_nat`` and the
@@ -67,14 +67,6 @@ class Adversarial(TrainingMethod):
         self.include = list(include) if include is not None else None
         self.exclude = list(exclude) if exclude is not None else None
         self.seed = seed
-        self._generator: Optional[torch.Generator] = None
-
-    def _gen(self, device: torch.device) -> Optional[torch.Generator]:
-        if self.seed is None:
-            return None
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device).manual_seed(int(self.seed))
-        return self._generator
 
     def step(self, model, x, y, optimizer):
         optimizer.zero_grad(set_to_none=True)
@@ -83,7 +75,7 @@ class Adversarial(TrainingMethod):
         l_rob = robust_loss_backward(
             model, x, beta=self.beta, n_steps=self.n_steps, epsilon=self.epsilon,
             sigma_init=self.sigma_init, eps_c=self.eps_c, objective=self.objective, params=params,
-            generator=self._gen(next(iter(params.values())).device), y=y,
+            generator=self.generator(next(iter(params.values())).device), y=y,
             target_logits=logits, natural_loss=loss_nat,
         )
         optimizer.step()

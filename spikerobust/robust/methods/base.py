@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["TrainingMethod", "register_method", "get_method", "list_methods", "task_loss", "forward_with_aux", "Standard"]
+__all__ = ["SeededMixin", "TrainingMethod", "register_method", "get_method", "list_methods", "task_loss", "forward_with_aux", "Standard"]
 
 _METHODS: Dict[str, type] = {}
 
@@ -102,6 +102,46 @@ class TrainingMethod:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({fields})"
+
+
+class SeededMixin:
+    """A private ``torch.Generator`` created lazily from ``self.seed`` (``None``: global RNG).
+
+    Its state round-trips through :meth:`state_dict` / :meth:`load_state_dict` (tensors only), so a
+    checkpointed run resumes with the same draws.
+    """
+
+    seed: Optional[int] = None
+    _generator: Optional[torch.Generator] = None
+
+    def generator(self, device: torch.device) -> Optional[torch.Generator]:
+        if self.seed is None:
+            return None
+        device = torch.device(device)
+        if self._generator is None or self._generator.device.type != device.type:
+            self._generator = torch.Generator(device=device).manual_seed(int(self.seed))
+        return self._generator
+
+    def randn_like(self, t: torch.Tensor) -> torch.Tensor:
+        """Standard normal draws of ``t``'s shape/dtype/device from this method's generator."""
+        g = self.generator(t.device)
+        return torch.randn(t.shape, generator=g, device=t.device, dtype=t.dtype)
+
+    def rand_like(self, t: torch.Tensor) -> torch.Tensor:
+        """Uniform [0, 1) draws of ``t``'s shape/dtype/device from this method's generator."""
+        g = self.generator(t.device)
+        return torch.rand(t.shape, generator=g, device=t.device, dtype=t.dtype)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        if self._generator is None:
+            return {}
+        return {"generator_state": self._generator.get_state(), "generator_device": str(self._generator.device)}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        if "generator_state" in state:
+            dev = state.get("generator_device", "cpu")
+            self._generator = torch.Generator(device=dev)
+            self._generator.set_state(state["generator_state"].cpu())
 
 
 @register_method("standard")

@@ -35,8 +35,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .base import TrainingMethod, get_method, register_method, task_loss
-from .forward_noise import SeededMixin
+from .base import SeededMixin, TrainingMethod, get_method, register_method, task_loss
 
 __all__ = ["Dropout", "dropout_targets"]
 

@@ -34,8 +34,7 @@ import torch
 
 from ..attacks import _buffer_copies
 from ..params import select_parameters
-from .base import TrainingMethod, get_method, register_method, task_loss
-from .forward_noise import SeededMixin
+from .base import SeededMixin, TrainingMethod, get_method, register_method, task_loss
 
 __all__ = ["EntropySGD"]
 

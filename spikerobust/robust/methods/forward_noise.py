@@ -29,54 +29,16 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Mapping
 
 import torch
 
+from ..adversarial import robust_loss_backward
 from ..params import select_parameters
-from .base import TrainingMethod, register_method, task_loss
+from .adversarial import Adversarial
+from .base import SeededMixin, register_method, task_loss  # noqa: F401  (SeededMixin re-exported)
 
 __all__ = ["ForwardNoise", "forward_noise_params", "SeededMixin"]
-
-
-class SeededMixin:
-    """A private ``torch.Generator`` created lazily from ``self.seed`` (``None``: global RNG).
-
-    Its state round-trips through :meth:`state_dict` / :meth:`load_state_dict` (tensors only), so a
-    checkpointed run resumes with the same draws.
-    """
-
-    seed: Optional[int] = None
-    _generator: Optional[torch.Generator] = None
-
-    def generator(self, device: torch.device) -> Optional[torch.Generator]:
-        if self.seed is None:
-            return None
-        device = torch.device(device)
-        if self._generator is None or self._generator.device.type != device.type:
-            self._generator = torch.Generator(device=device).manual_seed(int(self.seed))
-        return self._generator
-
-    def randn_like(self, t: torch.Tensor) -> torch.Tensor:
-        """Standard normal draws of ``t``'s shape/dtype/device from this method's generator."""
-        g = self.generator(t.device)
-        return torch.randn(t.shape, generator=g, device=t.device, dtype=t.dtype)
-
-    def rand_like(self, t: torch.Tensor) -> torch.Tensor:
-        """Uniform [0, 1) draws of ``t``'s shape/dtype/device from this method's generator."""
-        g = self.generator(t.device)
-        return torch.rand(t.shape, generator=g, device=t.device, dtype=t.dtype)
-
-    def state_dict(self) -> Dict[str, torch.Tensor]:
-        if self._generator is None:
-            return {}
-        return {"generator_state": self._generator.get_state(), "generator_device": str(self._generator.device)}
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        if "generator_state" in state:
-            dev = state.get("generator_device", "cpu")
-            self._generator = torch.Generator(device=dev)
-            self._generator.set_state(state["generator_state"].cpu())
 
 
 def forward_noise_params(
@@ -100,7 +62,7 @@ def forward_noise_params(
 
 
 @register_method("forward_noise")
-class ForwardNoise(SeededMixin, TrainingMethod):
+class ForwardNoise(Adversarial):
     """Task loss at ``θ + stopgrad(η|θ|⊙N(0,1))``, a fresh draw each step; optional ``+ β·L_rob``.
 
     Args:
@@ -117,34 +79,11 @@ class ForwardNoise(SeededMixin, TrainingMethod):
         made without β), "loss_rob": L_rob (only with β > 0)}``.
     """
 
-    def __init__(
-        self,
-        eta: float = 0.3,
-        beta: float = 0.0,
-        n_steps: int = 10,
-        epsilon: float = 0.1,
-        sigma_init: float = 1e-3,
-        eps_c: float = 0.0,
-        objective: str = "kl",
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
-        seed: Optional[int] = None,
-    ) -> None:
+    def __init__(self, eta: float = 0.3, beta: float = 0.0, **attack) -> None:
         if not float(eta) >= 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
-        if not float(beta) >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+        super().__init__(beta=beta, **attack)
         self.eta = float(eta)
-        self.beta = float(beta)
-        self.n_steps = int(n_steps)
-        self.epsilon = float(epsilon)
-        self.sigma_init = float(sigma_init)
-        self.eps_c = float(eps_c)
-        self.objective = objective
-        self.include = list(include) if include is not None else None
-        self.exclude = list(exclude) if exclude is not None else None
-        self.seed = seed
-        self._generator = None
 
     def draw(self, params: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """One draw ``R ~ N(0, I)`` per selected tensor."""
@@ -157,8 +96,6 @@ class ForwardNoise(SeededMixin, TrainingMethod):
         loss_noisy, _ = task_loss(model, x, y, noisy)
         metrics = {"loss": float(loss_noisy.detach()), "loss_noisy": float(loss_noisy.detach())}
         if self.beta > 0:
-            from ..adversarial import robust_loss_backward
-
             metrics["loss_rob"] = robust_loss_backward(
                 model, x, beta=self.beta, n_steps=self.n_steps, epsilon=self.epsilon,
                 sigma_init=self.sigma_init, eps_c=self.eps_c, objective=self.objective,

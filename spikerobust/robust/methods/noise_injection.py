@@ -33,8 +33,7 @@ from typing import Dict, Iterable, Mapping, Optional
 import torch
 
 from ..params import select_parameters
-from .base import TrainingMethod, register_method, task_loss
-from .forward_noise import SeededMixin
+from .base import SeededMixin, TrainingMethod, register_method, task_loss
 
 __all__ = ["NoiseInjection", "inject_noise", "clip_to_sigma"]
 
