@@ -14,7 +14,7 @@ from ..functional.lsnn_fused import BACKENDS, resolve_backend
 from ..functional.readout import rate_regulariser, time_average_readout
 from ..functional.surrogate import get_surrogate
 
-__all__ = ["LSNN", "LSNNClassifier", "NEURON_CONSTANTS", "register_neuron_constants", "truncated_normal_"]
+__all__ = ["LSNN", "LSNNClassifier", "NEURON_CONSTANTS", "neuron_constants_as_params", "register_neuron_constants", "truncated_normal_"]
 
 #: Names of the per-neuron constants of an :class:`LSNN` (buffers, or parameters when trainable).
 NEURON_CONSTANTS = ("tau_mem", "tau_adapt", "beta_adapt", "b0")
@@ -52,6 +52,16 @@ def register_neuron_constants(
             setattr(module, name, nn.Parameter(value))
         else:
             module.register_buffer(name, value)
+
+
+def neuron_constants_as_params(module: nn.Module, surrogate) -> LSNNParams:
+    """:class:`LSNNParams` from a module's registered constants, ``n_refractory`` and ``dt``."""
+    return LSNNParams(
+        **{name: getattr(module, name) for name in NEURON_CONSTANTS},
+        n_refractory=module.n_refractory,
+        dt=module.dt,
+        surrogate=surrogate,
+    )
 
 
 class LSNN(nn.Module):
@@ -130,15 +140,7 @@ class LSNN(nn.Module):
 
     def neuron_params(self) -> LSNNParams:
         """The current constants as an :class:`LSNNParams` (tensors, per neuron)."""
-        return LSNNParams(
-            tau_mem=self.tau_mem,
-            tau_adapt=self.tau_adapt,
-            beta_adapt=self.beta_adapt,
-            b0=self.b0,
-            n_refractory=self.n_refractory,
-            dt=self.dt,
-            surrogate=self.surrogate,
-        )
+        return neuron_constants_as_params(self, self.surrogate)
 
     def forward(
         self,

@@ -57,7 +57,7 @@ from torch import nn
 
 from ..functional.lsnn import LSNNParams, LSNNState, lsnn_step_current, zero_diagonal
 from ..functional.surrogate import get_surrogate
-from .lsnn import register_neuron_constants, truncated_normal_
+from .lsnn import neuron_constants_as_params, register_neuron_constants, truncated_normal_
 
 __all__ = ["AdaptiveLeaky"]
 
@@ -144,15 +144,7 @@ class AdaptiveLeaky(nn.Module):
 
     def params(self) -> LSNNParams:
         """The constants as :class:`~spikerobust.functional.LSNNParams` (what the step uses)."""
-        return LSNNParams(
-            tau_mem=self.tau_mem,
-            tau_adapt=self.tau_adapt,
-            beta_adapt=self.beta_adapt,
-            b0=self.b0,
-            n_refractory=self.n_refractory,
-            dt=self.dt,
-            surrogate=self.spike_grad,
-        )
+        return neuron_constants_as_params(self, self.spike_grad)
 
     def init_leaky(self) -> LSNNState:
         """An empty state, sized to the input on the first call (snnTorch's ``init_leaky``)."""
