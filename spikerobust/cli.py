@@ -1,10 +1,20 @@
-"""The ``spikerobust`` command.
+"""The ``spikerobust`` command: train, evaluate, verify, deploy on PCM, and reproduce the paper.
 
 Examples:
-    spikerobust reproduce --quick                       # synthetic ECG, a few minutes on 2 CPU cores
-    spikerobust reproduce --task ecg --data-root ../shared/data/mitdb --quick
-    spikerobust models                                  # registered model builders
-    spikerobust methods                                 # registered training methods
+    spikerobust reproduce ecg                                  # quick preset, synthetic ECG, minutes on 2 cores
+    spikerobust reproduce ecg --data-dir ../shared/data/mitdb  # the real MIT-BIH records
+    spikerobust reproduce ecg --preset paper --data-dir DIR    # the paper's sizes and epochs (days on a CPU)
+    spikerobust reproduce ecg --resume --out-dir results/ecg   # continue an interrupted run
+    spikerobust reproduce fmnist --methods standard,beta,abcd,entropy_sgd
+    spikerobust train ecg --method beta --set epochs=5 --out-dir runs/beta
+    spikerobust evaluate runs/beta/model.pt --parts mismatch,attack
+    spikerobust verify runs/beta/model.pt --zetas 0,1e-5,1e-4
+    spikerobust pcm runs/fmnist/model.pt --reps 5
+    spikerobust models | spikerobust methods
+
+Configuration: a task's preset (``--preset quick|paper``), then ``--config FILE`` (JSON or TOML
+with the fields of :class:`spikerobust.experiments.ExperimentConfig`), then ``--set key=value``
+(values in JSON, e.g. ``--set levels=[0,0.5]``), then the named flags.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -19,51 +30,150 @@ from typing import Optional, Sequence
 __all__ = ["main"]
 
 
-def _parse_methods(spec: str) -> dict:
-    """``"standard,adversarial:beta=0.25,fn+b=forward_noise:beta=0.1"`` → ``{label: kwargs}``.
-
-    ``label=method`` runs a registered method under another label (its kwargs get ``"method"``).
-    """
+def _parse_set(items: Sequence[str]) -> dict:
     out = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, _, args = item.partition(":")
-        label, eq, method = name.partition("=")
-        kwargs = {"method": method} if eq else {}
-        name = label if eq else name
-        for kv in filter(None, args.split(";")):
-            key, eq, value = kv.partition("=")
-            if not eq:
-                raise SystemExit(f"--methods: expected key=value in {item!r}")
-            kwargs[key] = json.loads(value)
-        out[name] = kwargs
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
     return out
 
 
-def _floats(spec: str) -> tuple:
-    return tuple(float(v) for v in spec.split(",") if v.strip())
+def _floats(spec: str) -> list:
+    return [float(v) for v in spec.split(",") if v.strip()]
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """``--set`` pairs, then the named flags that were given."""
+    d = _parse_set(getattr(args, "set", None))
+    for key in ("data_dir", "split", "epochs", "n_draws", "seed", "jobs", "out_dir"):
+        value = getattr(args, key, None)
+        if value is not None:
+            d[key] = value
+    if getattr(args, "methods", None):
+        d["methods"] = args.methods
+    for key in ("levels", "attack_eps", "zetas"):
+        value = getattr(args, key, None)
+        if value:
+            d[key] = _floats(value)
+    if getattr(args, "no_progress", False):
+        d["progress"] = False
+    return d
+
+
+def _config(args: argparse.Namespace, **extra):
+    from .experiments import make_config
+
+    over = _overrides(args)
+    over.update(extra)
+    return make_config(args.task, args.preset, config_file=args.config, overrides=over)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .experiments import QUICK, ReproduceConfig, run_reproduce
+    from .experiments import run_reproduce
 
-    cfg = ReproduceConfig()
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(cfg, key, value)
-    for key in ("task", "data_root", "beats_per_class", "n_hidden", "epochs", "lr", "batch_size", "n_draws",
-                "out_dir", "seed"):
-        value = getattr(args, key)
-        if value is not None:
-            setattr(cfg, key, value)
-    if args.methods:
-        cfg.methods = _parse_methods(args.methods)
-    for key in ("levels", "attack_eps", "zetas"):
-        value = getattr(args, key)
-        if value:
-            setattr(cfg, key, _floats(value))
-    run_reproduce(cfg, progress=not args.no_progress)
-    print((Path(cfg.out_dir) / "report.md").read_text())
-    print(f"written to {cfg.out_dir}/ (report.md, results.json, summary.png, checkpoints/)")
+    extra = {} if args.jobs is not None or "jobs" in _parse_set(args.set) else {"jobs": min(2, os.cpu_count() or 1)}
+    if args.out_dir is None and "out_dir" not in _parse_set(args.set):
+        extra["out_dir"] = f"results/reproduce-{args.task}-{args.preset}"
+    cfg = _config(args, **extra)
+    run_reproduce(cfg, resume=args.resume)
+    out = Path(cfg.out_dir)
+    print((out / "report.md").read_text())
+    print(f"written to {out}/ (report.md, results.json, config.json, *.png, methods/<label>/model.pt)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .experiments import load_task, parse_methods, train_method
+
+    methods = parse_methods(args.method, args.task)
+    if len(methods) != 1:
+        raise ValueError(f"--method names one method, got {list(methods)}")
+    label = next(iter(methods))
+    extra = {"methods": methods}
+    if args.out_dir is None and "out_dir" not in _parse_set(args.set):
+        extra["out_dir"] = f"runs/{args.task}-{label}"
+    cfg = _config(args, **extra)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.json")
+    data = load_task(cfg)
+    _, info = train_method(cfg, label, data, out, resume=args.resume)
+    print(f"{label}: clean validation {100 * info['val_accuracy']:.2f} %, test {100 * info['test_accuracy']:.2f} % "
+          f"(best epoch {info['best_epoch']}); model written to {out / 'model.pt'}")
+    return 0
+
+
+def _loaded(args: argparse.Namespace):
+    """The model file's model and config (with --data-dir / --set applied) and its task data."""
+    from .experiments import ExperimentConfig, load_model, load_task
+
+    model, meta = load_model(args.model)
+    d = dict(meta["config"])
+    d.update(_overrides(args))
+    cfg = ExperimentConfig.from_dict(d)
+    return model, meta, cfg, load_task(cfg)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .experiments import evaluate_model
+    from .experiments.report import write_report
+
+    model, meta, cfg, data = _loaded(args)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    out = Path(args.out_dir or Path(args.model).parent / "evaluation")
+    out.mkdir(parents=True, exist_ok=True)
+    label = meta["label"]
+    res = evaluate_model(model, data, cfg, label=label, parts=parts)
+    res.update(label=label, method=meta["method"], val_accuracy=meta["info"].get("val_accuracy"),
+               best_epoch=meta["info"].get("best_epoch", "–"), train_s=meta["info"].get("train_s", float("nan")))
+    results = {"config": cfg.to_dict(), "model_file": str(args.model),
+               "data": {"description": data.description, "sizes": data.sizes, "classes": data.classes,
+                        "model": data.model, "model_kwargs": data.model_kwargs},
+               "methods": {label: res}, "mann_whitney_vs_standard": {}}
+    write_report(results, cfg, out)
+    print((out / "report.md").read_text())
+    print(f"written to {out}/")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .analysis.tables import markdown_table
+    from .verify import verified_accuracy
+
+    model, meta, cfg, data = _loaded(args)
+    test = data.batches("test")
+    rows = [[f"{z:g}", f"{100 * verified_accuracy(model, test, z):.2f}"] for z in cfg.zetas]
+    print(f"{meta['label']} on {data.description}: verified test accuracy (%), {data.sizes['test']} samples")
+    print(markdown_table(["ζ", "verified %"], rows))
+    return 0
+
+
+def _pcm(args: argparse.Namespace) -> int:
+    from .analysis.tables import markdown_table
+    from .experiments.pipeline import _is_lsnn
+    from .robust.pcm import pcm_accuracy_over_time, plot_accuracy_over_time
+
+    model, meta, cfg, data = _loaded(args)
+    if _is_lsnn(model):
+        raise ValueError("pcm: the PCM model maps Conv2d/Linear layers (SPEC §6: CNN / ResNet32); an LSNN's "
+                         "input and recurrent weights are not such layers. Use a CNN model file (task fmnist)")
+    times = _floats(args.times)
+    res = pcm_accuracy_over_time(model, data.batches("test"), times=times, n_reps=args.reps, seed=cfg.seed,
+                                 progress=cfg.progress)
+    rows = [[r["label"], f"{r['mean']:.2f} ± {r['std']:.2f}"] for r in res.rows()]
+    print(f"{meta['label']}: digital {100 * res.digital:.2f} %; on PCM ({args.reps} programming repetitions):")
+    print(markdown_table(["time", "accuracy %"], rows))
+    out = Path(args.out_dir or Path(args.model).parent / "pcm")
+    out.mkdir(parents=True, exist_ok=True)
+    plot_accuracy_over_time({meta["label"]: res}, out / "pcm.png")
+    (out / "pcm.json").write_text(json.dumps({"times": times, "accuracy": res.accuracy.tolist(),
+                                              "digital": res.digital}, indent=1))
+    print(f"written to {out}/ (pcm.json, pcm.png)")
     return 0
 
 
@@ -81,36 +191,92 @@ def _list_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_flags(p: argparse.ArgumentParser, *, task: bool = True) -> None:
+    if task:
+        p.add_argument("task", choices=["ecg", "speech", "fmnist"],
+                       help="ecg: LSNN on MIT-BIH beats (synthetic beats without --data-dir); speech: LSNN on "
+                            "Speech Commands or FSDD (synthetic espeak-ng keywords without --data-dir); "
+                            "fmnist: the paper's CNN on Fashion-MNIST")
+        p.add_argument("--preset", choices=["quick", "paper"], default="quick",
+                       help="quick (default): minutes on 2 CPU cores; paper: the paper's sizes and epochs")
+        p.add_argument("--config", default=None, help="JSON or TOML file of config fields (after the preset)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (JSON value), repeatable: --set epochs=5 --set levels=[0,0.5]")
+    p.add_argument("--data-dir", default=None, help="real data: MIT-BIH records, Speech Commands/FSDD, Fashion-MNIST IDX")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="spikerobust", description="Robust spiking networks: train, attack, verify, report.")
+    parser = argparse.ArgumentParser(prog="spikerobust", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("reproduce", help="train standard and robust LSNNs on ECG, then mismatch, attack, verify, report")
-    rep.add_argument("--task", choices=["ecg-synthetic", "ecg", "ecg-records"], default=None,
-                     help="ecg-synthetic (default; generated beats, needs no data), ecg (MIT-BIH, random split), "
-                          "ecg-records (MIT-BIH, patient-wise split)")
-    rep.add_argument("--data-root", default=None, help="folder with the MIT-BIH records (NNN.hea/.dat/.atr)")
-    rep.add_argument("--quick", action="store_true", help="scaled-down settings that run in minutes on a laptop CPU")
-    rep.add_argument("--beats-per-class", type=int, default=None)
-    rep.add_argument("--n-hidden", type=int, default=None)
-    rep.add_argument("--epochs", type=int, default=None)
-    rep.add_argument("--lr", type=float, default=None)
-    rep.add_argument("--batch-size", type=int, default=None)
-    rep.add_argument("--n-draws", type=int, default=None, help="mismatch draws per level (paper: 100)")
+
+    rep = sub.add_parser("reproduce", help="the paper's comparison on one task: train every method, then mismatch, "
+                                           "attack, verification, flatness, membrane potentials → report")
+    _config_flags(rep)
+    rep.add_argument("--split", choices=["random", "record"], default=None,
+                     help="ECG: random 80/10/10 (the paper) or patient-wise (record)")
     rep.add_argument("--methods", default=None,
-                     help='comma list, kwargs after a colon, ";" between kwargs, optional label=: '
-                          '"standard,adversarial:beta=0.25,forward_noise,fn+beta=forward_noise:beta=0.1"')
+                     help="comma list of labels (standard, forward_noise, beta, fn+beta, awp, dropout, amp, abcd, "
+                          "entropy_sgd) or label=method:key=value;key=value (default: the paper's seven)")
+    rep.add_argument("--epochs", type=int, default=None)
+    rep.add_argument("--n-draws", type=int, default=None, help="mismatch draws per level (paper: 100)")
     rep.add_argument("--levels", default=None, help="mismatch levels, e.g. 0,0.1,0.2,0.3,0.5,0.7")
-    rep.add_argument("--attack-eps", default=None, help="relative attack sizes, e.g. 0.05,0.1,0.2")
+    rep.add_argument("--attack-eps", default=None, help="attack sizes ζ, e.g. 0,0.01,0.05,0.1,0.2,0.5")
     rep.add_argument("--zetas", default=None, help="interval half-widths, e.g. 0,1e-5,1e-4,1e-3")
-    rep.add_argument("--out-dir", default=None, help="output folder (default results/reproduce)")
     rep.add_argument("--seed", type=int, default=None)
-    rep.add_argument("--no-progress", action="store_true")
+    rep.add_argument("--jobs", type=int, default=None, help="methods trained in parallel processes (default: 2 on ≥ 2 cores)")
+    rep.add_argument("--out-dir", default=None, help="run folder (default results/reproduce-TASK-PRESET)")
+    rep.add_argument("--resume", action="store_true", help="continue the run in --out-dir; finished methods are kept")
     rep.set_defaults(func=_reproduce)
+
+    tr = sub.add_parser("train", help="train one method on a task; writes OUT/model.pt")
+    _config_flags(tr)
+    tr.add_argument("--method", default="standard",
+                    help="a label (standard, beta, fn+beta, ...) or label=method:key=value;... (default standard)")
+    tr.add_argument("--split", choices=["random", "record"], default=None)
+    tr.add_argument("--epochs", type=int, default=None)
+    tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--out-dir", default=None, help="default runs/TASK-LABEL")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="mismatch table, attack curves, verification, landscape, membrane "
+                                         "potentials of a trained model")
+    ev.add_argument("model", help="a model.pt written by train or reproduce")
+    _config_flags(ev, task=False)
+    ev.add_argument("--parts", default="mismatch,attack,landscape,membrane",
+                    help="comma list of mismatch, attack, verify, landscape, membrane")
+    ev.add_argument("--n-draws", type=int, default=None)
+    ev.add_argument("--levels", default=None)
+    ev.add_argument("--attack-eps", default=None)
+    ev.add_argument("--out-dir", default=None, help="default: MODEL's folder/evaluation")
+    ev.set_defaults(func=_evaluate)
+
+    ve = sub.add_parser("verify", help="verified test accuracy under weight intervals (SPEC §5)")
+    ve.add_argument("model")
+    _config_flags(ve, task=False)
+    ve.add_argument("--zetas", default=None, help="e.g. 0,1e-5,5e-5,1e-4 (default: the config's)")
+    ve.set_defaults(func=_verify)
+
+    pc = sub.add_parser("pcm", help="accuracy over time on simulated PCM crossbars (SPEC §6; CNN models)")
+    pc.add_argument("model")
+    _config_flags(pc, task=False)
+    pc.add_argument("--times", default="25,3600,86400,2592000,31536000", help="seconds since programming")
+    pc.add_argument("--reps", type=int, default=25, help="programming repetitions (paper 25)")
+    pc.add_argument("--out-dir", default=None, help="default: MODEL's folder/pcm")
+    pc.set_defaults(func=_pcm)
+
     sub.add_parser("models", help="list registered models").set_defaults(func=_list_models)
     sub.add_parser("methods", help="list registered training methods").set_defaults(func=_list_methods)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as err:
+        if argv is not None:  # called from Python (tests): let the caller see the exception
+            raise
+        parser.exit(2, f"spikerobust {args.command}: error: {err}\n")
 
 
 if __name__ == "__main__":

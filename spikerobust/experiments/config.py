@@ -1,67 +1,246 @@
-"""Configuration of the ``reproduce`` pipeline, as a dataclass (serialisable to JSON)."""
+"""Configuration of the experiment pipelines, as a dataclass that round-trips through JSON.
+
+A config is built from a task's preset (:mod:`.presets`), then a config file (JSON, or TOML on
+Python ≥ 3.11), then ``key=value`` overrides: :func:`make_config` does all three and checks
+every field, so a typo or a bad value fails before any training with a message naming the field.
+
+Examples:
+    >>> cfg = make_config("ecg", "quick", overrides={"epochs": 3})
+    >>> cfg.n_hidden, cfg.epochs, cfg.lr_drop_at
+    (64, 3, 0.75)
+    >>> sorted(cfg.methods)[:3]
+    ['amp', 'awp', 'beta']
+    >>> make_config("ecg", "quick", overrides={"epoch": 3})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown config field 'epoch' (known: ...)
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional, Tuple
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-__all__ = ["ReproduceConfig", "DEFAULT_METHODS", "QUICK"]
+from .presets import PAPER_METHODS, PRESETS, preset
 
-#: method name → constructor kwargs (SPEC §2–§3 values for the ECG LSNN).
-DEFAULT_METHODS: Dict[str, dict] = {
-    "standard": {},
-    "adversarial": {"beta": 0.25},
-    "forward_noise": {"eta": 0.3},
-}
+__all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "read_config_file", "parse_methods", "TASKS"]
+
+TASKS = tuple(PRESETS)
+
+#: fields that do not change what is computed (ignored when a resumed run checks its config)
+RUNTIME_FIELDS = ("out_dir", "jobs", "progress")
 
 
 @dataclass
-class ReproduceConfig:
-    """Everything the ``reproduce`` pipeline needs; the defaults are the paper's ECG protocol
-    (SPEC §1, §4, §7), which takes days on a laptop CPU: :data:`QUICK` scales it down.
+class ExperimentConfig:
+    """Everything a pipeline needs. Defaults are the ECG ``quick`` preset; see :mod:`.presets`.
 
     Attributes:
-        task: ``"ecg-synthetic"`` (generated, needs nothing), ``"ecg"`` (MIT-BIH WFDB records in
-            ``data_root``) or ``"ecg-records"`` (MIT-BIH, patient-wise split).
-        data_root: folder of the MIT-BIH records (``NNN.hea/.dat/.atr``) for the ``ecg`` tasks.
-        beats_per_class: class balancing (paper: 3350).
-        n_hidden: LSNN neurons (paper: 256).
-        epochs: training epochs; the learning rate drops 10× for the last ``lr_drop_fraction``.
-        lr, batch_size: Adam learning rate and mini-batch (paper: 1e-3, 100).
-        methods: label → constructor kwargs of the registered method of that name; a
-            ``"method"`` key picks another registered method, e.g.
-            ``{"fn+beta": {"method": "forward_noise", "beta": 0.1}}``.
+        task: ``"ecg"`` (MIT-BIH with ``data_dir``, else synthetic beats), ``"speech"`` (Speech
+            Commands or FSDD with ``data_dir``, else synthetic espeak-ng keywords) or ``"fmnist"``
+            (Fashion-MNIST IDX files; ``data_dir`` or the Debian package location).
+        preset: the preset the config started from (``"quick"`` or ``"paper"``), for the report.
+        data_dir: folder of the real data (see ``task``); ``None`` → the offline default.
+        split: ECG only: ``"random"`` (the paper's 80/10/10) or ``"record"`` (patient-wise).
+        n_per_class: ECG beats per class after balancing (paper 3350).
+        n_train, n_test: cap on training / test samples (``None``: all; F-MNIST quick uses a subset).
+        n_hidden: LSNN neurons (paper 256); unused by the CNN.
+        epochs, lr, lr_drop_at, batch_size: Adam with the learning rate divided by 10 after
+            ``round(lr_drop_at · epochs)`` epochs (ECG 150/200, speech 80/100).
+        methods: label → ``{"method": registered name, **kwargs}``.
         levels, n_draws: mismatch protocol (SPEC §4).
-        attack_eps: relative attack sizes for the attacked-vs-random comparison.
+        attack_eps, attack_objective: worst-case attack sizes ζ and objective (SPEC §4: CE).
         zetas: interval half-widths for verified accuracy (SPEC §5).
-        landscape_points, landscape_directions: weight-loss landscape resolution.
-        out_dir: where ``report.md``, ``results.json``, figures and checkpoints go.
-        seed: seed of data, initialisation and evaluation.
+        landscape_points, landscape_directions: weight-loss landscape resolution (SPEC §4).
+        membrane_samples: test samples whose membrane potentials are histogrammed (LSNN only).
+        seed: seed of data splits, initialisation, training and evaluation.
+        out_dir: output folder. jobs: methods trained in parallel processes. progress: tqdm bars.
     """
 
-    task: str = "ecg-synthetic"
-    data_root: Optional[str] = None
-    beats_per_class: int = 3350
-    n_hidden: int = 256
-    epochs: int = 200
-    lr: float = 1e-3
-    lr_drop_fraction: float = 0.25
-    batch_size: int = 100
-    methods: Dict[str, dict] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_METHODS.items()})
+    task: str = "ecg"
+    preset: str = "quick"
+    data_dir: Optional[str] = None
+    split: str = "random"
+    n_per_class: int = 400
+    n_train: Optional[int] = None
+    n_test: Optional[int] = None
+    n_hidden: int = 64
+    epochs: int = 15
+    lr: float = 1e-2
+    lr_drop_at: float = 0.75
+    batch_size: int = 32
+    methods: Dict[str, dict] = field(default_factory=lambda: PAPER_METHODS("ecg"))
     levels: Tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
-    n_draws: int = 100
-    attack_eps: Tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
+    n_draws: int = 30
+    attack_eps: Tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
+    attack_objective: str = "ce"
     zetas: Tuple[float, ...] = (0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3)
-    landscape_points: int = 50
-    landscape_directions: int = 5
-    out_dir: str = "results/reproduce"
+    landscape_points: int = 25
+    landscape_directions: int = 3
+    membrane_samples: int = 200
     seed: int = 0
+    out_dir: str = "results/reproduce"
+    jobs: int = 1
+    progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> "ExperimentConfig":
+        """Check every field; raise ``ValueError`` naming the first bad one."""
+        def bad(name: str, want: str) -> None:
+            raise ValueError(f"config field {name!r} must be {want}, got {getattr(self, name)!r}")
+
+        if self.task not in TASKS:
+            bad("task", f"one of {TASKS}")
+        if self.split not in ("random", "record"):
+            bad("split", '"random" or "record"')
+        for name in ("n_per_class", "n_hidden", "epochs", "batch_size", "n_draws", "landscape_points",
+                     "landscape_directions", "jobs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(name, "an integer >= 1")
+        for name in ("n_train", "n_test"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                bad(name, "null or an integer >= 1")
+        if not isinstance(self.membrane_samples, int) or self.membrane_samples < 0:
+            bad("membrane_samples", "an integer >= 0")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            bad("lr", "a finite number > 0")
+        if not (0 < float(self.lr_drop_at) <= 1):
+            bad("lr_drop_at", "a fraction in (0, 1]")
+        for name in ("levels", "attack_eps", "zetas"):
+            v = tuple(float(x) for x in getattr(self, name))
+            if not v or any(not math.isfinite(x) or x < 0 for x in v):
+                bad(name, "a non-empty list of finite numbers >= 0")
+            setattr(self, name, v)
+        if 0.0 not in self.levels:
+            bad("levels", "a list containing 0 (the clean accuracy)")
+        if self.attack_objective not in ("ce", "kl", "reverse_kl", "js", "l2"):
+            bad("attack_objective", 'one of "ce", "kl", "reverse_kl", "js", "l2"')
+        if not isinstance(self.methods, dict) or not self.methods:
+            bad("methods", "a non-empty mapping label → {method: name, kwargs...}")
+        from ..robust.methods import list_methods
+
+        known = list_methods()
+        for label, kw in self.methods.items():
+            if not isinstance(kw, dict):
+                raise ValueError(f"config field 'methods': entry {label!r} must be a mapping, got {kw!r}")
+            name = kw.get("method", label)
+            if name not in known:
+                raise ValueError(f"config field 'methods': {label!r} names unknown method {name!r} (known: {known})")
+        return self
+
+    # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def compute_dict(self) -> dict:
+        """The fields that decide the results (for comparing a resumed run's config)."""
+        d = self.to_dict()
+        for k in RUNTIME_FIELDS:
+            d.pop(k)
+        return json.loads(json.dumps(d))
 
-#: A scaled-down setting that runs in minutes on two CPU cores: fewer beats, neurons, epochs and
-#: draws, and a larger learning rate and smaller batch to make up for the fewer epochs.
-QUICK = dict(beats_per_class=400, n_hidden=64, epochs=15, lr=1e-2, batch_size=32, n_draws=30,
-             attack_eps=(0.1, 0.3), zetas=(0.0, 1e-5, 1e-4, 1e-3), landscape_points=25, landscape_directions=3)
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ExperimentConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config field {unknown[0]!r} (known: {sorted(known)})")
+        return cls(**dict(d))
+
+    def save(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+
+#: The pipeline's earlier name.
+ReproduceConfig = ExperimentConfig
+
+
+def read_config_file(path: Union[str, Path]) -> dict:
+    """A config file as a dict: ``.json``, or ``.toml`` (Python ≥ 3.11's ``tomllib``).
+
+    Raises:
+        ValueError: unreadable file, unknown suffix, or not a mapping at the top level.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix == ".json":
+        data = json.loads(text)
+    elif path.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError as err:  # pragma: no cover - Python 3.10
+            raise ValueError("TOML config files need Python >= 3.11; use JSON") from err
+        data = tomllib.loads(text)
+    else:
+        raise ValueError(f"config file must end in .json or .toml, got {path.name!r}")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path.name!r} must hold a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def parse_methods(spec: str, task: str = "ecg") -> Dict[str, dict]:
+    """``"standard,beta,fn+beta=forward_noise:beta=0.1;eta=0.3"`` → ``{label: {"method": ..., ...}}``.
+
+    A bare label that is one of the task's paper labels (``standard``, ``forward_noise``,
+    ``beta``, ``fn+beta``, ``awp``, ``dropout``, ``amp``) or ``abcd``/``entropy_sgd`` gets its
+    preset kwargs; ``label=method`` names a registered method; kwargs follow a colon, separated
+    by ``;``, values in JSON.
+
+    Examples:
+        >>> parse_methods("standard,big=adversarial:beta=0.5")
+        {'standard': {'method': 'standard'}, 'big': {'method': 'adversarial', 'beta': 0.5}}
+    """
+    from .presets import EXTRA_METHODS
+
+    presets = {**PAPER_METHODS(task), **EXTRA_METHODS}
+    out: Dict[str, dict] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, args = item.partition(":")
+        label, eq, method = name.partition("=")
+        if eq:
+            kwargs = {"method": method}
+        elif label in presets:
+            kwargs = dict(presets[label])
+        else:
+            kwargs = {"method": label}
+        for kv in filter(None, args.split(";")):
+            key, eq, value = kv.partition("=")
+            if not eq:
+                raise ValueError(f"methods: expected key=value in {item!r}")
+            try:
+                kwargs[key] = json.loads(value)
+            except json.JSONDecodeError:
+                kwargs[key] = value
+        out[label] = kwargs
+    if not out:
+        raise ValueError(f"methods: no method in {spec!r}")
+    return out
+
+
+def make_config(task: str, preset_name: str = "quick", *, config_file: Optional[Union[str, Path]] = None,
+                overrides: Optional[Mapping[str, Any]] = None) -> ExperimentConfig:
+    """Preset → config file → overrides, checked (see the module docstring)."""
+    fields_ = preset(task, preset_name)  # checks task and preset
+    d: Dict[str, Any] = {"task": task, "preset": preset_name, "methods": PAPER_METHODS(task)}
+    d.update(fields_)
+    if config_file is not None:
+        d.update(read_config_file(config_file))
+    d.update(dict(overrides or {}))
+    if d.get("task") != task:
+        raise ValueError(f"config field 'task' is {d.get('task')!r} but the command asks for {task!r}")
+    if isinstance(d.get("methods"), str):
+        d["methods"] = parse_methods(d["methods"], task)
+    return ExperimentConfig.from_dict(d)

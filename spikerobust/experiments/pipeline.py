@@ -1,0 +1,334 @@
+"""Train, evaluate, verify and compare: the steps the ``spikerobust`` command chains together.
+
+* :func:`train_method` trains one method on a task (best clean-validation epoch kept; the trainer's
+  checkpoints make an interrupted run resumable) and saves a self-describing model file that
+  :func:`load_model` reads back with ``weights_only=True``.
+* :func:`evaluate_model` measures what the paper reports for one model: clean accuracy, Table 1
+  (mismatch mean/std/min per level), worst-case-attack curves against a random perturbation of
+  equal size, verified accuracy against ζ, the weight-loss landscape and its flatness, and (LSNN)
+  the membrane-potential distribution relative to the threshold.
+* :func:`run_reproduce` does both for every method of a config, in parallel processes when
+  ``cfg.jobs > 1``, keeping each method's results on disk so that ``resume=True`` redoes nothing
+  finished; then Mann-Whitney U tests against standard training and the report
+  (:mod:`.report`).
+
+Layout of a run folder::
+
+    config.json  report.md  results.json  *.png
+    methods/<label>/model.pt  methods/<label>/results.json  methods/<label>/checkpoints/last.pt
+
+Examples:
+    >>> from spikerobust.experiments import make_config, run_reproduce
+    >>> cfg = make_config("ecg", "quick", overrides={"out_dir": "/tmp/sr"})   # doctest: +SKIP
+    >>> results = run_reproduce(cfg)                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import get_model
+from ..robust.checkpoint import load_checkpoint, save_checkpoint
+from ..robust.methods import get_method
+from ..robust.trainer import evaluate_accuracy, fit
+from .config import ExperimentConfig
+from .tasks import TaskData, load_task
+
+__all__ = ["train_method", "evaluate_model", "save_model", "load_model", "run_reproduce", "PARTS",
+           "MODEL_FORMAT"]
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "spikerobust.model/1"
+#: evaluation parts, in the order they run
+PARTS = ("mismatch", "attack", "verify", "landscape", "membrane")
+#: histogram of the scaled voltage (v − A)/A kept in the results (range and bins)
+MEMBRANE_RANGE, MEMBRANE_BINS = (-3.0, 3.0), 120
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def save_model(path: Union[str, Path], model: nn.Module, data: TaskData, cfg: ExperimentConfig, label: str,
+               info: Optional[dict] = None) -> Path:
+    """Write a model file: builder name and kwargs, state dict, the config, the method, metrics."""
+    state = {
+        "format": MODEL_FORMAT,
+        "model": data.model,
+        "model_kwargs": dict(data.model_kwargs),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": json.loads(json.dumps(cfg.to_dict())),
+        "label": label,
+        "method": dict(cfg.methods.get(label, {})),
+        "info": json.loads(json.dumps(info or {}, default=float)),
+    }
+    return save_checkpoint(path, state)
+
+
+def load_model(path: Union[str, Path]) -> Tuple[nn.Module, dict]:
+    """A model file written by :func:`save_model` (or ``spikerobust train``) → ``(model, meta)``.
+
+    Loads with ``weights_only=True``: a file from someone else cannot run code.
+
+    Raises:
+        ValueError: a file that is not a spikerobust model file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist")
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a spikerobust model file (format {MODEL_FORMAT!r}); "
+                         "the trainer's checkpoints/last.pt is not one: use the model.pt next to it")
+    model = get_model(state["model"], **state["model_kwargs"])
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    meta = {k: v for k, v in state.items() if k != "state_dict"}
+    return model, meta
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _milestones(cfg: ExperimentConfig) -> Tuple[int, ...]:
+    m = int(round(cfg.epochs * cfg.lr_drop_at))
+    return (m,) if 1 <= m < cfg.epochs else ()
+
+
+def train_method(cfg: ExperimentConfig, label: str, data: TaskData, out_dir: Union[str, Path], *,
+                 resume: bool = False, progress: Optional[bool] = None) -> Tuple[nn.Module, dict]:
+    """Train ``cfg.methods[label]`` on ``data``; write ``out_dir/model.pt`` (and trainer checkpoints).
+
+    Every method starts from the same initialisation (``cfg.seed``) and sees the same batch order.
+
+    Returns:
+        ``(model, info)`` with the best-validation model in eval mode and its clean accuracies,
+        best epoch, per-epoch history and training time.
+    """
+    if label not in cfg.methods:
+        raise ValueError(f"method label {label!r} is not in the config (labels: {sorted(cfg.methods)})")
+    progress = cfg.progress if progress is None else progress
+    out_dir = Path(out_dir)
+    kwargs = dict(cfg.methods[label])
+    name = kwargs.pop("method", label)
+    torch.manual_seed(cfg.seed)
+    model = get_model(data.model, **data.model_kwargs)
+    method = get_method(name, **kwargs)
+    t0 = time.perf_counter()
+    fitted = fit(model, method, data.loader(cfg.batch_size, cfg.seed), data.batches("val"), epochs=cfg.epochs,
+                 lr=cfg.lr, milestones=_milestones(cfg), checkpoint_dir=out_dir / "checkpoints", resume=resume,
+                 seed=cfg.seed, progress=progress)
+    model.eval()
+    info = {"best_epoch": fitted.best_epoch, "history": fitted.history, "train_s": time.perf_counter() - t0,
+            "val_accuracy": evaluate_accuracy(model, data.batches("val")),
+            "test_accuracy": evaluate_accuracy(model, data.batches("test"))}
+    save_model(out_dir / "model.pt", model, data, cfg, label, info)
+    log.info("%s: clean test accuracy %.2f %% (best epoch %d)", label, 100 * info["test_accuracy"], fitted.best_epoch)
+    return model, info
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _is_lsnn(model: nn.Module) -> bool:
+    from ..nn.lsnn import LSNN
+
+    return any(isinstance(m, LSNN) for m in model.modules())
+
+
+def evaluate_model(model: nn.Module, data: TaskData, cfg: ExperimentConfig, *, label: str = "",
+                   parts: Iterable[str] = PARTS, progress: Optional[bool] = None) -> dict:
+    """The paper's measurements of one trained model on ``data.test`` (see the module docstring).
+
+    Args:
+        parts: a subset of :data:`PARTS`; ``"membrane"`` is skipped for models without an LSNN.
+
+    Returns:
+        a JSON-friendly dict with ``test_accuracy`` and one entry per part run, plus ``timings``.
+    """
+    from ..analysis.membrane import membrane_summary, record_membrane
+    from ..robust.attacks import attacked_accuracy
+    from ..robust.landscape import loss_landscape
+    from ..robust.mismatch import mismatch_evaluate
+    from ..verify import verified_accuracy
+
+    parts = tuple(parts)
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise ValueError(f"unknown evaluation part(s) {unknown}; choose from {PARTS}")
+    progress = cfg.progress if progress is None else progress
+    model.eval()
+    test = data.batches("test")
+    out: dict = {"test_accuracy": evaluate_accuracy(model, test), "timings": {}}
+
+    def timed(part: str, fn):
+        t0 = time.perf_counter()
+        out[part] = fn()
+        out["timings"][part] = time.perf_counter() - t0
+        log.info("%s: %s done in %.1f s", label, part, out["timings"][part])
+
+    if "mismatch" in parts:
+        timed("mismatch", lambda: mismatch_evaluate(model, test, levels=cfg.levels, n_draws=cfg.n_draws, seed=cfg.seed,
+                                                    label=label, progress=progress).to_dict())
+    if "attack" in parts:
+        def attack():
+            res = {}
+            for eps in cfg.attack_eps:
+                if eps == 0:
+                    res[str(eps)] = {"pga": out["test_accuracy"], "random": out["test_accuracy"]}
+                    continue
+                res[str(eps)] = {kind: attacked_accuracy(model, test, eps, attack=kind, objective=cfg.attack_objective,
+                                                         seed=cfg.seed, progress=False)
+                                 for kind in ("pga", "random")}
+            return res
+        timed("attack", attack)
+    if "verify" in parts:
+        timed("verify", lambda: {str(z): verified_accuracy(model, test, z) for z in cfg.zetas})
+    if "landscape" in parts:
+        def landscape():
+            land = loss_landscape(model, test, n_directions=cfg.landscape_directions, n_alphas=cfg.landscape_points,
+                                  seed=cfg.seed, label=label, progress=progress)
+            alphas, smooth = land.smoothed
+            return {"alphas": alphas.tolist(), "smoothed": smooth.tolist(), "flatness": float(land.flatness)}
+        timed("landscape", landscape)
+    if "membrane" in parts and _is_lsnn(model) and cfg.membrane_samples > 0:
+        def membrane():
+            rec = record_membrane(model, data.head("test", cfg.membrane_samples)[0])
+            counts, edges = np.histogram(rec.scaled.clamp(*MEMBRANE_RANGE).flatten().numpy(), bins=MEMBRANE_BINS,
+                                         range=MEMBRANE_RANGE)
+            return {**membrane_summary(rec), "hist_counts": counts.tolist(), "hist_edges": edges.tolist()}
+        timed("membrane", membrane)
+    return out
+
+
+# --------------------------------------------------------------------------- the comparison
+
+
+def _method_dir(cfg: ExperimentConfig, label: str) -> Path:
+    return Path(cfg.out_dir) / "methods" / label.replace("/", "_")
+
+
+def _run_method(cfg: ExperimentConfig, label: str, data: Optional[TaskData], resume: bool) -> dict:
+    """Train (or reuse) and evaluate one method; its results are written to its folder."""
+    folder = _method_dir(cfg, label)
+    results_path = folder / "results.json"
+    if resume and results_path.exists():
+        log.info("%s: reusing finished results %s", label, results_path)
+        return json.loads(results_path.read_text())
+    data = data if data is not None else load_task(cfg)
+    model_path = folder / "model.pt"
+    if resume and model_path.exists():
+        model, meta = load_model(model_path)
+        info = meta["info"]
+        log.info("%s: reusing trained model %s", label, model_path)
+    else:
+        model, info = train_method(cfg, label, data, folder, resume=resume)
+    res = evaluate_model(model, data, cfg, label=label)
+    res.update(label=label, method=dict(cfg.methods[label]), val_accuracy=info["val_accuracy"],
+               best_epoch=info["best_epoch"], history=info["history"], train_s=info.get("train_s", float("nan")))
+    tmp = results_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(res, default=float))
+    os.replace(tmp, results_path)
+    return res
+
+
+def _worker(cfg_dict: dict, label: str, resume: bool, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{label}] %(message)s")
+    cfg = ExperimentConfig.from_dict(cfg_dict)
+    cfg.progress = False
+    return _run_method(cfg, label, None, resume)
+
+
+def _check_resumable(cfg: ExperimentConfig, out: Path) -> None:
+    path = out / "config.json"
+    if not path.exists():
+        return
+    old = ExperimentConfig.from_dict(json.loads(path.read_text())).compute_dict()
+    new = cfg.compute_dict()
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "methods")
+    if diff:
+        raise ValueError(f"--resume: {out}/config.json differs from this run's config in {diff}; "
+                         "use another --out-dir or the same settings")
+    changed = [k for k in new["methods"] if k in old["methods"] and old["methods"][k] != new["methods"][k]]
+    if changed:
+        raise ValueError(f"--resume: the settings of method(s) {changed} differ from {out}/config.json")
+
+
+def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False) -> dict:
+    """Train and evaluate every method of ``cfg``, compare them, write the run folder.
+
+    Args:
+        resume: continue the run in ``cfg.out_dir``: finished methods are read back, a trained
+            model is evaluated without retraining, and an interrupted training continues from
+            its last finished epoch. The config must match the one saved there.
+
+    Returns:
+        the results dictionary also written to ``results.json``.
+    """
+    from ..robust.stats import mann_whitney
+    from .report import write_report
+
+    start = time.perf_counter()
+    out = Path(cfg.out_dir)
+    if resume:
+        _check_resumable(cfg, out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.json")
+    data = load_task(cfg)
+    labels = list(cfg.methods)
+    per_method: Dict[str, dict] = {}
+    jobs = min(int(cfg.jobs), len(labels))
+    if jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        log.info("training %d methods in %d processes (%d thread(s) each)", len(labels), jobs, threads)
+        from tqdm.auto import tqdm
+
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(_worker, cfg.to_dict(), label, resume, threads): label for label in labels}
+            bar = tqdm(total=len(labels), desc="methods", disable=not cfg.progress)
+            for fut in _as_completed(futures):
+                per_method[futures[fut]] = fut.result()
+                bar.update(1)
+            bar.close()
+    else:
+        for label in labels:
+            per_method[label] = _run_method(cfg, label, data, resume)
+    methods = {label: per_method[label] for label in labels}
+
+    tests: Dict[str, dict] = {}
+    if "standard" in methods and "mismatch" in methods["standard"]:
+        base = methods["standard"]["mismatch"]["accuracies"]
+        for label, r in methods.items():
+            if label == "standard":
+                continue
+            tests[label] = {}
+            for m in cfg.levels:
+                if m > 0:
+                    mw = mann_whitney(torch.tensor(r["mismatch"]["accuracies"][str(m)]), torch.tensor(base[str(m)]))
+                    tests[label][str(m)] = {"U": float(mw.statistic), "p": float(mw.pvalue)}
+    results = {"config": cfg.to_dict(),
+               "data": {"description": data.description, "sizes": data.sizes, "classes": data.classes,
+                        "model": data.model, "model_kwargs": data.model_kwargs},
+               "methods": methods, "mann_whitney_vs_standard": tests,
+               "elapsed_s": time.perf_counter() - start}
+    write_report(results, cfg, out)
+    return results
+
+
+def _as_completed(futures):
+    from concurrent.futures import as_completed
+
+    return as_completed(futures)

@@ -1,0 +1,179 @@
+"""The report of a comparison run: ``report.md`` (tables), PNG figures and ``results.json``.
+
+Every table puts the paper's number (SPEC §8, Table 1 / Table S1) next to ours where the paper
+has one; nothing here computes with the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from ..analysis.tables import markdown_table
+from .config import ExperimentConfig
+from .presets import PAPER_FLATNESS, PAPER_TABLE1
+
+__all__ = ["write_report", "render_report", "make_figures"]
+
+_TITLES = {"ecg": "ECG LSNN", "speech": "speech LSNN", "fmnist": "F-MNIST CNN"}
+
+
+def _pct(x: float, digits: int = 2) -> str:
+    return f"{100 * x:.{digits}f}" if x is not None and math.isfinite(x) else "–"
+
+
+def _schedule(cfg: ExperimentConfig) -> str:
+    from .pipeline import _milestones
+
+    m = _milestones(cfg)
+    return f"÷10 after epoch {m[0]}" if m else "constant"
+
+
+def _figure(figsize=(5, 3.4)):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots()
+
+
+def make_figures(results: dict, cfg: ExperimentConfig, out: Path) -> List[str]:
+    """mismatch.png, attack.png, verified.png, landscape.png and (LSNN) membrane.png."""
+    methods: Dict[str, dict] = results["methods"]
+    names: List[str] = []
+
+    def save(fig, name: str) -> None:
+        fig.savefig(out / name, dpi=130)
+        names.append(name)
+
+    if all("mismatch" in r for r in methods.values()):
+        fig, ax = _figure()
+        for label, r in methods.items():
+            rows = r["mismatch"]["summary"]
+            m = [row["level"] for row in rows]
+            mean = np.array([100 * row["mean"] for row in rows])
+            std = np.array([100 * row["std"] if math.isfinite(row["std"]) else 0.0 for row in rows])
+            line = ax.plot(m, mean, marker="o", label=label)[0]
+            ax.fill_between(m, mean - std, mean + std, alpha=0.15, color=line.get_color())
+            ax.plot(m, [100 * row["min"] for row in rows], ls=":", color=line.get_color())
+        ax.set(xlabel="mismatch level m", ylabel="test accuracy (%)",
+               title=f"mismatch: mean ± std (min dotted), {cfg.n_draws} draws")
+        ax.legend(fontsize=7)
+        save(fig, "mismatch.png")
+    if all("attack" in r for r in methods.values()):
+        fig, ax = _figure()
+        for label, r in methods.items():
+            eps = sorted(float(e) for e in r["attack"])
+            line = ax.plot(eps, [100 * r["attack"][str(e)]["pga"] for e in eps], marker="o", label=label)[0]
+            ax.plot(eps, [100 * r["attack"][str(e)]["random"] for e in eps], ls="--", color=line.get_color())
+        ax.set(xlabel="relative attack size ζ", ylabel="test accuracy (%)",
+               title="worst-case weight attack (solid) vs random (dashed)")
+        ax.legend(fontsize=7)
+        save(fig, "attack.png")
+    if all("verify" in r for r in methods.values()):
+        fig, ax = _figure()
+        for label, r in methods.items():
+            zs = sorted(float(z) for z in r["verify"] if float(z) > 0)
+            ax.plot(zs, [100 * r["verify"][str(z)] for z in zs], marker="o", label=label)
+        ax.set(xscale="log", xlabel="ζ (weights in [p − ζ|p|, p + ζ|p|])", ylabel="verified accuracy (%)",
+               title="interval verification")
+        ax.legend(fontsize=7)
+        save(fig, "verified.png")
+    if all("landscape" in r for r in methods.values()):
+        fig, ax = _figure()
+        for label, r in methods.items():
+            ax.plot(r["landscape"]["alphas"], r["landscape"]["smoothed"], label=f"{label} ({r['landscape']['flatness']:.3f})")
+        ax.set(xlabel="α (θ + α·d, d = 0.2|θ| ⊙ N(0, 1))", ylabel="test cross-entropy",
+               title="weight-loss landscape (flatness in brackets)")
+        ax.legend(fontsize=7)
+        save(fig, "landscape.png")
+    if any("membrane" in r for r in methods.values()):
+        fig, ax = _figure()
+        for label, r in methods.items():
+            if "membrane" not in r:
+                continue
+            counts, edges = np.asarray(r["membrane"]["hist_counts"], float), np.asarray(r["membrane"]["hist_edges"])
+            density = counts / max(counts.sum(), 1) / np.diff(edges)
+            ax.stairs(np.maximum(density, 1e-6), edges, label=f"{label} ({100 * r['membrane']['near_0.1']:.1f}% within 0.1)")
+        ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="(v − A)/A  (0 = threshold; clipped to ±3)", ylabel="density", yscale="log",
+               title="membrane potential relative to threshold")
+        ax.legend(fontsize=7)
+        save(fig, "membrane.png")
+    return names
+
+
+def render_report(results: dict, cfg: ExperimentConfig) -> str:
+    """``report.md``: data, training, Table 1 (+ paper), Mann-Whitney, attack, verification,
+    flatness (+ paper), membrane potentials, figures."""
+    methods: Dict[str, dict] = results["methods"]
+    labels = list(methods)
+    data = results["data"]
+    lines = [f"# spikerobust reproduce {cfg.task} (preset {cfg.preset})", "",
+             f"Data: {data['description']}; sizes {data['sizes']}.", "",
+             f"Model: `{data['model']}` {data['model_kwargs']}; {cfg.epochs} epochs, batch {cfg.batch_size}, "
+             f"Adam {cfg.lr:g} ({_schedule(cfg)}); seed {cfg.seed}. "
+             f"Run time {results.get('elapsed_s', float('nan')) / 60:.1f} min.", ""]
+    lines += ["## Training", ""]
+    rows = [[lab, str(r["method"]), _pct(r.get("val_accuracy")), _pct(r["test_accuracy"]), r.get("best_epoch", "–"),
+             f"{r.get('train_s', float('nan')) / 60:.1f}"] for lab, r in methods.items()]
+    lines += [markdown_table(["method", "settings", "val %", "test %", "best epoch", "train min"], rows), ""]
+
+    paper = PAPER_TABLE1.get(cfg.task, {})
+    if all("mismatch" in r for r in methods.values()):
+        lines += [f"## Mismatch (Table 1 layout): test accuracy %, mean ± std over {cfg.n_draws} draws", ""]
+        summ = {lab: {row["level"]: row for row in r["mismatch"]["summary"]} for lab, r in methods.items()}
+        rows = [[f"{m:g}"] + [f"{_pct(summ[lab][m]['mean'])} ± {_pct(summ[lab][m]['std'] if math.isfinite(summ[lab][m]['std']) else 0.0)}"
+                              for lab in labels] for m in cfg.levels]
+        lines += [markdown_table(["m"] + labels, rows), "", "Minimum over draws:", ""]
+        rows = [[f"{m:g}"] + [_pct(summ[lab][m]["min"]) for lab in labels] for m in cfg.levels]
+        lines += [markdown_table(["m"] + labels, rows), ""]
+        if paper:
+            known = [lab for lab in labels if any(lab in paper[m] for m in paper)]
+            if known:
+                lines += [f"Paper, {_TITLES[cfg.task]} (SPEC §8, mean over 100 draws; paper's models, data and sizes):", ""]
+                rows = [[f"{m:g}"] + [f"{paper[m][lab]:.2f}" if lab in paper[m] else "–" for lab in known] for m in sorted(paper)]
+                lines += [markdown_table(["m"] + known, rows), ""]
+    if results.get("mann_whitney_vs_standard"):
+        levels = [m for m in cfg.levels if m > 0]
+        lines += ["Mann-Whitney U test against standard training (two-sided p):", ""]
+        rows = [[lab] + [f"{v[str(m)]['p']:.2g}" for m in levels] for lab, v in results["mann_whitney_vs_standard"].items()]
+        lines += [markdown_table(["method"] + [f"m={m:g}" for m in levels], rows), ""]
+    if all("attack" in r for r in methods.values()):
+        lines += [f"## Worst-case weight attack (sign-PGA, 10 steps, objective {cfg.attack_objective}) / random "
+                  "perturbation of equal size: test accuracy %", ""]
+        rows = [[f"{e:g}"] + [f"{_pct(methods[lab]['attack'][str(e)]['pga'], 1)} / {_pct(methods[lab]['attack'][str(e)]['random'], 1)}"
+                              for lab in labels] for e in cfg.attack_eps]
+        lines += [markdown_table(["ζ"] + labels, rows), ""]
+    if all("verify" in r for r in methods.values()):
+        lines += ["## Verified accuracy (interval bounds, SPEC §5): % of test samples proven correct for every "
+                  "weight in [p − ζ|p|, p + ζ|p|]", ""]
+        rows = [[lab] + [_pct(methods[lab]["verify"][str(z)]) for z in cfg.zetas] for lab in labels]
+        lines += [markdown_table(["method"] + [f"ζ={z:g}" for z in cfg.zetas], rows), ""]
+    if all("landscape" in r for r in methods.values()):
+        flat = PAPER_FLATNESS.get(cfg.task, {})
+        lines += ["## Flatness of the weight-loss landscape (Table S1; lower is flatter)", ""]
+        rows = [[lab, f"{methods[lab]['landscape']['flatness']:.4f}", f"{flat[lab]:.4f}" if lab in flat else "–"]
+                for lab in labels]
+        lines += [markdown_table(["method", "ours", "paper"], rows), ""]
+    mem = {lab: r["membrane"] for lab, r in methods.items() if "membrane" in r}
+    if mem:
+        lines += ["## Membrane potentials relative to the threshold, u = (v − A)/A (Fig. S10)", "",
+                  f"Over the first {cfg.membrane_samples} test samples, every time step and neuron. Robust networks "
+                  "should keep less mass near u = 0, where a small weight change flips a spike.", ""]
+        rows = [[lab, _pct(v["near_0.05"]), _pct(v["near_0.1"]), _pct(v["near_0.2"]), f"{v['scaled_std']:.3f}",
+                 _pct(v["rate"])] for lab, v in mem.items()]
+        lines += [markdown_table(["method", "\\|u\\| < 0.05 (%)", "\\|u\\| < 0.1 (%)", "\\|u\\| < 0.2 (%)", "std(u)", "spikes/step %"], rows), ""]
+    lines += ["## Figures", ""] + [f"![{Path(p).stem}]({p})" for p in results.get("figures", [])]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, cfg: ExperimentConfig, out: Path) -> None:
+    """Figures, ``results.json`` and ``report.md`` into ``out``."""
+    out = Path(out)
+    results["figures"] = make_figures(results, cfg, out)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    (out / "report.md").write_text(render_report(results, cfg))

@@ -1,0 +1,222 @@
+"""The paper's three tasks as in-memory train/validation/test tensors, with their model.
+
+===========  ==================================================  ==========================
+task         data (``data_dir``)                                 model
+===========  ==================================================  ==========================
+``ecg``      MIT-BIH records (``NNN.hea``) → beats N/L/R/V;       ``lsnn_ecg`` (d_in 2)
+             none → synthetic beats generated in code
+``speech``   Speech Commands v0.02 (word folders) or FSDD         ``lsnn_speech`` (d_in 40)
+             (``recordings``); none → espeak-ng keywords
+``fmnist``   Fashion-MNIST IDX files (default: the Debian         ``cnn_fmnist``
+             package's ``/usr/share/datasets/fashion-mnist``)
+===========  ==================================================  ==========================
+
+LSNN inputs are time-first ``[T, N, F]`` (batches are ``x[:, idx]``), images ``[N, C, H, W]``.
+Speech features are standardised per feature and images per channel with training statistics.
+
+Examples:
+    >>> from spikerobust.experiments import make_config, load_task
+    >>> data = load_task(make_config("ecg", "quick", overrides={"n_per_class": 10}))
+    >>> data.sizes, data.train[0].shape[0], data.time_first
+    ({'train': 32, 'val': 4, 'test': 4}, 100, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig
+
+__all__ = ["TaskData", "load_task", "ShuffledBatches"]
+
+Pair = Tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class TaskData:
+    """A task's splits and what the pipeline needs to know about them.
+
+    Attributes:
+        train, val, test: ``(x, y)`` tensors (float32 inputs, int64 labels).
+        time_first: ``x`` is ``[T, N, F]`` (LSNN) rather than ``[N, ...]``.
+        classes: class names. description: where the data came from, for the report.
+        model: registered model name. model_kwargs: its constructor arguments.
+    """
+
+    train: Pair
+    val: Pair
+    test: Pair
+    time_first: bool
+    classes: List[str]
+    description: str
+    model: str
+    model_kwargs: dict
+
+    @property
+    def sizes(self) -> Dict[str, int]:
+        return {name: int(getattr(self, name)[1].shape[0]) for name in ("train", "val", "test")}
+
+    def batches(self, split: str, batch_size: int = 500) -> List[Pair]:
+        """The split as a list of ``(x, y)`` batches in order (for evaluation)."""
+        x, y = getattr(self, split)
+        return [_take(x, y, torch.arange(i, min(i + batch_size, y.shape[0])), self.time_first)
+                for i in range(0, y.shape[0], batch_size)]
+
+    def loader(self, batch_size: int, seed: int) -> "ShuffledBatches":
+        """Re-iterable shuffled training batches (a new order every epoch, seeded)."""
+        return ShuffledBatches(*self.train, batch_size=batch_size, seed=seed, time_first=self.time_first)
+
+    def head(self, split: str, n: int) -> Pair:
+        """The first ``n`` samples of a split."""
+        x, y = getattr(self, split)
+        return _take(x, y, torch.arange(min(n, y.shape[0])), self.time_first)
+
+
+def _take(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, time_first: bool) -> Pair:
+    return (x[:, idx] if time_first else x[idx]), y[idx]
+
+
+class ShuffledBatches:
+    """Shuffled mini-batches of in-memory tensors; its ``generator`` is checkpointed by the trainer."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, seed: int, time_first: bool) -> None:
+        self.x, self.y, self.batch_size, self.time_first = x, y, int(batch_size), time_first
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __iter__(self) -> Iterator[Pair]:
+        perm = torch.randperm(self.y.shape[0], generator=self.generator)
+        for i in range(0, self.y.shape[0], self.batch_size):
+            yield _take(self.x, self.y, perm[i : i + self.batch_size], self.time_first)
+
+    def __len__(self) -> int:
+        return -(-self.y.shape[0] // self.batch_size)
+
+
+def _arrays(ds) -> Pair:
+    x = torch.from_numpy(np.ascontiguousarray(np.asarray(ds.data, dtype=np.float32)))
+    return x, torch.from_numpy(np.asarray(ds.targets, dtype=np.int64))
+
+
+def _time_first(pair: Pair) -> Pair:
+    return pair[0].permute(1, 0, 2).contiguous(), pair[1]
+
+
+def _subset(pair: Pair, n: Optional[int], seed: int, *, time_first: bool) -> Pair:
+    """At most ``n`` samples, a seeded random choice kept in original order."""
+    x, y = pair
+    if n is None or n >= y.shape[0]:
+        return pair
+    idx = torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return _take(x, y, idx, time_first)
+
+
+def _split_off(pair: Pair, fraction: float, seed: int, *, time_first: bool) -> Tuple[Pair, Pair]:
+    """A seeded random ``fraction`` of ``pair`` as validation, the rest as training."""
+    n = pair[1].shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    n_val = max(1, int(round(fraction * n)))
+    val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return _take(*pair, train, time_first), _take(*pair, val, time_first)
+
+
+def _standardise_features(splits: Dict[str, Pair]) -> Dict[str, Pair]:
+    """Per-feature standardisation of time-first ``[T, N, F]`` with training statistics."""
+    x = splits["train"][0].double()
+    mean, std = x.mean((0, 1)), x.std((0, 1)).clamp_min(1e-6)
+    return {k: (((v[0].double() - mean) / std).float(), v[1]) for k, v in splits.items()}
+
+
+def _load_ecg(cfg: ExperimentConfig) -> TaskData:
+    from ..datasets import MITBIH, SyntheticECG
+
+    if cfg.data_dir is None:
+        kw = dict(beats_per_class=cfg.n_per_class, seed=cfg.seed)
+        sets = {s: SyntheticECG(split=s, **kw) for s in ("train", "val", "test")}
+        desc = f"SYNTHETIC ECG beats (generated in code, not recorded), {cfg.n_per_class} per class, 80/10/10 split"
+    else:
+        root = Path(cfg.data_dir)
+        if not (root / "100.hea").exists():
+            raise ValueError(f"data_dir for task 'ecg' must hold the MIT-BIH records (e.g. 100.hea); got {str(root)!r}")
+        kw = dict(beats_per_class=cfg.n_per_class, seed=cfg.seed, split_mode=cfg.split)
+        sets = {s: MITBIH(root, split=s, **kw) for s in ("train", "val", "test")}
+        desc = (f"MIT-BIH Arrhythmia (PhysioNet mitdb 1.0.0), beats N/L/R/V, {cfg.n_per_class} per class, "
+                + ("patient-wise split (no record shared between splits)" if cfg.split == "record"
+                   else "random 80/10/10 split (the paper's)"))
+    splits = {s: _time_first(_arrays(ds)) for s, ds in sets.items()}
+    splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed, time_first=True)
+    splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed, time_first=True)
+    classes = list(sets["train"].classes)
+    return TaskData(splits["train"], splits["val"], splits["test"], True, classes, desc, "lsnn_ecg",
+                    {"n_hidden": cfg.n_hidden, "n_classes": len(classes)})
+
+
+def _load_speech(cfg: ExperimentConfig) -> TaskData:
+    from ..datasets import FSDD, SpeechCommands, SyntheticKeywords
+
+    if cfg.data_dir is None:
+        sets = {s: SyntheticKeywords(split=s, seed=cfg.seed) for s in ("train", "val", "test")}
+        splits = {s: _arrays(ds) for s, ds in sets.items()}
+        desc = ("SYNTHETIC keywords (espeak-ng speech with noise, not recorded): 6 words + silence + unknown, "
+                "voices disjoint between splits, 98×40 MFCCs")
+    else:
+        root = Path(cfg.data_dir)
+        if (root / "yes").is_dir() or (root / "_background_noise_").is_dir():
+            sets = {s: SpeechCommands(root, split=s) for s in ("train", "val", "test")}
+            splits = {s: _arrays(ds) for s, ds in sets.items()}
+            desc = "Google Speech Commands v0.02: 6 words + silence + unknown, hash split, 98×40 MFCCs"
+        elif (root / "recordings").is_dir() or any(root.glob("[0-9]_*_*.wav")):
+            sets = {s: FSDD(root, split=s) for s in ("train", "test")}
+            train, val = _split_off(_arrays(sets["train"]), 0.1, cfg.seed, time_first=False)
+            splits = {"train": train, "val": val, "test": _arrays(sets["test"])}
+            desc = ("Free Spoken Digit Dataset: digits 0-9, the authors' split (recordings 0-4 of each speaker "
+                    "and digit are test), 10 % of training as validation, 98×40 MFCCs")
+        else:
+            raise ValueError(f"data_dir for task 'speech' must be a Speech Commands folder (word folders such as "
+                             f"'yes') or FSDD ('recordings' or N_speaker_i.wav files); got {str(root)!r}")
+    splits = _standardise_features({s: _time_first(p) for s, p in splits.items()})
+    splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed, time_first=True)
+    splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed, time_first=True)
+    classes = list(sets["train"].classes)
+    return TaskData(splits["train"], splits["val"], splits["test"], True, classes, desc + ", standardised per feature",
+                    "lsnn_speech", {"n_hidden": cfg.n_hidden, "n_classes": len(classes), "d_in": 40})
+
+
+def _load_fmnist(cfg: ExperimentConfig) -> TaskData:
+    from ..datasets import FashionMNIST
+
+    try:
+        sets = {s: FashionMNIST(cfg.data_dir, split=s) for s in ("train", "test")}
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        raise ValueError(f"task 'fmnist' needs the Fashion-MNIST IDX files: set data_dir (--data-dir) or install "
+                         f"Debian's dataset-fashion-mnist ({err})") from err
+    train, val = _split_off(_subset(_arrays(sets["train"]), cfg.n_train, cfg.seed, time_first=False), 0.1, cfg.seed,
+                            time_first=False)
+    test = _subset(_arrays(sets["test"]), cfg.n_test, cfg.seed, time_first=False)
+    mean, std = train[0].double().mean((0, 2, 3)), train[0].double().std((0, 2, 3))
+
+    def norm(p: Pair) -> Pair:
+        return ((p[0].double() - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).float(), p[1]
+
+    n = "all" if cfg.n_train is None else cfg.n_train
+    desc = (f"Fashion-MNIST ({n} training images, 10 % of them for validation; "
+            f"{test[1].shape[0]} test images), standardised per channel")
+    return TaskData(norm(train), norm(val), norm(test), False, list(sets["train"].classes), desc, "cnn_fmnist", {})
+
+
+_LOADERS = {"ecg": _load_ecg, "speech": _load_speech, "fmnist": _load_fmnist}
+
+
+def load_task(cfg: ExperimentConfig) -> TaskData:
+    """The splits of ``cfg.task`` (see the module docstring).
+
+    Raises:
+        ValueError: an unknown task or a ``data_dir`` that does not hold the task's data.
+    """
+    if cfg.task not in _LOADERS:
+        raise ValueError(f"task must be one of {sorted(_LOADERS)}, got {cfg.task!r}")
+    return _LOADERS[cfg.task](cfg)

@@ -1,0 +1,88 @@
+"""Presets against SPEC, config files and overrides, and clear errors for bad fields."""
+
+import doctest
+
+import pytest
+
+import spikerobust.experiments.config as config_module
+from spikerobust.experiments import ExperimentConfig, make_config, parse_methods
+from spikerobust.experiments.pipeline import _milestones
+
+
+def test_paper_presets_follow_spec():
+    ecg = make_config("ecg", "paper")
+    # SPEC §1/§7: 3350 beats per class, N = 256, Adam 1e-3 for 150 epochs then 1e-4 for 50, batch 100
+    assert (ecg.n_per_class, ecg.n_hidden, ecg.epochs, ecg.lr, ecg.batch_size) == (3350, 256, 200, 1e-3, 100)
+    assert _milestones(ecg) == (150,)
+    speech = make_config("speech", "paper")  # 80 + 20 epochs
+    assert (speech.epochs, _milestones(speech), speech.n_hidden) == (100, (80,), 256)
+    fm = make_config("fmnist", "paper")  # Adam 1e-4 then 1e-5
+    assert fm.lr == 1e-4 and len(_milestones(fm)) == 1
+    for cfg in (ecg, speech, fm):  # SPEC §4/§5 protocols
+        assert cfg.levels == (0.0, 0.1, 0.2, 0.3, 0.5, 0.7) and cfg.n_draws == 100
+        assert cfg.attack_eps == (0.0, 0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
+        assert cfg.zetas == (0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3)
+        assert (cfg.landscape_directions, cfg.landscape_points) == (5, 50)
+        assert list(cfg.methods) == ["standard", "forward_noise", "beta", "fn+beta", "awp", "dropout", "amp"]
+    # SPEC §2: β_rob ECG 0.25 (0.1 with forward noise), speech 0.5, CNN 0.25 (0.1); η = 0.3
+    assert ecg.methods["beta"] == {"method": "adversarial", "beta": 0.25}
+    assert ecg.methods["fn+beta"] == {"method": "forward_noise", "eta": 0.3, "beta": 0.1}
+    assert speech.methods["beta"]["beta"] == 0.5 and fm.methods["fn+beta"]["beta"] == 0.1
+
+
+def test_file_then_overrides(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('epochs = 7\nn_hidden = 32\nmethods = "standard,beta"\n')
+    cfg = make_config("ecg", "quick", config_file=toml, overrides={"n_hidden": 8})
+    assert (cfg.epochs, cfg.n_hidden) == (7, 8)
+    assert cfg.methods == {"standard": {"method": "standard"}, "beta": {"method": "adversarial", "beta": 0.25}}
+    js = tmp_path / "c.json"
+    js.write_text('{"levels": [0, 0.3]}')
+    assert make_config("ecg", "quick", config_file=js).levels == (0.0, 0.3)
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "'epochs' must be an integer >= 1"),
+    ("levels", [0.1, -0.5], "'levels' must be a non-empty list"),
+    ("levels", [0.1, 0.5], "containing 0"),
+    ("lr", float("nan"), "'lr' must be a finite number"),
+    ("split", "patient", "'split' must be"),
+    ("methods", {"x": {"method": "nonsense"}}, "unknown method 'nonsense'"),
+    ("attack_objective", "hinge", "'attack_objective'"),
+    ("n_test", 0, "'n_test' must be null or an integer"),
+])
+def test_bad_fields_name_themselves(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("ecg", "quick", overrides={field: value})
+
+
+def test_other_errors(tmp_path):
+    with pytest.raises(ValueError, match="task must be one of"):
+        make_config("cifar", "quick")
+    with pytest.raises(ValueError, match="preset must be one of"):
+        make_config("ecg", "slow")
+    bad = tmp_path / "c.yaml"
+    bad.write_text("epochs: 3")
+    with pytest.raises(ValueError, match=r"\.json or \.toml"):
+        make_config("ecg", "quick", config_file=bad)
+    with pytest.raises(ValueError, match="does not exist"):
+        make_config("ecg", "quick", config_file=tmp_path / "none.json")
+    with pytest.raises(ValueError, match="'task' is 'speech'"):
+        make_config("ecg", "quick", overrides={"task": "speech"})
+
+
+def test_parse_methods():
+    assert parse_methods("standard,fn+beta", "speech") == {
+        "standard": {"method": "standard"}, "fn+beta": {"method": "forward_noise", "eta": 0.3, "beta": 0.5}}
+    assert parse_methods("beta:n_steps=3;epsilon=0.2") == {
+        "beta": {"method": "adversarial", "beta": 0.25, "n_steps": 3, "epsilon": 0.2}}
+    assert parse_methods("abcd,x=awp:gamma=0.5") == {"abcd": {"method": "abcd"}, "x": {"method": "awp", "gamma": 0.5}}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_methods("beta:n_steps")
+    with pytest.raises(ValueError, match="no method"):
+        parse_methods(" , ")
+
+
+def test_docstring_examples():
+    assert doctest.testmod(config_module).failed == 0
