@@ -90,7 +90,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .experiments import load_task, parse_methods, train_method
 
-    methods = parse_methods(args.method, args.task)
+    methods = parse_methods(args.method, args.task, args.preset)
     if len(methods) != 1:
         raise ValueError(f"--method names one method, got {list(methods)}")
     label = next(iter(methods))

@@ -6,8 +6,8 @@ every field, so a typo or a bad value fails before any training with a message n
 
 Examples:
     >>> cfg = make_config("ecg", "quick", overrides={"epochs": 3})
-    >>> cfg.n_hidden, cfg.epochs, cfg.lr_drop_at
-    (64, 3, 0.75)
+    >>> cfg.n_hidden, cfg.epochs, cfg.lr_drop_at, cfg.methods["beta"]
+    (64, 3, 0.8, {'method': 'adversarial', 'beta': 0.25, 'n_steps': 3})
     >>> sorted(cfg.methods)[:3]
     ['amp', 'awp', 'beta']
     >>> make_config("ecg", "quick", overrides={"epoch": 3})  # doctest: +ELLIPSIS
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-from .presets import PAPER_METHODS, PRESETS, preset
+from .presets import PAPER_METHODS, PRESETS, preset, preset_methods
 
 __all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "read_config_file", "parse_methods", "TASKS"]
 
@@ -68,11 +68,12 @@ class ExperimentConfig:
     n_train: Optional[int] = None
     n_test: Optional[int] = None
     n_hidden: int = 64
-    epochs: int = 15
+    epochs: int = 30
     lr: float = 1e-2
-    lr_drop_at: float = 0.75
+    lr_drop_at: float = 0.8
     batch_size: int = 32
-    methods: Dict[str, dict] = field(default_factory=lambda: PAPER_METHODS("ecg"))
+    methods: Dict[str, dict] = field(default_factory=lambda: {k: v for k, v in preset_methods("ecg", "quick").items()
+                                                              if k in PAPER_METHODS("ecg")})
     levels: Tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
     n_draws: int = 30
     attack_eps: Tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
@@ -191,21 +192,19 @@ def read_config_file(path: Union[str, Path]) -> dict:
     return data
 
 
-def parse_methods(spec: str, task: str = "ecg") -> Dict[str, dict]:
+def parse_methods(spec: str, task: str = "ecg", preset_name: str = "paper") -> Dict[str, dict]:
     """``"standard,beta,fn+beta=forward_noise:beta=0.1;eta=0.3"`` → ``{label: {"method": ..., ...}}``.
 
     A bare label that is one of the task's paper labels (``standard``, ``forward_noise``,
-    ``beta``, ``fn+beta``, ``awp``, ``dropout``, ``amp``) or ``abcd``/``entropy_sgd`` gets its
-    preset kwargs; ``label=method`` names a registered method; kwargs follow a colon, separated
-    by ``;``, values in JSON.
+    ``beta``, ``fn+beta``, ``awp``, ``dropout``, ``amp``) or ``abcd``/``entropy_sgd`` gets the
+    kwargs of preset ``preset_name`` (:func:`~.presets.preset_methods`); ``label=method`` names a
+    registered method; kwargs follow a colon, separated by ``;``, values in JSON.
 
     Examples:
         >>> parse_methods("standard,big=adversarial:beta=0.5")
         {'standard': {'method': 'standard'}, 'big': {'method': 'adversarial', 'beta': 0.5}}
     """
-    from .presets import EXTRA_METHODS
-
-    presets = {**PAPER_METHODS(task), **EXTRA_METHODS}
+    presets = preset_methods(task, preset_name)
     out: Dict[str, dict] = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         name, _, args = item.partition(":")
@@ -234,7 +233,9 @@ def make_config(task: str, preset_name: str = "quick", *, config_file: Optional[
                 overrides: Optional[Mapping[str, Any]] = None) -> ExperimentConfig:
     """Preset → config file → overrides, checked (see the module docstring)."""
     fields_ = preset(task, preset_name)  # checks task and preset
-    d: Dict[str, Any] = {"task": task, "preset": preset_name, "methods": PAPER_METHODS(task)}
+    methods = preset_methods(task, preset_name)
+    d: Dict[str, Any] = {"task": task, "preset": preset_name,
+                         "methods": {k: v for k, v in methods.items() if k in PAPER_METHODS(task)}}
     d.update(fields_)
     if config_file is not None:
         d.update(read_config_file(config_file))
@@ -242,5 +243,5 @@ def make_config(task: str, preset_name: str = "quick", *, config_file: Optional[
     if d.get("task") != task:
         raise ValueError(f"config field 'task' is {d.get('task')!r} but the command asks for {task!r}")
     if isinstance(d.get("methods"), str):
-        d["methods"] = parse_methods(d["methods"], task)
+        d["methods"] = parse_methods(d["methods"], task, preset_name)
     return ExperimentConfig.from_dict(d)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-__all__ = ["PRESETS", "PAPER_METHODS", "EXTRA_METHODS", "PAPER_TABLE1", "PAPER_FLATNESS", "preset"]
+__all__ = ["PRESETS", "PAPER_METHODS", "EXTRA_METHODS", "PAPER_TABLE1", "PAPER_FLATNESS", "preset", "preset_methods"]
 
 #: The paper's comparison (SPEC §8): label → registered method and its kwargs, per task (β_rob per
 #: SPEC §2: ECG 0.25 / 0.1 with forward noise, speech 0.5, CNN 0.25 / 0.1 with forward noise).
@@ -31,6 +31,21 @@ def PAPER_METHODS(task: str) -> Dict[str, dict]:
     }
 
 
+#: The quick presets attack with 3 sign steps instead of 10 in the robust loss and AWP (as SPEC §2
+#: does for ResNet32), which makes those methods about 2.4× cheaper per step.
+QUICK_ATTACK_STEPS = 3
+
+
+def preset_methods(task: str, name: str) -> Dict[str, dict]:
+    """The methods of preset ``name``: :func:`PAPER_METHODS` (quick: with fewer attack steps) and
+    :data:`EXTRA_METHODS`, by label."""
+    methods = {**PAPER_METHODS(task), **{k: dict(v) for k, v in EXTRA_METHODS.items()}}
+    if name == "quick":
+        for label in ("beta", "fn+beta", "awp"):
+            methods[label]["n_steps"] = QUICK_ATTACK_STEPS
+    return methods
+
+
 #: Methods run only on request (``--methods ...,abcd,entropy_sgd``).
 EXTRA_METHODS: Dict[str, dict] = {"abcd": {"method": "abcd"}, "entropy_sgd": {"method": "entropy_sgd"}}
 
@@ -47,8 +62,9 @@ PRESETS: Dict[str, Dict[str, dict]] = {
         # SPEC §1, §7: 3350 beats/class, N = 256, Adam 1e-3 → 1e-4 after 150 of 200 epochs, batch 100
         "paper": dict(n_per_class=3350, n_hidden=256, epochs=200, lr=1e-3, lr_drop_at=0.75, batch_size=100,
                       **_EVAL_PAPER),
-        # a larger step size and smaller batch make up for 15 epochs (measured: 73–84 % clean on MIT-BIH)
-        "quick": dict(n_per_class=400, n_hidden=64, epochs=15, lr=1e-2, lr_drop_at=0.75, batch_size=32,
+        # a larger step size and smaller batch make up for fewer epochs (standard training on MIT-BIH,
+        # 400 beats per class: 72.5 % test after 15 epochs, 88.1 % after 50)
+        "quick": dict(n_per_class=400, n_hidden=64, epochs=30, lr=1e-2, lr_drop_at=0.8, batch_size=32,
                       **_EVAL_QUICK),
     },
     "speech": {

@@ -30,12 +30,20 @@ def test_paper_presets_follow_spec():
     assert speech.methods["beta"]["beta"] == 0.5 and fm.methods["fn+beta"]["beta"] == 0.1
 
 
+def test_quick_preset_uses_fewer_attack_steps():
+    quick = make_config("ecg", "quick")
+    assert quick.methods["beta"] == {"method": "adversarial", "beta": 0.25, "n_steps": 3}
+    assert quick.methods["awp"]["n_steps"] == 3 and "n_steps" not in quick.methods["forward_noise"]
+    assert "n_steps" not in make_config("ecg", "paper").methods["awp"]
+
+
 def test_file_then_overrides(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text('epochs = 7\nn_hidden = 32\nmethods = "standard,beta"\n')
     cfg = make_config("ecg", "quick", config_file=toml, overrides={"n_hidden": 8})
     assert (cfg.epochs, cfg.n_hidden) == (7, 8)
-    assert cfg.methods == {"standard": {"method": "standard"}, "beta": {"method": "adversarial", "beta": 0.25}}
+    assert cfg.methods == {"standard": {"method": "standard"},
+                           "beta": {"method": "adversarial", "beta": 0.25, "n_steps": 3}}
     js = tmp_path / "c.json"
     js.write_text('{"levels": [0, 0.3]}')
     assert make_config("ecg", "quick", config_file=js).levels == (0.0, 0.3)
