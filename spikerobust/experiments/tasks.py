@@ -156,9 +156,14 @@ def _load_ecg(cfg: ExperimentConfig) -> TaskData:
 
 
 def _load_speech(cfg: ExperimentConfig) -> TaskData:
-    from ..datasets import FSDD, SpeechCommands, SyntheticKeywords
+    from ..datasets import FSDD, SpeechCommands, SyntheticKeywords, espeak_available
 
     if cfg.data_dir is None:
+        ok, why = espeak_available()
+        if not ok:
+            raise ValueError(f"task 'speech' without data_dir uses synthetic espeak-ng keywords, and espeak-ng is not "
+                             f"usable ({why}): pip install 'spikerobust[tts]' (espeakng-loader), or set data_dir to "
+                             "Speech Commands v0.02 or FSDD recordings")
         sets = {s: SyntheticKeywords(split=s, seed=cfg.seed) for s in ("train", "val", "test")}
         splits = {s: _arrays(ds) for s, ds in sets.items()}
         desc = ("SYNTHETIC keywords (espeak-ng speech with noise, not recorded): 6 words + silence + unknown, "

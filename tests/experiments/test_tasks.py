@@ -52,3 +52,11 @@ def test_bad_data_dir(task, tmp_path):
 def test_fmnist_missing(tmp_path):
     with pytest.raises(ValueError, match="Fashion-MNIST"):
         load_task(make_config("fmnist", "quick", overrides={"data_dir": str(tmp_path)}))
+
+
+def test_speech_without_espeak_says_what_to_install(monkeypatch):
+    import spikerobust.datasets as datasets
+
+    monkeypatch.setattr(datasets, "espeak_available", lambda: (False, "RuntimeError: espeak-ng not found"))
+    with pytest.raises(ValueError, match=r"spikerobust\[tts\]"):
+        load_task(make_config("speech", "quick"))
