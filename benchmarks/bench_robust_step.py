@@ -3,6 +3,14 @@
 Both steps go through the registered methods ("adversarial" and "standard") with Adam, on the
 LSNN (N = 256, T = 100, ECG batch of 100) and the F-MNIST CNN (batch of 100).
 
+The repeats alternate one standard and one robust step, so that a change of load on a shared
+machine affects both alike. Besides the median process CPU time of each step, the line reports its
+split into user and system time and the minor page faults: most of the system time is the
+kernel supplying fresh pages for tensors whose memory the C allocator (glibc) returned to the OS
+after the previous pass. That cost is the allocator's, not the step's arithmetic; with glibc it
+disappears when freed memory is kept, e.g.
+``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment.
+
 Usage::
 
     python benchmarks/bench_robust_step.py --repeats 5 --threads 1
@@ -15,6 +23,11 @@ import statistics
 import time
 import warnings
 
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
 #: process CPU time: on a shared machine it is far less disturbed by other jobs than wall-clock
 #: time (run with --threads 1 so CPU time is the single thread's time); --wall switches.
 CLOCK = time.process_time
@@ -25,16 +38,34 @@ from spikerobust.models import get_model
 from spikerobust.robust.methods import get_method
 
 
-def median_time(method, model, x, y, opt, repeats):
-    method.step(model, x, y, opt)  # warm-up
-    times = []
+def _usage():
+    if resource is None:
+        return 0.0, 0.0, 0
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_minflt
+
+
+def timed_step(method, model, x, y, opt):
+    """(clock seconds, user seconds, system seconds, minor page faults) of one step."""
+    u0, s0, f0 = _usage()
+    t0 = CLOCK()
+    method.step(model, x, y, opt)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    t = CLOCK() - t0
+    u1, s1, f1 = _usage()
+    return t, u1 - u0, s1 - s0, f1 - f0
+
+
+def median_times(methods, model, x, y, opt, repeats):
+    """Per method, the medians of :func:`timed_step` over ``repeats`` alternating rounds."""
+    for method in methods:
+        method.step(model, x, y, opt)  # warm-up
+    samples = [[] for _ in methods]
     for _ in range(repeats):
-        t0 = CLOCK()
-        method.step(model, x, y, opt)
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        times.append(CLOCK() - t0)
-    return statistics.median(times)
+        for method, out in zip(methods, samples):
+            out.append(timed_step(method, model, x, y, opt))
+    return [tuple(statistics.median(col) for col in zip(*out)) for out in samples]
 
 
 def main():
@@ -63,11 +94,16 @@ def main():
     for name, model, x, y in cases:
         model, x, y = model.to(dev).train(), x.to(dev), y.to(dev)
         opt = torch.optim.Adam(model.parameters(), 1e-4)
-        t_std = median_time(get_method("standard"), model, x, y, opt, args.repeats)
-        t_rob = median_time(get_method("adversarial", beta=0.25, n_steps=args.n_steps, seed=0), model, x, y, opt,
-                            args.repeats)
+        methods = [get_method("standard"), get_method("adversarial", beta=0.25, n_steps=args.n_steps, seed=0)]
+        (t_std, u_std, s_std, f_std), (t_rob, u_rob, s_rob, f_rob) = median_times(
+            methods, model, x, y, opt, args.repeats
+        )
         print(f"{name}, batch {args.batch}: standard step {t_std * 1e3:.1f} ms, robust step (N_steps={args.n_steps}) "
               f"{t_rob * 1e3:.1f} ms -> ratio {t_rob / t_std:.2f}x")
+        if resource is not None:
+            print(f"    user/system ms (minor faults): standard {u_std * 1e3:.0f}/{s_std * 1e3:.0f} ({f_std:.0f}), "
+                  f"robust {u_rob * 1e3:.0f}/{s_rob * 1e3:.0f} ({f_rob:.0f}); user-time ratio "
+                  f"{u_rob / max(u_std, 1e-9):.2f}x")
 
 
 if __name__ == "__main__":

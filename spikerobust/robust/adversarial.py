@@ -117,7 +117,8 @@ def robust_loss_backward(
         sigma_init=sigma_init, eps_c=eps_c, y=y, target_logits=target_logits.detach(), generator=generator,
         evaluate_end=False,
     )
-    leaves = {n: t.clone().requires_grad_(True) for n, t in attack.theta_star.items()}
+    # θ* is the attack's own buffer, used by nothing else: a new leaf on it needs no copy
+    leaves = {n: t.detach().requires_grad_(True) for n, t in attack.theta_star.items()}
     logits_adv = functional_logits(model, x, leaves, y)
     l_rob = robustness_loss(objective, target_logits, logits_adv, y)
     total = float(beta) * l_rob

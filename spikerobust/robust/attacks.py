@@ -229,22 +229,31 @@ def pga_attack(
     start = {n: t + sigma_init * t.abs() * noise[n] for n, t in theta.items()}
     zeta = {n: (epsilon * t.abs() + eps_c) / max(int(n_steps), 1) for n, t in theta.items()}
     sign_sum = {n: torch.zeros_like(t) for n, t in theta.items()}
-    current = dict(start)
-    obj_start = obj = None
     names = list(theta)
+    # θ*_t lives in one buffer per tensor, updated in place (``start`` is returned untouched)
+    current = {n: start[n].clone() for n in names} if int(n_steps) > 0 else dict(start)
+    # trainable tensors outside the selection enter the attack's forward passes detached: the
+    # attack differentiates with respect to θ* only, so no graph is recorded for them
+    frozen = {
+        n: p.detach() for n, p in model.named_parameters() if p.requires_grad and n not in theta
+    }
+    obj_start = obj = None
     for _ in range(int(n_steps)):
-        leaves = {n: t.detach().requires_grad_(True) for n, t in current.items()}
+        leaves = {n: current[n].detach().requires_grad_(True) for n in names}
         with torch.enable_grad():
-            loss = robustness_loss(objective, target, functional_logits(model, x, leaves, y), y)
+            loss = robustness_loss(objective, target, functional_logits(model, x, {**frozen, **leaves}, y), y)
             grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
         if obj_start is None:
             obj_start = float(loss.detach())
-        for n, g in zip(names, grads):
-            if g is None:
-                continue
-            s = torch.sign(g)
-            sign_sum[n] += s
-            current[n] = current[n] + zeta[n] * s
+        del loss, leaves  # the pass's graph is freed before the next one is built
+        used = [n for n, g in zip(names, grads) if g is not None]
+        if not used:
+            continue
+        signs = torch._foreach_sign([g for g in grads if g is not None])
+        del grads
+        torch._foreach_add_([sign_sum[n] for n in used], signs)
+        # θ*_{t+1} = θ*_t + ζ ⊙ sign(g_t); ζ ⊙ sign is exact, so this rounds as ``θ*_t + ζ * s``
+        torch._foreach_addcmul_([current[n] for n in used], [zeta[n] for n in used], signs)
     obj = float("nan")
     if evaluate_end or obj_start is None:
         with torch.no_grad():

@@ -147,3 +147,42 @@ def test_lsnn_attack_kl_in_box():
     for n, p in params.items():
         assert ((res.theta_star[n] - res.theta_start[n]).abs() <= 0.2 * p.detach().abs() * (1 + 1e-5) + 1e-7).all()
     assert torch.count_nonzero(torch.diagonal(res.theta_star["lsnn.w_rec"])) == 0
+
+
+def _plain_sign_pga(model, x, params, *, epsilon, n_steps, sigma_init, eps_c, generator, y=None):
+    """SPEC §2's loop written out directly: a fresh θ* dict each step, every parameter live."""
+    from torch.func import functional_call
+
+    theta = {n: p.detach() for n, p in params.items()}
+    with torch.no_grad():
+        target = model(x)
+    noise = {n: torch.randn(t.shape, generator=generator, dtype=t.dtype) for n, t in theta.items()}
+    cur = {n: t + sigma_init * t.abs() * noise[n] for n, t in theta.items()}
+    zeta = {n: (epsilon * t.abs() + eps_c) / n_steps for n, t in theta.items()}
+    for _ in range(n_steps):
+        leaves = {n: t.clone().requires_grad_(True) for n, t in cur.items()}
+        loss = robustness_loss("kl", target, functional_call(model, leaves, (x,), strict=False), y)
+        grads = torch.autograd.grad(loss, list(leaves.values()))
+        cur = {n: cur[n] + zeta[n] * torch.sign(g) for n, g in zip(leaves, grads)}
+    return cur, noise
+
+
+def test_in_place_attack_equals_the_plain_loop_and_keeps_the_start():
+    """θ* updated in one buffer per tensor (foreach ops), with unattacked trainable tensors frozen,
+    equals a plain loop that rebuilds θ* each step with every parameter live; θ*_0 is untouched."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3))
+    x = torch.randn(30, 5)
+    params = select_parameters(model, exclude=["0.bias"])  # 0.bias stays a live, unattacked parameter
+    settings = dict(epsilon=0.2, n_steps=4, sigma_init=0.01, eps_c=0.001)
+    want, want_noise = _plain_sign_pga(model, x, params, generator=torch.Generator().manual_seed(9), **settings)
+    res = pga_attack(model, x, params, objective="kl", generator=torch.Generator().manual_seed(9), **settings)
+    for n, p in params.items():
+        torch.testing.assert_close(res.noise[n], want_noise[n], rtol=0, atol=0)
+        torch.testing.assert_close(res.theta_star[n], want[n], rtol=0, atol=0)
+        start = p.detach() + 0.01 * p.detach().abs() * want_noise[n]
+        torch.testing.assert_close(res.theta_start[n], start, rtol=0, atol=0)
+        # θ* − θ*_0 is ζ·Σ sign(g_t) (up to the rounding of the additions)
+        zeta = (0.2 * p.detach().abs() + 0.001) / 4
+        torch.testing.assert_close(res.theta_star[n] - res.theta_start[n], zeta * res.sign_sum[n])
+    assert model[0].bias.grad is None and all(p.grad is None for p in model.parameters())
