@@ -270,6 +270,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("models", help="list registered models").set_defaults(func=_list_models)
     sub.add_parser("methods", help="list registered training methods").set_defaults(func=_list_methods)
     args = parser.parse_args(argv)
+    from ._runtime import keep_freed_memory
+
+    keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)

@@ -245,8 +245,12 @@ def _run_method(cfg: ExperimentConfig, label: str, data: Optional[TaskData], res
 
 
 def _worker(cfg_dict: dict, label: str, resume: bool, threads: int) -> dict:
+    from .._runtime import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{label}] %(message)s")
+    # a worker process runs several methods in turn: label its log lines with the current one
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{label}] %(message)s", force=True)
     cfg = ExperimentConfig.from_dict(cfg_dict)
     cfg.progress = False
     return _run_method(cfg, label, None, resume)
