@@ -7,6 +7,21 @@ import pytest
 TUTORIALS = sorted((Path(__file__).resolve().parents[1] / "tutorials").glob("[0-9][0-9]_*.ipynb"))
 
 
+def test_tutorials_numbered_without_gaps():
+    numbers = [int(p.name[:2]) for p in TUTORIALS]
+    assert numbers == list(range(1, len(TUTORIALS) + 1)), [p.name for p in TUTORIALS]
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_stored_without_outputs(path):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: a code cell keeps its output"
+
+
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_executes(path, tmp_path):
     nbformat = pytest.importorskip("nbformat")
