@@ -8,8 +8,8 @@ machine affects both alike. Besides the median process CPU time of each step, th
 split into user and system time and the minor page faults: most of the system time is the
 kernel supplying fresh pages for tensors whose memory the C allocator (glibc) returned to the OS
 after the previous pass. That cost is the allocator's, not the step's arithmetic; with glibc it
-disappears when freed memory is kept, e.g.
-``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296`` in the environment.
+disappears when freed memory is kept, which the ``spikerobust`` command and this benchmark do by
+default (:func:`spikerobust._runtime.keep_freed_memory`; ``--default-malloc`` measures without).
 
 Usage::
 
@@ -77,7 +77,14 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="lsnn,cnn")
     parser.add_argument("--wall", action="store_true", help="time with the wall clock instead of process CPU time")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's allocator as it is (by default the allocator keeps freed memory, "
+                             "as the spikerobust command does: spikerobust._runtime.keep_freed_memory)")
     args = parser.parse_args()
+    if not args.default_malloc:
+        from spikerobust._runtime import keep_freed_memory
+
+        print(f"allocator keeps freed memory: {keep_freed_memory()}")
     global CLOCK
     if args.wall or args.device != "cpu":
         CLOCK = time.perf_counter
