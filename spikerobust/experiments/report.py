@@ -139,8 +139,15 @@ def render_report(results: dict, cfg: ExperimentConfig) -> str:
                 lines += [markdown_table(["m"] + known, rows), ""]
     if results.get("mann_whitney_vs_standard"):
         levels = [m for m in cfg.levels if m > 0]
-        lines += ["Mann-Whitney U test against standard training (two-sided p):", ""]
-        rows = [[lab] + [f"{v[str(m)]['p']:.2g}" for m in levels] for lab, v in results["mann_whitney_vs_standard"].items()]
+        lines += ["Mann-Whitney U test against standard training (two-sided p; ↑ mean above standard's, ↓ below):", ""]
+
+        def cell(lab: str, m: float) -> str:
+            mean = {row["level"]: row["mean"] for row in methods[lab]["mismatch"]["summary"]}[m]
+            ref = {row["level"]: row["mean"] for row in methods["standard"]["mismatch"]["summary"]}[m]
+            p = results["mann_whitney_vs_standard"][lab][str(m)]["p"]
+            return f"{p:.2g} {'↑' if mean > ref else '↓' if mean < ref else '='}"
+
+        rows = [[lab] + [cell(lab, m) for m in levels] for lab in results["mann_whitney_vs_standard"]]
         lines += [markdown_table(["method"] + [f"m={m:g}" for m in levels], rows), ""]
     if all("attack" in r for r in methods.values()):
         lines += [f"## Worst-case weight attack (sign-PGA, 10 steps, objective {cfg.attack_objective}) / random "
@@ -162,7 +169,7 @@ def render_report(results: dict, cfg: ExperimentConfig) -> str:
     mem = {lab: r["membrane"] for lab, r in methods.items() if "membrane" in r}
     if mem:
         lines += ["## Membrane potentials relative to the threshold, u = (v − A)/A (Fig. S10)", "",
-                  f"Over the first {cfg.membrane_samples} test samples, every time step and neuron. Robust networks "
+                  f"Over the first {min(cfg.membrane_samples, data['sizes']['test'])} test samples, every time step and neuron. Robust networks "
                   "should keep less mass near u = 0, where a small weight change flips a spike.", ""]
         rows = [[lab, _pct(v["near_0.05"]), _pct(v["near_0.1"]), _pct(v["near_0.2"]), f"{v['scaled_std']:.3f}",
                  _pct(v["rate"])] for lab, v in mem.items()]
