@@ -47,7 +47,8 @@ from tqdm.auto import tqdm
 
 from spikerobust.models import get_model
 from spikerobust.robust.methods import get_method
-from spikerobust.robust.pcm import PCM_TIMES, PCMConfig, format_time, pcm_accuracy_over_time, plot_accuracy_over_time
+from spikerobust.robust.pcm import (PCM_TIMES, PCMConfig, format_time, pcm_accuracy_over_time, pcm_table,
+                                   plot_accuracy_over_time)
 
 MODELS = {"fmnist": "cnn_fmnist", "cifar10": "resnet32"}
 
@@ -175,12 +176,7 @@ def main(argv=None) -> dict:
     t_total = time.time() - start
 
     labels = {"fp": "FP baseline", "ni": f"noise injection (η={args.eta})", "ni+rob": f"noise injection + robust loss (β={args.beta})"}
-    head = "| model | digital | " + " | ".join(format_time(t) for t in args.times) + " |"
-    lines = [head, "|" + "---|" * (len(args.times) + 2)]
-    for key, res in results.items():
-        cells = [f"{r['mean']:.2f} ± {r['std']:.2f}" for r in res.rows()]
-        lines.append(f"| {labels[key]} | {100 * res.digital:.2f} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+    table = pcm_table({labels[k]: v for k, v in results.items()})
     best = max(results, key=lambda k: float(results[k].mean[-1]))
     print(f"\n{args.model} on {args.dataset}: test accuracy (%) on PCM, mean ± std over {args.n_reps} programmings, "
           f"{len(y_te)} test images\n")

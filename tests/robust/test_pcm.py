@@ -27,6 +27,7 @@ from spikerobust.robust.pcm import (
     lsb,
     map_weights,
     pcm_accuracy_over_time,
+    pcm_table,
     plot_accuracy_over_time,
     program_conductance,
     programming_noise_std,
@@ -339,6 +340,23 @@ def test_accuracy_over_time_with_noise_is_seeded_and_plots(tmp_path):
         pcm_accuracy_over_time(model, (x, y), times=(1.0,), progress=False)
     with pytest.raises(ValueError, match="data"):
         pcm_accuracy_over_time(model, (x, y[:5]), progress=False)
+
+
+def test_pcm_table_by_hand():
+    # columns [0.5, 1, 0.75] and [1, 1, 0.25]: means 0.75; sample stds 0.25 and sqrt(0.375 / 2)
+    a = PCMAccuracy((25.0, 86400.0), torch.tensor([[0.5, 1.0], [1.0, 1.0], [0.75, 0.25]], dtype=torch.float64), 0.9)
+    b = PCMAccuracy((25.0, 86400.0), torch.tensor([[0.125, 0.5]], dtype=torch.float64))
+    assert pcm_table({"a": a, "b": b}).splitlines() == [
+        "| model | digital | 25 s | 1 d |",
+        "|---|---|---|---|",
+        "| a | 90.00 | 75.00 ± 25.00 | 75.00 ± 43.30 |",
+        "| b | – | 12.50 ± 0.00 | 50.00 ± 0.00 |",
+    ]
+    assert pcm_table(b, digits=1).splitlines()[2] == "| model | – | 12.5 ± 0.0 | 50.0 ± 0.0 |"
+    with pytest.raises(ValueError, match="share their times"):
+        pcm_table({"a": a, "c": PCMAccuracy((25.0,), torch.ones(1, 1))})
+    with pytest.raises(ValueError, match="empty"):
+        pcm_table({})
 
 
 def test_format_time():

@@ -39,7 +39,7 @@ from .devices import (
     read_conductance,
     read_noise_std,
 )
-from .evaluate import PCM_TIMES, PCMAccuracy, format_time, pcm_accuracy_over_time, plot_accuracy_over_time
+from .evaluate import PCM_TIMES, PCMAccuracy, format_time, pcm_accuracy_over_time, pcm_table, plot_accuracy_over_time
 from .simulator import PCMConfig, PCMSimulator
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "PCM_TIMES",
     "pcm_accuracy_over_time",
     "plot_accuracy_over_time",
+    "pcm_table",
     "format_time",
     "programming_noise_std",
     "drift_exponent_stats",

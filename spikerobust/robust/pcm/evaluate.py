@@ -14,6 +14,10 @@ Examples:
     >>> res.accuracy.shape
     torch.Size([3, 2])
     >>> fig = plot_accuracy_over_time({"model": res})
+    >>> print(pcm_table({"model": PCMAccuracy((25.0, 3600.0), torch.tensor([[0.9, 0.8], [0.7, 0.8]]), 0.95)}))
+    | model | digital | 25 s | 1 h |
+    |---|---|---|---|
+    | model | 95.00 | 80.00 ± 14.14 | 80.00 ± 0.00 |
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .simulator import PCMConfig, PCMSimulator
 
-__all__ = ["PCM_TIMES", "PCMAccuracy", "format_time", "pcm_accuracy_over_time", "plot_accuracy_over_time"]
+__all__ = ["PCM_TIMES", "PCMAccuracy", "format_time", "pcm_accuracy_over_time", "plot_accuracy_over_time", "pcm_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -216,3 +220,36 @@ def plot_accuracy_over_time(
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def pcm_table(results: Union[PCMAccuracy, Mapping[str, PCMAccuracy]], *, digits: int = 2) -> str:
+    """A markdown table of accuracies over time: one row per model, its digital accuracy, then
+    mean ± std over programming repetitions (%) at each time.
+
+    Args:
+        results: one :class:`PCMAccuracy` (row label ``model``) or a mapping label → result; all
+            must share the same times.
+        digits: decimals of the percentages.
+
+    Returns:
+        the table, header and rule lines first (no trailing newline); ``–`` where the digital
+        accuracy was not measured.
+
+    Raises:
+        ValueError: no results, or results measured at different times.
+    """
+    if isinstance(results, PCMAccuracy):
+        results = {"model": results}
+    if not results:
+        raise ValueError("results must not be empty")
+    times = next(iter(results.values())).times
+    for label, res in results.items():
+        if tuple(res.times) != tuple(times):
+            raise ValueError(f"results must share their times: {label!r} has {tuple(res.times)}, "
+                             f"expected {tuple(times)}")
+    lines = ["| model | digital | " + " | ".join(format_time(t) for t in times) + " |", "|" + "---|" * (len(times) + 2)]
+    for label, res in results.items():
+        digital = "–" if res.digital is None else f"{100 * res.digital:.{digits}f}"
+        cells = [f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}" for r in res.rows()]
+        lines.append(f"| {label} | {digital} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
