@@ -40,16 +40,14 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from spikerobust.analysis.tables import markdown_table
-from spikerobust.experiments import PRESETS, load_task, make_config, parse_methods, train_method
+from spikerobust.experiments import PRESETS, train_single
 from spikerobust.robust.attacks import attacked_accuracy
 from spikerobust.robust.methods import list_methods
 from spikerobust.robust.mismatch import mismatch_evaluate
@@ -119,51 +117,32 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    start = time.perf_counter()
-    methods = parse_methods(args.method, "fmnist")
-    if len(methods) != 1:
-        raise SystemExit(f"--method names one method, got {list(methods)}")
-    label = next(iter(methods))
     given = dict(data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
                  batch_size=args.batch_size, levels=args.levels, n_draws=args.draws)
-    cfg = make_config("fmnist", args.preset, overrides={
+    run = train_single("fmnist", args.method, args.preset, {
         **{k: v for k, v in given.items() if v is not None}, "lr": args.lr, "lr_drop_at": args.lr_drop_at,
-        "methods": methods, "seed": args.seed, "out_dir": args.out_dir, "progress": not args.no_progress})
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+        "seed": args.seed, "out_dir": args.out_dir, "progress": not args.no_progress}, resume=args.resume)
+    cfg, label, start = run.cfg, run.label, time.perf_counter() - run.seconds["train"]
 
-    data = load_task(cfg)
-    print(f"{data.description}; sizes {data.sizes}")
-    model, info = train_method(cfg, label, data, out, resume=args.resume)
-    t_train = time.perf_counter() - start
-
-    test = data.batches("test")
-    mm = mismatch_evaluate(model, test, levels=cfg.levels, n_draws=cfg.n_draws, seed=cfg.seed, label=label,
+    test = run.data.batches("test")
+    mm = mismatch_evaluate(run.model, test, levels=cfg.levels, n_draws=cfg.n_draws, seed=cfg.seed, label=label,
                            progress=cfg.progress)
-    t_mismatch = time.perf_counter() - start - t_train
-    attack = attack_vs_random(model, test, args, cfg.seed, cfg.progress)
-    elapsed = time.perf_counter() - start
+    run.seconds["mismatch"] = time.perf_counter() - start - run.seconds["train"]
+    attack = attack_vs_random(run.model, test, args, cfg.seed, cfg.progress)
+    run.seconds["total"] = time.perf_counter() - start
 
-    print(f"\n{label} {cfg.methods[label]}: clean test accuracy {100 * info['test_accuracy']:.2f} % "
-          f"(best epoch {info['best_epoch']} of {cfg.epochs}); under mismatch, {cfg.n_draws} draws per level:\n")
+    print(f"\n{label} {cfg.methods[label]}: clean test accuracy {100 * run.info['test_accuracy']:.2f} % "
+          f"(best epoch {run.info['best_epoch']} of {cfg.epochs}); under mismatch, {cfg.n_draws} draws per level:\n")
     print(mm.to_markdown())
     rows = [[f"{float(eps):g}", 100 * a["pga"], 100 * a["random_mean"], 100 * a["random_min"]]
             for eps, a in attack.items()]
     print(f"\nWeight attack (sign-PGA, CE, {args.attack_steps} steps) vs random corners of the same box "
           f"({args.random_draws} draws): test accuracy %\n")
     print(markdown_table(["ζ", "attack", "random mean", "random min"], rows))
-    print(f"\ntraining {t_train:.0f} s, mismatch {t_mismatch:.0f} s, total {elapsed:.0f} s; "
-          f"written to {out}/ (model.pt, results.json)")
-
-    results = {"config": cfg.to_dict(), "label": label, "method": cfg.methods[label],
-               "data": {"description": data.description, "sizes": data.sizes, "classes": data.classes},
-               "train": info, "mismatch": mm.to_dict(),
-               "attack": {"steps": args.attack_steps, "objective": "ce", "random_draws": args.random_draws,
-                          "by_eps": attack},
-               "model_file": str(out / "model.pt"),
-               "seconds": {"train": t_train, "mismatch": t_mismatch, "total": elapsed}}
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    return results
+    print(f"\ntraining {run.seconds['train']:.0f} s, mismatch {run.seconds['mismatch']:.0f} s, "
+          f"total {run.seconds['total']:.0f} s; written to {run.out}/ (model.pt, results.json)")
+    return run.write_results(mismatch=mm.to_dict(), attack={
+        "steps": args.attack_steps, "objective": "ce", "random_draws": args.random_draws, "by_eps": attack})
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import torch
 
 from spikerobust.datasets import CIFAR10
 from spikerobust.datasets.images import channel_stats
-from spikerobust.experiments import parse_methods
+from spikerobust.experiments import parse_method
 from spikerobust.experiments.tasks import ShuffledBatches
 from spikerobust.models import get_model
 from spikerobust.robust.methods import get_method, list_methods
@@ -122,11 +122,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    methods = parse_methods(args.method, "fmnist")
-    if len(methods) != 1:
-        raise SystemExit(f"--method names one method, got {list(methods)}")
-    label, kwargs = next(iter(methods.items()))
-    kwargs = dict(kwargs)
+    label, spec = parse_method(args.method, "fmnist")
+    kwargs = dict(spec)
     if "clip_sigma" in kwargs:
         raise SystemExit("--method: clip with --clip-sigma (applied after every step, for every method)")
     method = get_method(kwargs.pop("method", label), **kwargs)
@@ -154,7 +151,7 @@ def main(argv=None) -> dict:
     pcm = pcm_accuracy_over_time(model, batches(test), args.times, args.n_reps, config, seed=args.seed + 100,
                                  progress=not args.no_progress)
     elapsed = time.perf_counter() - start
-    name = f"{label} {methods[label]}"
+    name = f"{label} {spec}"
     print(f"\nResNet32, {name}: validation {100 * res.best_val_accuracy:.2f} % (best epoch {res.best_epoch} of "
           f"{args.epochs}); test accuracy (%) on PCM, mean ± std over {args.n_reps} programmings, "
           f"{len(test[1])} test images\n")
@@ -162,7 +159,7 @@ def main(argv=None) -> dict:
     print(f"\ntraining {t_train:.0f} s, total {elapsed:.0f} s; written to {out}/ (resnet32.pt, results.json, pcm.png)")
     plot_accuracy_over_time({name: pcm}, out / "pcm.png", title="ResNet32 on PCM (CIFAR-10)")
 
-    results = {"args": vars(args), "label": label, "method": methods[label],
+    results = {"args": vars(args), "label": label, "method": spec,
                "sizes": {"train": len(train[1]), "val": len(val[1]), "test": len(test[1])},
                "train": {"best_epoch": res.best_epoch, "val_accuracy": res.best_val_accuracy, "history": res.history,
                          "test_accuracy": evaluate_accuracy(model, batches(test))},

@@ -41,14 +41,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
-from pathlib import Path
 
 import torch
 
-from spikerobust.experiments import PRESETS, load_task, make_config, parse_methods, train_method
+from spikerobust.experiments import PRESETS, train_single
 from spikerobust.robust.methods import list_methods
 from spikerobust.robust.mismatch import mismatch_evaluate
 
@@ -94,39 +92,24 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    start = time.perf_counter()
-    methods = parse_methods(args.method, "speech")
-    if len(methods) != 1:
-        raise SystemExit(f"--method names one method, got {list(methods)}")
-    label = next(iter(methods))
     given = dict(data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test, n_hidden=args.hidden,
                  epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, levels=args.levels, n_draws=args.draws)
-    cfg = make_config("speech", args.preset, overrides={
+    run = train_single("speech", args.method, args.preset, {
         **{k: v for k, v in given.items() if v is not None},
-        "methods": methods, "seed": args.seed, "out_dir": args.out_dir, "progress": not args.no_progress})
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+        "seed": args.seed, "out_dir": args.out_dir, "progress": not args.no_progress}, resume=args.resume)
+    cfg, start = run.cfg, time.perf_counter() - run.seconds["train"]
+    print(f"classes {run.data.classes}")
 
-    data = load_task(cfg)
-    print(f"{data.description}; classes {data.classes}; sizes {data.sizes}")
-    model, info = train_method(cfg, label, data, out, resume=args.resume)
-    t_train = time.perf_counter() - start
-
-    mm = mismatch_evaluate(model, data.batches("test"), levels=cfg.levels, n_draws=cfg.n_draws, seed=cfg.seed,
-                           label=label, progress=cfg.progress)
-    elapsed = time.perf_counter() - start
-    print(f"\n{label} {cfg.methods[label]}: clean test accuracy {100 * info['test_accuracy']:.2f} % "
-          f"(chance {100 / len(data.classes):.1f} %, best epoch {info['best_epoch']} of {cfg.epochs}); "
+    mm = mismatch_evaluate(run.model, run.data.batches("test"), levels=cfg.levels, n_draws=cfg.n_draws,
+                           seed=cfg.seed, label=run.label, progress=cfg.progress)
+    run.seconds["total"] = time.perf_counter() - start
+    print(f"\n{run.label} {cfg.methods[run.label]}: clean test accuracy {100 * run.info['test_accuracy']:.2f} % "
+          f"(chance {100 / len(run.data.classes):.1f} %, best epoch {run.info['best_epoch']} of {cfg.epochs}); "
           f"under mismatch, {cfg.n_draws} draws per level:\n")
     print(mm.to_markdown())
-    print(f"\ndata + training {t_train:.0f} s, total {elapsed:.0f} s; written to {out}/ (model.pt, results.json)")
-
-    results = {"config": cfg.to_dict(), "label": label, "method": cfg.methods[label],
-               "data": {"description": data.description, "sizes": data.sizes, "classes": data.classes},
-               "train": info, "mismatch": mm.to_dict(), "model_file": str(out / "model.pt"),
-               "seconds": {"train": t_train, "total": elapsed}}
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    return results
+    print(f"\ndata + training {run.seconds['train']:.0f} s, total {run.seconds['total']:.0f} s; "
+          f"written to {run.out}/ (model.pt, results.json)")
+    return run.write_results(mismatch=mm.to_dict())
 
 
 if __name__ == "__main__":

@@ -88,23 +88,15 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .experiments import load_task, parse_methods, train_method
+    from .experiments import parse_method, train_single
 
-    methods = parse_methods(args.method, args.task, args.preset)
-    if len(methods) != 1:
-        raise ValueError(f"--method names one method, got {list(methods)}")
-    label = next(iter(methods))
-    extra = {"methods": methods}
+    over = _overrides(args)
     if args.out_dir is None and "out_dir" not in _parse_set(args.set):
-        extra["out_dir"] = f"runs/{args.task}-{label}"
-    cfg = _config(args, **extra)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.json")
-    data = load_task(cfg)
-    _, info = train_method(cfg, label, data, out, resume=args.resume)
-    print(f"{label}: clean validation {100 * info['val_accuracy']:.2f} %, test {100 * info['test_accuracy']:.2f} % "
-          f"(best epoch {info['best_epoch']}); model written to {out / 'model.pt'}")
+        over["out_dir"] = f"runs/{args.task}-{parse_method(args.method, args.task, args.preset)[0]}"
+    run = train_single(args.task, args.method, args.preset, over, config_file=args.config, resume=args.resume)
+    info = run.info
+    print(f"{run.label}: clean validation {100 * info['val_accuracy']:.2f} %, test {100 * info['test_accuracy']:.2f} % "
+          f"(best epoch {info['best_epoch']}); model written to {run.out / 'model.pt'}")
     return 0
 
 

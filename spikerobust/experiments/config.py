@@ -26,7 +26,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from .presets import PAPER_METHODS, PRESETS, preset, preset_methods
 
-__all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "read_config_file", "parse_methods", "TASKS"]
+__all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "read_config_file", "parse_methods", "parse_method",
+           "TASKS"]
 
 TASKS = tuple(PRESETS)
 
@@ -227,6 +228,19 @@ def parse_methods(spec: str, task: str = "ecg", preset_name: str = "paper") -> D
     if not out:
         raise ValueError(f"methods: no method in {spec!r}")
     return out
+
+
+def parse_method(spec: str, task: str = "ecg", preset_name: str = "paper") -> Tuple[str, dict]:
+    """One method of :func:`parse_methods`: ``(label, kwargs)``; a clear error for none or several.
+
+    Examples:
+        >>> parse_method("big=adversarial:beta=0.5")
+        ('big', {'method': 'adversarial', 'beta': 0.5})
+    """
+    methods = parse_methods(spec, task, preset_name)
+    if len(methods) != 1:
+        raise ValueError(f"method: expected one method, got {len(methods)} ({', '.join(methods)}) in {spec!r}")
+    return next(iter(methods.items()))
 
 
 def make_config(task: str, preset_name: str = "quick", *, config_file: Optional[Union[str, Path]] = None,

@@ -5,7 +5,7 @@ import doctest
 import pytest
 
 import spikerobust.experiments.config as config_module
-from spikerobust.experiments import ExperimentConfig, make_config, parse_methods
+from spikerobust.experiments import ExperimentConfig, make_config, parse_method, parse_methods
 from spikerobust.experiments.pipeline import _milestones
 
 
@@ -90,6 +90,14 @@ def test_parse_methods():
         parse_methods("beta:n_steps")
     with pytest.raises(ValueError, match="no method"):
         parse_methods(" , ")
+
+
+def test_parse_method_takes_the_preset_kwargs_and_exactly_one_method():
+    # the paper preset keeps the method's own N_steps (SPEC §2: 10); quick shortens the attack to 3
+    assert parse_method("beta", "ecg", "paper") == ("beta", {"method": "adversarial", "beta": 0.25})
+    assert parse_method("beta", "ecg", "quick") == ("beta", {"method": "adversarial", "beta": 0.25, "n_steps": 3})
+    with pytest.raises(ValueError, match="expected one method, got 2"):
+        parse_method("standard,beta")
 
 
 def test_docstring_examples():
