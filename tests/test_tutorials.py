@@ -23,8 +23,11 @@ def test_tutorial_stored_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_executes(path, tmp_path):
+def test_tutorial_executes(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
+    # the kernel is its own process: one intra-op thread there too (see conftest), or on a busy
+    # 2-core machine its OpenMP threads wait on each other and a 40 s notebook takes over 10 min
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
