@@ -117,12 +117,13 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    start = time.perf_counter()
     given = dict(data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
                  batch_size=args.batch_size, levels=args.levels, n_draws=args.draws)
     run = train_single("fmnist", args.method, args.preset, {
         **{k: v for k, v in given.items() if v is not None}, "lr": args.lr, "lr_drop_at": args.lr_drop_at,
         "seed": args.seed, "out_dir": args.out_dir, "progress": not args.no_progress}, resume=args.resume)
-    cfg, label, start = run.cfg, run.label, time.perf_counter() - run.seconds["train"]
+    cfg, label = run.cfg, run.label
 
     test = run.data.batches("test")
     mm = mismatch_evaluate(run.model, test, levels=cfg.levels, n_draws=cfg.n_draws, seed=cfg.seed, label=label,

@@ -92,12 +92,13 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    start = time.perf_counter()
     given = dict(data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test, n_hidden=args.hidden,
                  epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, levels=args.levels, n_draws=args.draws)
     run = train_single("speech", args.method, args.preset, {
         **{k: v for k, v in given.items() if v is not None},
         "seed": args.seed, "out_dir": args.out_dir, "progress": not args.no_progress}, resume=args.resume)
-    cfg, start = run.cfg, time.perf_counter() - run.seconds["train"]
+    cfg = run.cfg
     print(f"classes {run.data.classes}")
 
     mm = mismatch_evaluate(run.model, run.data.batches("test"), levels=cfg.levels, n_draws=cfg.n_draws,

@@ -49,7 +49,8 @@ from ..robust.trainer import evaluate_accuracy, fit
 from .config import ExperimentConfig, make_config, parse_method
 from .tasks import TaskData, load_task
 
-__all__ = ["train_method", "train_single", "SingleRun", "evaluate_model", "save_model", "load_model", "run_reproduce", "PARTS",
+__all__ = ["train_method", "train_single", "SingleRun", "evaluate_model", "save_model", "load_model",
+           "run_reproduce", "PARTS",
            "MODEL_FORMAT"]
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,8 @@ def train_single(task: str, method: str, preset: str = "quick", overrides: Optio
     """
     start = time.perf_counter()
     label, kwargs = parse_method(method, task, preset)
-    cfg = make_config(task, preset, config_file=config_file, overrides={**(overrides or {}), "methods": {label: kwargs}})
+    cfg = make_config(task, preset, config_file=config_file,
+                      overrides={**(overrides or {}), "methods": {label: kwargs}})
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
