@@ -234,32 +234,61 @@ def test_awp_one_step_matches_a_hand_sign_step_and_update_uses_grad_at_theta_sta
 
 
 @pytest.mark.parametrize("eps,zeta,k", [(0.05, 1.0, 3), (0.5, 0.2, 5), (0.1, 0.1, 1)])
-def test_amp_perturbation_norm_at_most_epsilon_per_tensor(eps, zeta, k):
+def test_amp_perturbation_norm_at_most_radius_per_tensor(eps, zeta, k):
     x, y = blobs()
     model = mlp(dtype=torch.float64)
-    delta = get_method("amp", epsilon=eps, inner_lr=zeta, n_inner=k).perturbation(model, x.double(), y)
+    delta = get_method("amp", radius=eps, inner_lr=zeta, n_inner=k).perturbation(model, x.double(), y)
     assert set(delta) == {n for n, _ in model.named_parameters()}
     for d in delta.values():
         assert float(d.norm()) <= eps * (1 + 1e-9)
 
 
-@pytest.mark.parametrize("zeta", [0.03, 0.3])
-def test_amp_single_inner_step_by_hand_and_descent_at_the_perturbed_point(zeta):
-    x, y = blobs()
+def _linear_ce_grad(w, b, x, y):
+    """dCE/dW and dCE/db of ``logits = x W^T + b`` in closed form: ``(softmax - onehot)/B``."""
+    p = torch.softmax(x @ w.t() + b, -1)
+    r = (p - F.one_hot(y, p.shape[-1]).to(p.dtype)) / x.shape[0]
+    return r.t() @ x, r.sum(0)
+
+
+def _clip(d, eps):
+    n = float(d.norm())
+    return d * (eps / n) if n > eps else d
+
+
+@pytest.mark.parametrize("eps,zeta,k", [(10.0, 0.3, 1), (0.05, 0.3, 1), (0.2, 0.5, 3)])
+def test_amp_step_on_a_linear_model_equals_the_formula(eps, zeta, k):
+    # logits = x W^T + b has the closed-form gradient above, so the AMP step is computed here
+    # without autograd: Δ ← clip_ε(Δ + ζ ∇L(θ + Δ)) per tensor, K times, then θ ← θ − lr ∇L(θ + Δ)
+    x, y = blobs(n=12, d=4, c=3)
     x = x.double()
-    model = mlp(dtype=torch.float64)
-    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
-    g = grads_at(model, x, y, theta)
-    eps = 0.1
-    method = get_method("amp", epsilon=eps, inner_lr=zeta, n_inner=1)
+    torch.manual_seed(3)
+    model = nn.Linear(4, 3).double()
+    w, b = model.weight.detach().clone(), model.bias.detach().clone()
+    dw, db = torch.zeros_like(w), torch.zeros_like(b)
+    for _ in range(k):
+        gw, gb = _linear_ce_grad(w + dw, b + db, x, y)
+        dw, db = _clip(dw + zeta * gw, eps), _clip(db + zeta * gb, eps)
+    method = get_method("amp", radius=eps, inner_lr=zeta, n_inner=k)
     delta = method.perturbation(model, x, y)
-    for n in theta:
-        expected = min(zeta, eps) * g[n] / g[n].norm()  # a normalised step, projected to the ball
-        assert torch.allclose(delta[n], expected, atol=1e-14)
-    g_pert = grads_at(model, x, y, {n: theta[n] + delta[n] for n in theta})
-    method.step(model, x, y, torch.optim.SGD(model.parameters(), lr=1.0))
-    for n, p in model.named_parameters():
-        assert torch.allclose(p.detach(), theta[n] - g_pert[n], atol=1e-12)
+    assert torch.allclose(delta["weight"], dw, rtol=0, atol=1e-14)
+    assert torch.allclose(delta["bias"], db, rtol=0, atol=1e-14)
+    if eps == 10.0:  # the ball is not reached: a plain, unnormalised gradient step
+        gw0, gb0 = _linear_ce_grad(w, b, x, y)
+        assert torch.allclose(delta["weight"], zeta * gw0, rtol=0, atol=1e-15)
+        assert 0 < float(delta["weight"].norm()) < eps
+    else:  # the ball is reached: the norm is exactly the radius
+        assert math.isclose(float(delta["weight"].norm()), eps, rel_tol=1e-12)
+    gw, gb = _linear_ce_grad(w + dw, b + db, x, y)
+    lr = 0.7
+    method.step(model, x, y, torch.optim.SGD(model.parameters(), lr=lr))
+    assert torch.allclose(model.weight.detach(), w - lr * gw, rtol=0, atol=1e-14)
+    assert torch.allclose(model.bias.detach(), b - lr * gb, rtol=0, atol=1e-14)
+
+
+def test_amp_epsilon_is_a_deprecated_alias_of_radius():
+    with pytest.warns(DeprecationWarning, match="radius"):
+        method = get_method("amp", epsilon=0.3)
+    assert method.radius == 0.3 and method.epsilon == 0.3
 
 
 # --------------------------------------------------------------------------- ABCD
@@ -355,7 +384,7 @@ def test_entropy_sgd_two_langevin_steps_by_hand():
 @pytest.mark.parametrize(
     "name,kwargs",
     [("forward_noise", {"eta": -0.1}), ("forward_noise", {"beta": -1}), ("awp", {"n_steps": 0}),
-     ("amp", {"epsilon": -1}), ("abcd", {"n_inner": 0}), ("entropy_sgd", {"alpha": 1.5}),
+     ("amp", {"radius": -1}), ("abcd", {"n_inner": 0}), ("entropy_sgd", {"alpha": 1.5}),
      ("entropy_sgd", {"n_langevin": 0})],
 )
 def test_bad_hyper_parameters_raise(name, kwargs):
