@@ -6,6 +6,7 @@ flatten (64·5·5 = 1600) → dense 256 → ReLU → dense 64 → ReLU → dense
 Spatial sizes for a 28×28 image: "same" keeps 28, pooling gives 14; the "valid" 4×4 conv gives
 14 − 4 + 1 = 11, pooling (floor) gives 5; so 64·5·5 = 1600 features reach the first dense layer.
 PyTorch's ``padding="same"`` with an even kernel pads one more row/column at the bottom/right.
+Weights are Glorot normal and biases zero (:func:`glorot_normal_init_`), as in the reference.
 
 The per-channel input standardisation of SPEC §7 belongs to the dataset transform, not to the
 model. The model is a flat ``nn.Sequential`` of standard layers so that layer-walking tools (the
@@ -22,11 +23,14 @@ Examples:
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
+from ..nn.lsnn import truncated_normal_
 from .registry import register_model
 
-__all__ = ["cnn_fmnist"]
+__all__ = ["cnn_fmnist", "glorot_normal_init_"]
 
 
 @register_model("cnn_fmnist")
@@ -64,7 +68,7 @@ def cnn_fmnist(
     def dense(d_in: int, d_out: int) -> list[nn.Module]:
         return ([nn.Dropout(dropout)] if dropout > 0 else []) + [nn.Linear(d_in, d_out)]
 
-    return nn.Sequential(
+    model = nn.Sequential(
         nn.Conv2d(int(in_channels), 64, kernel_size=4, padding="same"),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -78,3 +82,30 @@ def cnn_fmnist(
         nn.ReLU(),
         *dense(64, int(n_classes)),
     )
+    glorot_normal_init_(model)
+    return model
+
+
+def glorot_normal_init_(model: nn.Module) -> nn.Module:
+    """Glorot-normal weights and zero biases for every ``nn.Conv2d`` and ``nn.Linear`` of ``model``.
+
+    Glorot normal as JAX and Keras define it (the reference's framework): a normal truncated at
+    ±2 of its scale, rescaled so that its standard deviation is exactly
+    ``sqrt(2 / (fan_in + fan_out))``, with ``fan_in = in_channels·k_h·k_w`` and
+    ``fan_out = out_channels·k_h·k_w`` for a convolution (``in``/``out`` features for a dense
+    layer).
+
+    Returns:
+        ``model``, initialised in place.
+
+    References:
+        Glorot, Bengio. "Understanding the difficulty of training deep feedforward neural
+        networks", AISTATS 2010.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(m.weight)
+            truncated_normal_(m.weight, math.sqrt(2.0 / (fan_in + fan_out)))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model

@@ -14,17 +14,35 @@ from ..functional.lsnn_fused import BACKENDS, resolve_backend
 from ..functional.readout import rate_regulariser, time_average_readout
 from ..functional.surrogate import get_surrogate
 
-__all__ = ["LSNN", "LSNNClassifier", "NEURON_CONSTANTS", "neuron_constants_as_params", "register_neuron_constants", "truncated_normal_"]
+__all__ = ["LSNN", "LSNNClassifier", "NEURON_CONSTANTS", "neuron_constants_as_params", "register_neuron_constants", "truncated_normal_", "TRUNC2_STD"]
 
 #: Names of the per-neuron constants of an :class:`LSNN` (buffers, or parameters when trainable).
 NEURON_CONSTANTS = ("tau_mem", "tau_adapt", "beta_adapt", "b0")
 
 
-def truncated_normal_(t: torch.Tensor, std: float) -> torch.Tensor:
-    """Fill ``t`` in place with ``std`` times a standard normal truncated at ±2."""
+#: Standard deviation of a standard normal truncated at ±2: sqrt(1 − 4·φ(2)/(2·Φ(2) − 1)).
+TRUNC2_STD = math.sqrt(1.0 - 4.0 * math.exp(-2.0) / math.sqrt(2.0 * math.pi) / math.erf(math.sqrt(2.0)))
+
+
+def truncated_normal_(t: torch.Tensor, std: float, *, exact_std: bool = True) -> torch.Tensor:
+    """Fill ``t`` in place with a zero-mean normal truncated at ±2 of its own scale.
+
+    Args:
+        t: the tensor to fill.
+        std: with ``exact_std`` (default), the standard deviation of the result: a standard normal
+            truncated at ±2 is divided by its std :data:`TRUNC2_STD` (≈ 0.8796) and multiplied by
+            ``std``, so values lie within ``±2·std/0.8796``; this is the reference's LSNN
+            initialisation. Without ``exact_std``, the truncated standard normal is simply
+            multiplied by ``std`` (values within ``±2·std``, std ``0.8796·std``), the reference's
+            convention for the readout.
+        exact_std: see ``std``.
+
+    Returns:
+        ``t``.
+    """
     with torch.no_grad():
         nn.init.trunc_normal_(t, mean=0.0, std=1.0, a=-2.0, b=2.0)
-        t.mul_(std)
+        t.mul_(std / TRUNC2_STD if exact_std else std)
     return t
 
 
@@ -132,7 +150,8 @@ class LSNN(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Reference initialisation: truncated normals scaled by sqrt(2/(d_in+N)) and sqrt(1/N)."""
+        """Reference initialisation: normals truncated at ±2 of their scale, rescaled so that their
+        standard deviations are exactly sqrt(2/(d_in+N)) (``W_in``) and sqrt(1/N) (``W_rec``)."""
         truncated_normal_(self.w_in, math.sqrt(2.0 / (self.d_in + self.n_hidden)))
         truncated_normal_(self.w_rec, math.sqrt(1.0 / self.n_hidden))
         with torch.no_grad():
@@ -232,8 +251,9 @@ class LSNNClassifier(nn.Module):
         self.reset_readout()
 
     def reset_readout(self) -> None:
-        """Reference readout initialisation: ``W_out ~ truncnormal * 0.01``, ``b_out = 0``."""
-        truncated_normal_(self.readout.weight, 0.01)
+        """Reference readout initialisation: ``W_out`` = 0.01 × a standard normal truncated at ±2
+        (not rescaled to unit std, as in the reference), ``b_out = 0``."""
+        truncated_normal_(self.readout.weight, 0.01, exact_std=False)
         with torch.no_grad():
             self.readout.bias.zero_()
 

@@ -6,10 +6,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import stats as scipy_stats
 
 from spikerobust.datasets import burst_task
 from spikerobust.functional import LSNNParams
-from spikerobust.nn import LSNN, LSNNClassifier
+from spikerobust.nn import LSNN, LSNNClassifier, truncated_normal_
+from spikerobust.nn.lsnn import TRUNC2_STD
 
 
 def _burst_task(n, seed=0):
@@ -20,14 +22,35 @@ def test_reference_initialisation_statistics():
     torch.manual_seed(0)
     m = LSNNClassifier(40, n_hidden=256, n_classes=8)
     w_in, w_rec, w_out = m.lsnn.w_in, m.lsnn.w_rec, m.readout.weight
-    # truncated at ±2 std: |w| <= 2 * scale, std of a N(0,1) truncated at ±2 is 0.8796
+    # the reference divides a N(0,1) truncated at ±2 by its std (0.8796): std exactly the scale,
+    # values within ±2 * scale / 0.8796
+    trunc_std = scipy_stats.truncnorm(-2, 2).std()
     s_in, s_rec = math.sqrt(2 / (40 + 256)), math.sqrt(1 / 256)
-    assert w_in.abs().max() <= 2 * s_in + 1e-7 and w_rec.abs().max() <= 2 * s_rec + 1e-7
-    assert w_in.std().item() == pytest.approx(0.8796 * s_in, rel=0.05)
+    assert w_in.abs().max() <= 2 * s_in / trunc_std + 1e-7 and w_rec.abs().max() <= 2 * s_rec / trunc_std + 1e-7
+    assert w_in.std().item() == pytest.approx(s_in, rel=0.05)
     off = w_rec[~torch.eye(256, dtype=torch.bool)]
-    assert off.std().item() == pytest.approx(0.8796 * s_rec, rel=0.02)
+    assert off.std().item() == pytest.approx(s_rec, rel=0.02)
     assert torch.count_nonzero(torch.diagonal(w_rec)) == 0
+    # the readout keeps the reference's plain 0.01 * truncated normal (std 0.01 * 0.8796)
     assert w_out.abs().max() <= 0.02 + 1e-7 and torch.count_nonzero(m.readout.bias) == 0
+
+
+def test_initialisation_std_equals_the_target_within_sampling_error():
+    torch.manual_seed(1)
+    d_in, n = 300, 1200
+    layer = LSNN(d_in, n)
+    trunc_std = scipy_stats.truncnorm(-2, 2).std()
+    assert TRUNC2_STD == pytest.approx(trunc_std, rel=1e-12)
+    for w, target in ((layer.w_in, math.sqrt(2 / (d_in + n))),
+                      (layer.w_rec[~torch.eye(n, dtype=torch.bool)], math.sqrt(1 / n))):
+        k = w.numel()
+        # std of a sample std: sigma * sqrt((kurtosis - 1) / (4 k)); the truncated normal's kurtosis is < 3
+        tol = 5 * math.sqrt(2 / (4 * k))
+        assert abs(w.std().item() / target - 1) < tol, (k, w.std().item(), target)
+        assert abs(w.mean().item()) < 5 * target / math.sqrt(k)
+    out = torch.empty(500, 1000)
+    truncated_normal_(out, 0.01, exact_std=False)  # the readout's convention
+    assert abs(out.std().item() / (0.01 * trunc_std) - 1) < 5 * math.sqrt(2 / (4 * out.numel()))
 
 
 def test_gradients_reach_every_parameter_and_diagonal_stays_zero():
