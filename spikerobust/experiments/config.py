@@ -46,6 +46,10 @@ class ExperimentConfig:
         preset: the preset the config started from (``"quick"`` or ``"paper"``), for the report.
         data_dir: folder of the real data (see ``task``); ``None`` → the offline default.
         split: ECG only: ``"random"`` (the paper's 80/10/10) or ``"record"`` (patient-wise).
+        composition: ECG only: which beats make up the data set: ``"random"`` (a seeded random
+            choice of ``n_per_class`` beats per class over all records) or ``"paper"`` (the authors'
+            peak filter and the first beats of each class in record order; see
+            :class:`~spikerobust.datasets.MITBIH`).
         n_per_class: ECG beats per class after balancing (paper 3350).
         n_train, n_test: cap on training / test samples (``None``: all; F-MNIST quick uses a subset).
         n_hidden: LSNN neurons (paper 256); unused by the CNN.
@@ -65,6 +69,7 @@ class ExperimentConfig:
     preset: str = "quick"
     data_dir: Optional[str] = None
     split: str = "random"
+    composition: str = "random"
     n_per_class: int = 400
     n_train: Optional[int] = None
     n_test: Optional[int] = None
@@ -101,6 +106,8 @@ class ExperimentConfig:
             bad("task", f"one of {TASKS}")
         if self.split not in ("random", "record"):
             bad("split", '"random" or "record"')
+        if self.composition not in ("random", "paper"):
+            bad("composition", '"random" or "paper"')
         for name in ("n_per_class", "n_hidden", "epochs", "batch_size", "n_draws", "landscape_points",
                      "landscape_directions", "jobs"):
             v = getattr(self, name)

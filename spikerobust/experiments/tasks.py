@@ -142,17 +142,28 @@ def _load_ecg(cfg: ExperimentConfig) -> TaskData:
         root = Path(cfg.data_dir)
         if not (root / "100.hea").exists():
             raise ValueError(f"data_dir for task 'ecg' must hold the MIT-BIH records (e.g. 100.hea); got {str(root)!r}")
-        kw = dict(beats_per_class=cfg.n_per_class, seed=cfg.seed, split_mode=cfg.split)
+        kw = dict(beats_per_class=cfg.n_per_class, seed=cfg.seed, split_mode=cfg.split,
+                  composition=cfg.composition)
         sets = {s: MITBIH(root, split=s, **kw) for s in ("train", "val", "test")}
         desc = (f"MIT-BIH Arrhythmia (PhysioNet mitdb 1.0.0), beats N/L/R/V, {cfg.n_per_class} per class, "
+                + _composition_text(cfg.composition, sets["train"].lead_in) + ", "
                 + ("patient-wise split (no record shared between splits)" if cfg.split == "record"
-                   else "random 80/10/10 split (the paper's)"))
+                   else "random stratified 80/10/10 split"))
     splits = {s: _time_first(_arrays(ds)) for s, ds in sets.items()}
     splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed, time_first=True)
     splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed, time_first=True)
     classes = list(sets["train"].classes)
     return TaskData(splits["train"], splits["val"], splits["test"], True, classes, desc, "lsnn_ecg",
                     {"n_hidden": cfg.n_hidden, "n_classes": len(classes)})
+
+
+def _composition_text(composition: str, lead_in: int) -> str:
+    """One phrase for the report: how the ECG beats were chosen."""
+    if composition == "paper":
+        return (f"composition \"paper\" (the authors' rule: peak of lead 0 30-70 samples into a segment that "
+                f"starts {lead_in} samples (360 Hz) before the beat's annotation, first beats of each class in "
+                "record order; leads as stored; paced records included)")
+    return "composition \"random\" (a seeded random choice per class over the non-paced records; MLII + V1-like lead)"
 
 
 def _load_speech(cfg: ExperimentConfig) -> TaskData:
