@@ -80,7 +80,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.out_dir is None and "out_dir" not in _parse_set(args.set):
         extra["out_dir"] = f"results/reproduce-{args.task}-{args.preset}"
     cfg = _config(args, **extra)
-    run_reproduce(cfg, resume=args.resume)
+    run_reproduce(cfg, resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change)
     out = Path(cfg.out_dir)
     print((out / "report.md").read_text())
     print(f"written to {out}/ (report.md, results.json, config.json, *.png, methods/<label>/model.pt)")
@@ -93,7 +93,8 @@ def _train(args: argparse.Namespace) -> int:
     over = _overrides(args)
     if args.out_dir is None and "out_dir" not in _parse_set(args.set):
         over["out_dir"] = f"runs/{args.task}-{parse_method(args.method, args.task, args.preset)[0]}"
-    run = train_single(args.task, args.method, args.preset, over, config_file=args.config, resume=args.resume)
+    run = train_single(args.task, args.method, args.preset, over, config_file=args.config, resume=args.resume,
+                       overwrite=args.overwrite, allow_change=args.allow_change)
     info = run.info
     print(f"{run.label}: clean validation {100 * info['val_accuracy']:.2f} %, test {100 * info['test_accuracy']:.2f} % "
           f"(best epoch {info['best_epoch']}); model written to {run.out / 'model.pt'}")
@@ -198,6 +199,13 @@ def _config_flags(p: argparse.ArgumentParser, *, task: bool = True) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _run_folder_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out-dir (default: refuse)")
+    p.add_argument("--allow-change", action="append", default=[], metavar="FIELD[,FIELD]",
+                   help="with --resume: let these settings differ from the run's (lr, epochs, lr_drop_at or an "
+                        "evaluation setting); the change is recorded in the training history")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="spikerobust", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -220,6 +228,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rep.add_argument("--jobs", type=int, default=None, help="methods trained in parallel processes (default: 2 on ≥ 2 cores)")
     rep.add_argument("--out-dir", default=None, help="run folder (default results/reproduce-TASK-PRESET)")
     rep.add_argument("--resume", action="store_true", help="continue the run in --out-dir; finished methods are kept")
+    _run_folder_flags(rep)
     rep.set_defaults(func=_reproduce)
 
     tr = sub.add_parser("train", help="train one method on a task; writes OUT/model.pt")
@@ -231,6 +240,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--out-dir", default=None, help="default runs/TASK-LABEL")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    _run_folder_flags(tr)
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="mismatch table, attack curves, verification, landscape, membrane "

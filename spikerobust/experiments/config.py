@@ -27,12 +27,39 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from .presets import PAPER_METHODS, PRESETS, preset, preset_methods
 
 __all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "read_config_file", "parse_methods", "parse_method",
-           "TASKS"]
+           "TASKS", "EVAL_FIELDS", "CHANGEABLE_FIELDS", "DATA_FIELDS", "check_allow_change"]
 
 TASKS = tuple(PRESETS)
 
 #: fields that do not change what is computed (ignored when a resumed run checks its config)
 RUNTIME_FIELDS = ("out_dir", "jobs", "progress")
+#: fields that decide only the evaluation, not the training
+EVAL_FIELDS = ("levels", "n_draws", "attack_eps", "attack_objective", "zetas", "landscape_points",
+               "landscape_directions", "membrane_samples")
+#: fields a resumed run may change deliberately (``--allow-change``): the schedule and the evaluation
+CHANGEABLE_FIELDS = ("lr", "epochs", "lr_drop_at") + EVAL_FIELDS
+#: fields that decide which samples land in which split
+DATA_FIELDS = ("data_dir", "split", "n_per_class", "n_train", "n_test", "seed")
+
+
+def check_allow_change(names) -> Tuple[str, ...]:
+    """The field names of ``--allow-change`` (a comma string or a sequence), each one checked.
+
+    Raises:
+        ValueError: a name that is not a field a resume may change.
+
+    Examples:
+        >>> check_allow_change("lr,epochs")
+        ('lr', 'epochs')
+    """
+    if isinstance(names, str):
+        names = [names]
+    out = tuple(n.strip().replace("-", "_") for item in names or () for n in str(item).split(",") if n.strip())
+    for n in out:
+        if n not in CHANGEABLE_FIELDS:
+            raise ValueError(f"--allow-change: {n!r} cannot change within a run (allowed: {', '.join(CHANGEABLE_FIELDS)}); "
+                             "the data, model and method settings need a new run (another --out-dir, or --overwrite)")
+    return out
 
 
 @dataclass
@@ -165,10 +192,10 @@ class ExperimentConfig:
         return cls(**dict(d))
 
     def save(self, path: Union[str, Path]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        """Write the config as JSON, atomically."""
+        from ..robust.checkpoint import atomic_write
+
+        return atomic_write(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
 
 #: The pipeline's earlier name.

@@ -8,7 +8,9 @@
 * :func:`evaluate_model` measures what the paper reports for one model: clean accuracy, Table 1
   (mismatch mean/std/min per level), worst-case-attack curves against a random perturbation of
   equal size, verified accuracy against ζ, the weight-loss landscape and its flatness, and (LSNN)
-  the membrane-potential distribution relative to the threshold.
+  the membrane-potential distribution relative to the threshold. With the mismatch part come
+  per-class figures (sensitivity, PPV, confusion matrix; scikit-learn's metrics), clean and as
+  the mean over ``n_draws`` draws at m = 0.5.
 * :func:`run_reproduce` does both for every method of a config, in parallel processes when
   ``cfg.jobs > 1``, keeping each method's results on disk so that ``resume=True`` redoes nothing
   finished; then Mann-Whitney U tests against standard training and the report
@@ -16,8 +18,14 @@
 
 Layout of a run folder::
 
-    config.json  report.md  results.json  *.png
+    config.json  report.md  results.json  *.png  .lock
     methods/<label>/model.pt  methods/<label>/results.json  methods/<label>/checkpoints/last.pt
+
+Run folders are protected: a folder that holds a run is only written into with ``resume=True``
+(same settings, checked field by field against ``config.json`` and the checkpoint's record of the
+settings and data fingerprint; deliberate changes through ``allow_change``) or
+``overwrite=True``; while a run trains, its folder's ``.lock`` is held, so a second process
+writing into it is refused; pool workers end when the process that started them ends.
 
 Examples:
     >>> from spikerobust.experiments import make_config, run_reproduce
@@ -27,35 +35,40 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..models import get_model
-from ..robust.checkpoint import load_checkpoint, save_checkpoint
+from ..robust.checkpoint import atomic_write, load_checkpoint, lock_folder, save_checkpoint
 from ..robust.methods import get_method
-from ..robust.trainer import evaluate_accuracy, fit
-from .config import ExperimentConfig, make_config, parse_method
+from ..robust.trainer import _refuse_changes, evaluate_accuracy, fit, settings_diff
+from .config import CHANGEABLE_FIELDS, EVAL_FIELDS, ExperimentConfig, check_allow_change, make_config, parse_method
 from .tasks import TaskData, load_task
 
 __all__ = ["train_method", "train_single", "SingleRun", "evaluate_model", "save_model", "load_model",
-           "run_reproduce", "PARTS",
+           "run_reproduce", "PARTS", "data_fingerprint",
            "MODEL_FORMAT"]
 
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "spikerobust.model/1"
+#: mismatch level of the per-class figures (sensitivity, PPV, confusion matrix), next to the clean ones
+PER_CLASS_LEVEL = 0.5
 #: evaluation parts, in the order they run
 PARTS = ("mismatch", "attack", "verify", "landscape", "membrane")
 #: histogram of the scaled voltage (v − A)/A kept in the results (range and bins)
@@ -111,11 +124,36 @@ def _milestones(cfg: ExperimentConfig) -> Tuple[int, ...]:
     return (m,) if 1 <= m < cfg.epochs else ()
 
 
+def data_fingerprint(data: TaskData) -> str:
+    """SHA-1 of every split's inputs and labels and of the class names: the data a run trained on."""
+    h = hashlib.sha1()
+    for split in ("train", "val", "test"):
+        for t in getattr(data, split):
+            h.update(split.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(list(data.classes)).encode())
+    return h.hexdigest()
+
+
+def _training_settings(cfg: ExperimentConfig, label: str, data: TaskData) -> dict:
+    """What decides a method's training: the config less evaluation/runtime fields, plus the data."""
+    d = cfg.compute_dict()
+    for k in EVAL_FIELDS + ("data_dir",):
+        d.pop(k, None)
+    d["method"] = d.pop("methods").get(label)
+    d["data_fingerprint"] = data_fingerprint(data)
+    return d
+
+
 def train_method(cfg: ExperimentConfig, label: str, data: TaskData, out_dir: Union[str, Path], *,
-                 resume: bool = False, progress: Optional[bool] = None) -> Tuple[nn.Module, dict]:
+                 resume: bool = False, progress: Optional[bool] = None,
+                 allow_change: Sequence[str] = ()) -> Tuple[nn.Module, dict]:
     """Train ``cfg.methods[label]`` on ``data``; write ``out_dir/model.pt`` (and trainer checkpoints).
 
     Every method starts from the same initialisation (``cfg.seed``) and sees the same batch order.
+    A resumed training must have the settings and data its checkpoint recorded, except the fields
+    in ``allow_change`` (see :func:`~spikerobust.robust.trainer.fit`).
 
     Returns:
         ``(model, info)`` with the best-validation model in eval mode and its clean accuracies,
@@ -130,12 +168,13 @@ def train_method(cfg: ExperimentConfig, label: str, data: TaskData, out_dir: Uni
     torch.manual_seed(cfg.seed)
     model = get_model(data.model, **data.model_kwargs)
     method = get_method(name, **kwargs)
-    t0 = time.perf_counter()
+    settings = _training_settings(cfg, label, data)
     fitted = fit(model, method, data.loader(cfg.batch_size, cfg.seed), data.batches("val"), epochs=cfg.epochs,
                  lr=cfg.lr, milestones=_milestones(cfg), checkpoint_dir=out_dir / "checkpoints", resume=resume,
-                 seed=cfg.seed, progress=progress)
+                 seed=cfg.seed, progress=progress, settings=settings, allow_change=tuple(allow_change))
     model.eval()
-    info = {"best_epoch": fitted.best_epoch, "history": fitted.history, "train_s": time.perf_counter() - t0,
+    info = {"best_epoch": fitted.best_epoch, "history": fitted.history, "train_s": fitted.train_s,
+            "changes": fitted.changes, "data_fingerprint": settings["data_fingerprint"],
             "val_accuracy": evaluate_accuracy(model, data.batches("val")),
             "test_accuracy": evaluate_accuracy(model, data.batches("test"))}
     save_model(out_dir / "model.pt", model, data, cfg, label, info)
@@ -165,17 +204,19 @@ class SingleRun:
     def write_results(self, **extra: Any) -> dict:
         """Write :meth:`results` to ``out/results.json`` and return it."""
         results = self.results(**extra)
-        (self.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+        atomic_write(self.out / "results.json", json.dumps(results, indent=1, default=float))
         return results
 
 
 def train_single(task: str, method: str, preset: str = "quick", overrides: Optional[Mapping[str, Any]] = None, *,
-                 config_file: Optional[Union[str, Path]] = None, resume: bool = False) -> SingleRun:
+                 config_file: Optional[Union[str, Path]] = None, resume: bool = False, overwrite: bool = False,
+                 allow_change: Sequence[str] = ()) -> SingleRun:
     """Train one method given as on the command line (``"beta"``, ``"adversarial:beta=0.5"``).
 
     Settings: the preset, then ``config_file``, then ``overrides`` (``out_dir`` among them); the
     method's kwargs come from ``preset`` (:func:`~.config.parse_method`). Writes
-    ``out_dir/config.json``, ``out_dir/model.pt`` and the trainer's checkpoints.
+    ``out_dir/config.json``, ``out_dir/model.pt`` and the trainer's checkpoints. A folder that
+    holds a run needs ``resume=True`` (same settings but ``allow_change``) or ``overwrite=True``.
 
     Examples:
         >>> run = train_single("ecg", "beta", overrides={"epochs": 2, "out_dir": "/tmp/b"})  # doctest: +SKIP
@@ -185,12 +226,16 @@ def train_single(task: str, method: str, preset: str = "quick", overrides: Optio
     label, kwargs = parse_method(method, task, preset)
     cfg = make_config(task, preset, config_file=config_file,
                       overrides={**(overrides or {}), "methods": {label: kwargs}})
+    allow_change = _check_allow(allow_change, resume)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.json")
-    data = load_task(cfg)
-    log.info("%s; sizes %s", data.description, data.sizes)
-    model, info = train_method(cfg, label, data, out, resume=resume)
+    _claim_folder(out, resume, overwrite)
+    with lock_folder(out):
+        if resume:
+            _check_resumable(cfg, out, allow_change)
+        cfg.save(out / "config.json")
+        data = load_task(cfg)
+        log.info("%s; sizes %s", data.description, data.sizes)
+        model, info = train_method(cfg, label, data, out, resume=resume, allow_change=allow_change)
     return SingleRun(cfg, data, label, model, info, out, {"train": time.perf_counter() - start})
 
 
@@ -214,6 +259,7 @@ def evaluate_model(model: nn.Module, data: TaskData, cfg: ExperimentConfig, *, l
         a JSON-friendly dict with ``test_accuracy`` and one entry per part run, plus ``timings``.
     """
     from ..analysis.membrane import membrane_summary, record_membrane
+    from ..analysis.per_class import per_class_summary
     from ..robust.attacks import attacked_accuracy
     from ..robust.landscape import loss_landscape
     from ..robust.mismatch import mismatch_evaluate
@@ -237,6 +283,8 @@ def evaluate_model(model: nn.Module, data: TaskData, cfg: ExperimentConfig, *, l
     if "mismatch" in parts:
         timed("mismatch", lambda: mismatch_evaluate(model, test, levels=cfg.levels, n_draws=cfg.n_draws, seed=cfg.seed,
                                                     label=label, progress=progress).to_dict())
+        timed("per_class", lambda: per_class_summary(model, test, data.classes, level=PER_CLASS_LEVEL,
+                                                     n_draws=cfg.n_draws, seed=cfg.seed))
     if "attack" in parts:
         def attack():
             res = {}
@@ -275,31 +323,59 @@ def _method_dir(cfg: ExperimentConfig, label: str) -> Path:
     return Path(cfg.out_dir) / "methods" / label.replace("/", "_")
 
 
-def _run_method(cfg: ExperimentConfig, label: str, data: Optional[TaskData], resume: bool) -> dict:
-    """Train (or reuse) and evaluate one method; its results are written to its folder."""
+def _run_method(cfg: ExperimentConfig, label: str, data: Optional[TaskData], resume: bool,
+                allow_change: Sequence[str] = ()) -> dict:
+    """Train (or reuse) and evaluate one method; its results are written to its folder.
+
+    A resume reuses finished results unless ``allow_change`` names a field (then the evaluation is
+    redone), and a trained model unless ``allow_change`` names a training field.
+    """
     folder = _method_dir(cfg, label)
     results_path = folder / "results.json"
-    if resume and results_path.exists():
+    if resume and results_path.exists() and not allow_change:
         log.info("%s: reusing finished results %s", label, results_path)
         return json.loads(results_path.read_text())
     data = data if data is not None else load_task(cfg)
     model_path = folder / "model.pt"
-    if resume and model_path.exists():
+    if resume and model_path.exists() and not (set(allow_change) - set(EVAL_FIELDS)):
         model, meta = load_model(model_path)
         info = meta["info"]
         log.info("%s: reusing trained model %s", label, model_path)
     else:
-        model, info = train_method(cfg, label, data, folder, resume=resume)
+        model, info = train_method(cfg, label, data, folder, resume=resume, allow_change=allow_change)
     res = evaluate_model(model, data, cfg, label=label)
     res.update(label=label, method=dict(cfg.methods[label]), val_accuracy=info["val_accuracy"],
                best_epoch=info["best_epoch"], history=info["history"], train_s=info.get("train_s", float("nan")))
-    tmp = results_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, default=float))
-    os.replace(tmp, results_path)
+    atomic_write(results_path, json.dumps(res, default=float))
     return res
 
 
-def _worker(cfg_dict: dict, label: str, resume: bool, threads: int) -> dict:
+def _worker_init(parent_pid: int) -> None:
+    """Pool initializer: the worker ends when the process that started it ends (``kill -9`` included).
+
+    On Linux the kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``); everywhere a
+    daemon thread checks once a second that the parent is still the worker's parent.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-alive", daemon=True).start()
+
+
+def _worker(cfg_dict: dict, label: str, resume: bool, threads: int, allow_change: Sequence[str] = ()) -> dict:
     from .._runtime import keep_freed_memory
 
     keep_freed_memory()
@@ -308,43 +384,84 @@ def _worker(cfg_dict: dict, label: str, resume: bool, threads: int) -> dict:
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{label}] %(message)s", force=True)
     cfg = ExperimentConfig.from_dict(cfg_dict)
     cfg.progress = False
-    return _run_method(cfg, label, None, resume)
+    return _run_method(cfg, label, None, resume, allow_change)
 
 
-def _check_resumable(cfg: ExperimentConfig, out: Path) -> None:
+def _check_allow(allow_change: Sequence[str], resume: bool) -> Tuple[str, ...]:
+    names = check_allow_change(allow_change)
+    if names and not resume:
+        raise ValueError("--allow-change only applies to --resume (a new run takes any settings)")
+    return names
+
+
+#: what makes a folder hold a run
+_RUN_FILES = ("config.json", "model.pt", "results.json", "report.md", "checkpoints", "methods")
+
+
+def _claim_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to write a new run over a folder holding one, unless ``overwrite``."""
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in the folder and --overwrite replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {str(out)!r} is a file, not a folder")
+    held = [n for n in _RUN_FILES if (out / n).exists()]
+    if held and not resume and not overwrite:
+        raise ValueError(f"{str(out)!r} holds a run ({', '.join(held)}); pass --resume to continue it, --overwrite to "
+                         "replace it, or choose another --out-dir")
+    if overwrite and held:
+        log.warning("--overwrite: replacing the run in %s", out)
+
+
+def _check_resumable(cfg: ExperimentConfig, out: Path, allow_change: Sequence[str] = ()) -> None:
+    """Refuse a resume whose settings differ from ``out/config.json`` (but ``allow_change``), naming each field."""
     path = out / "config.json"
     if not path.exists():
         return
-    old = ExperimentConfig.from_dict(json.loads(path.read_text())).compute_dict()
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--resume: {path} is not valid JSON ({err})") from None
+    old = ExperimentConfig.from_dict(saved).compute_dict()
     new = cfg.compute_dict()
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "methods")
-    if diff:
-        raise ValueError(f"--resume: {out}/config.json differs from this run's config in {diff}; "
-                         "use another --out-dir or the same settings")
-    changed = [k for k in new["methods"] if k in old["methods"] and old["methods"][k] != new["methods"][k]]
-    if changed:
-        raise ValueError(f"--resume: the settings of method(s) {changed} differ from {out}/config.json")
+    old_m, new_m = old.pop("methods"), new.pop("methods")
+    for d in (old, new):
+        d.pop("data_dir")  # the data themselves are compared by fingerprint when training resumes
+    diff = settings_diff(old, new)
+    diff.update({f"methods.{k}": (old_m[k], v) for k, v in new_m.items() if k in old_m and old_m[k] != v})
+    _refuse_changes(diff, allow_change, str(path), CHANGEABLE_FIELDS)
 
 
-def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False) -> dict:
+def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+                  allow_change: Sequence[str] = ()) -> dict:
     """Train and evaluate every method of ``cfg``, compare them, write the run folder.
 
     Args:
         resume: continue the run in ``cfg.out_dir``: finished methods are read back, a trained
             model is evaluated without retraining, and an interrupted training continues from
             its last finished epoch. The config must match the one saved there.
+        overwrite: replace a run already in ``cfg.out_dir`` (without it, and without
+            ``resume``, a folder holding a run is refused).
+        allow_change: fields (:data:`~.config.CHANGEABLE_FIELDS`) a resume may change; a
+            training field retrains from the checkpoints, an evaluation field re-evaluates.
 
     Returns:
         the results dictionary also written to ``results.json``.
     """
+    start = time.perf_counter()
+    allow_change = _check_allow(allow_change, resume)
+    out = Path(cfg.out_dir)
+    _claim_folder(out, resume, overwrite)
+    with lock_folder(out):
+        return _reproduce_locked(cfg, out, resume, allow_change, start)
+
+
+def _reproduce_locked(cfg: ExperimentConfig, out: Path, resume: bool, allow_change: Tuple[str, ...],
+                      start: float) -> dict:
     from ..robust.stats import mann_whitney
     from .report import write_report
 
-    start = time.perf_counter()
-    out = Path(cfg.out_dir)
     if resume:
-        _check_resumable(cfg, out)
-    out.mkdir(parents=True, exist_ok=True)
+        _check_resumable(cfg, out, allow_change)
     cfg.save(out / "config.json")
     data = load_task(cfg)
     labels = list(cfg.methods)
@@ -355,8 +472,10 @@ def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False) -> dict:
         log.info("training %d methods in %d processes (%d thread(s) each)", len(labels), jobs, threads)
         from tqdm.auto import tqdm
 
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_worker, cfg.to_dict(), label, resume, threads): label for label in labels}
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
+            futures = {pool.submit(_worker, cfg.to_dict(), label, resume, threads, allow_change): label
+                       for label in labels}
             bar = tqdm(total=len(labels), desc="methods", disable=not cfg.progress)
             for fut in _as_completed(futures):
                 per_method[futures[fut]] = fut.result()
@@ -364,7 +483,7 @@ def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False) -> dict:
             bar.close()
     else:
         for label in labels:
-            per_method[label] = _run_method(cfg, label, data, resume)
+            per_method[label] = _run_method(cfg, label, data, resume, allow_change)
     methods = {label: per_method[label] for label in labels}
 
     tests: Dict[str, dict] = {}
@@ -380,7 +499,7 @@ def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False) -> dict:
                     tests[label][str(m)] = {"U": float(mw.statistic), "p": float(mw.pvalue)}
     results = {"config": cfg.to_dict(),
                "data": {"description": data.description, "sizes": data.sizes, "classes": data.classes,
-                        "model": data.model, "model_kwargs": data.model_kwargs},
+                        "model": data.model, "model_kwargs": data.model_kwargs, "composition": data.composition},
                "methods": methods, "mann_whitney_vs_standard": tests,
                "elapsed_s": time.perf_counter() - start}
     write_report(results, cfg, out)

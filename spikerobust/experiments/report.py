@@ -182,5 +182,7 @@ def write_report(results: dict, cfg: ExperimentConfig, out: Path) -> None:
     """Figures, ``results.json`` and ``report.md`` into ``out``."""
     out = Path(out)
     results["figures"] = make_figures(results, cfg, out)
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    (out / "report.md").write_text(render_report(results, cfg))
+    from ..robust.checkpoint import atomic_write
+
+    atomic_write(out / "results.json", json.dumps(results, indent=1, default=float))
+    atomic_write(out / "report.md", render_report(results, cfg))

@@ -37,10 +37,12 @@ Examples:
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -53,7 +55,8 @@ from tqdm import tqdm  # not tqdm.auto: its asyncio variant calls iter() on a Da
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .methods import TrainingMethod, get_method
 
-__all__ = ["fit", "FitResult", "NonFiniteLossError", "evaluate_accuracy", "unwrap_model", "CHECKPOINT_NAME"]
+__all__ = ["fit", "FitResult", "NonFiniteLossError", "ResumeMismatchError", "settings_diff", "evaluate_accuracy",
+           "unwrap_model", "CHECKPOINT_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +66,32 @@ CHECKPOINT_NAME = "last.pt"
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss or parameters; the message names where and what to resume from."""
+
+
+class ResumeMismatchError(ValueError):
+    """A resumed run's settings differ from those its checkpoint was written with."""
+
+
+def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+    """``{field: (old, new)}`` for every key whose value differs (a missing key reads as ``None``).
+
+    Examples:
+        >>> settings_diff({"lr": 0.01, "seed": 0}, {"lr": 0.05, "seed": 0})
+        {'lr': (0.01, 0.05)}
+    """
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+
+
+def _refuse_changes(diff: Mapping[str, Tuple[Any, Any]], allow_change: Sequence[str], where: str,
+                    changeable: Sequence[str] = ("lr", "epochs", "lr_drop_at")) -> None:
+    refused = {k: v for k, v in diff.items() if k not in allow_change}
+    if refused:
+        fields_ = "; ".join(f"{k}: {o!r} there, {n!r} now" for k, (o, n) in refused.items())
+        can = [k for k in refused if k in changeable]
+        hint = f", or make the change deliberately with --allow-change {','.join(can)}" if can else ""
+        raise ResumeMismatchError(
+            f"resume: the settings differ from those {where} was written with ({fields_}); resume with the same "
+            f"settings or start a new run (another output folder, or --overwrite){hint}")
 
 
 @dataclass
@@ -78,6 +107,9 @@ class FitResult:
         best_val_accuracy: its accuracy (``nan`` without validation data).
         best_state: a copy of the model's state dict at ``best_epoch``.
         checkpoint_path: ``checkpoint_dir/last.pt`` or ``None``.
+        train_s: seconds spent training, summed over every resumed part of the run.
+        changes: the deliberate setting changes made when resuming, one dict per resume:
+            ``{"after_epoch": k, "fields": {name: [old, new]}}``.
     """
 
     history: List[Dict[str, Any]]
@@ -85,6 +117,8 @@ class FitResult:
     best_val_accuracy: float
     best_state: Dict[str, torch.Tensor] = field(repr=False)
     checkpoint_path: Optional[Path] = None
+    train_s: float = 0.0
+    changes: List[Dict[str, Any]] = field(default_factory=list)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -152,6 +186,8 @@ def fit(
     seed: Optional[int] = None,
     restore_best: bool = True,
     progress: bool = True,
+    settings: Optional[Mapping[str, Any]] = None,
+    allow_change: Sequence[str] = (),
 ) -> FitResult:
     """Train ``model`` with ``method`` for ``epochs`` epochs (see the module docstring).
 
@@ -177,12 +213,22 @@ def fit(
             RNG states instead).
         restore_best: load the best epoch's state into ``model`` at the end.
         progress: tqdm bars over epochs and batches.
+        settings: a flat JSON-like record of everything that decides the run (configuration,
+            data fingerprint), kept in the checkpoint; a resume whose ``settings`` differ from the
+            checkpoint's is refused (:class:`ResumeMismatchError`, naming each differing key)
+            unless the key is in ``allow_change``; with ``settings`` the schedule (``lr``,
+            ``milestones``, ``epochs``) is held to the same rule. A schedule change (allowed, or
+            any without ``settings``) is applied to the restored optimiser and scheduler, and
+            every change is recorded in the history row of the first resumed epoch.
+        allow_change: keys of ``settings`` (and ``lr``, ``milestones``, ``epochs``) that a
+            resume may change deliberately.
 
     Returns:
         :class:`FitResult`.
 
     Raises:
         ValueError: ``epochs < 1`` or an unknown method name.
+        ResumeMismatchError: a resume with other settings than the checkpoint's, not allowed.
         NonFiniteLossError: a NaN/inf loss or parameters.
     """
     if int(epochs) < 1:
@@ -200,8 +246,23 @@ def fit(
     best_epoch, best_acc, best_state = 0, -math.inf, {}
     start_epoch = 0
     last_good: Optional[Path] = None
+    schedule = {"lr": float(lr), "milestones": [int(m) for m in milestones], "epochs": int(epochs)}
+    settings = dict(settings or {})
+    changes: List[Dict[str, Any]] = []
+    pending_change: Optional[Dict[str, Any]] = None
+    spent = 0.0
     if ckpt_path is not None and resume and ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path, map_location=dev)
+        diff = {}
+        if settings and ckpt.get("settings") is not None:  # keys on one side only: a field added or removed since
+            old = ckpt["settings"]
+            diff.update(settings_diff({k: v for k, v in old.items() if k in settings},
+                                      {k: v for k, v in settings.items() if k in old}))
+        if ckpt.get("schedule") is not None:
+            diff.update({k: v for k, v in settings_diff(ckpt["schedule"], schedule).items() if k not in diff})
+        if settings:  # the caller opted into the resume contract: refuse what is not allowed
+            _refuse_changes(diff, tuple(allow_change) + (("milestones",) if {"epochs", "lr_drop_at"} & set(allow_change)
+                                                            else ()), str(ckpt_path))
         inner.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scheduler") is not None:
@@ -217,12 +278,31 @@ def fit(
         best_epoch, best_acc, best_state = int(best["epoch"]), float(best["accuracy"]), dict(best["state"])
         start_epoch = int(ckpt["epoch"])
         last_good = ckpt_path
+        spent = float(ckpt.get("train_s", 0.0))
+        changes = list(ckpt.get("changes", []))
+        old_lr = (ckpt.get("schedule") or {}).get("lr")
+        if old_lr is not None and "lr" in diff and float(old_lr) > 0:
+            factor = float(lr) / float(old_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] * factor
+                if "initial_lr" in group:
+                    group["initial_lr"] = float(lr)
+            if hasattr(scheduler, "base_lrs"):
+                scheduler.base_lrs = [float(lr) for _ in scheduler.base_lrs]
+        if "milestones" in diff and hasattr(scheduler, "milestones"):
+            scheduler.milestones = collections.Counter(schedule["milestones"])
+        if diff:
+            pending_change = {"after_epoch": start_epoch, "fields": {k: [o, n] for k, (o, n) in diff.items()}}
+            changes.append(pending_change)
+            logger.warning("resumed %s after epoch %d with deliberate changes: %s", ckpt_path, start_epoch,
+                           pending_change["fields"])
         logger.info("resumed from %s after epoch %d", ckpt_path, start_epoch)
     elif seed is not None:
         random.seed(int(seed))
         np.random.seed(int(seed) % 2**32)
         torch.manual_seed(int(seed))
 
+    t_start = time.perf_counter()
     epoch_bar = tqdm(range(start_epoch, int(epochs)), desc=f"{getattr(method, 'name', 'train')}",
                      disable=not progress, initial=start_epoch, total=int(epochs))
     for epoch in epoch_bar:
@@ -268,6 +348,9 @@ def fit(
             "attacked_accuracy": attacked,
             "lr": epoch_lr,
         }
+        if pending_change is not None:
+            row["changes"] = pending_change["fields"]
+            pending_change = None
         history.append(row)
         logger.info("epoch %d: %s", epoch + 1, row)
         epoch_bar.set_postfix(loss=row["train_loss"], val=val_acc)
@@ -285,6 +368,10 @@ def fit(
                 "loader_generator": g.get_state() if g is not None else None,
                 "history": history,
                 "best": {"epoch": best_epoch, "accuracy": float(best_acc), "state": best_state},
+                "settings": settings,
+                "schedule": schedule,
+                "changes": changes,
+                "train_s": spent + time.perf_counter() - t_start,
             }
             save_checkpoint(ckpt_path, state)
             last_good = ckpt_path
@@ -293,4 +380,5 @@ def fit(
     if restore_best:
         inner.load_state_dict(best_state)
     best_val = best_acc if val_loader is not None else math.nan
-    return FitResult(history, best_epoch, float(best_val), best_state, ckpt_path)
+    return FitResult(history, best_epoch, float(best_val), best_state, ckpt_path, spent + time.perf_counter() - t_start,
+                     changes)

@@ -132,10 +132,10 @@ def test_resume_refuses_a_different_config(tiny_run, tmp_path):
 
     out = tmp_path / "run"
     shutil.copytree(cfg.out_dir, out)
-    with pytest.raises(ValueError, match=r"differs .* \['n_hidden'\]"):
+    with pytest.raises(ValueError, match=r"settings differ .*\(n_hidden: \d+ there, 8 now\)"):
         run_reproduce(tiny_config(out, n_hidden=8), resume=True)
     changed = {"standard": {"method": "standard"}, "beta": {"method": "adversarial", "beta": 0.5, "n_steps": 2}}
-    with pytest.raises(ValueError, match=r"method\(s\) \['beta'\]"):
+    with pytest.raises(ValueError, match=r"\(methods\.beta: \{.*'beta': 0\.25.* there, \{.*'beta': 0\.5.* now\)"):
         run_reproduce(tiny_config(out, methods=changed), resume=True)
 
 

@@ -1,0 +1,364 @@
+r"""Event-driven LSNN BPTT: compiled CPU kernels that compute on spikes.
+
+An LSNN does far less work than a dense recurrent layer: trained networks spike in about a tenth
+of the (neuron, step) pairs, and the triangular surrogate's derivative is zero outside
+``|(v - A) / A| < 1``. :func:`lsnn_unroll_event` computes exactly what
+:func:`~spikerobust.functional.lsnn_unroll` computes (the model of Bellec et al. 2018 as used by
+Büchel et al. 2022), with two numba-compiled kernels that exploit this:
+
+* **forward**: one kernel runs the whole time loop. The recurrent current ``z_{t-1} W_rec`` is
+  the sum of the rows of ``W_rec`` belonging to the neurons that spiked at ``t - 1`` (added in
+  ascending neuron order, as a matrix product with a 0/1 left operand does), and the element-wise
+  update (adaptation, threshold, membrane, spike, refractory counter) is fused into the same loop
+  over neurons, with the reference's operations in the reference's order: spikes and traces are
+  bit-identical to the reference path.
+* **backward**: one kernel runs the reverse-time adjoint recursion written out in
+  :mod:`spikerobust.functional.lsnn_fused`. The gradient with respect to the spikes ``z_{t-1}`` is
+  only ever used multiplied by the surrogate's derivative ``D_{t-1}``, so the product
+  ``g_I W_rec^T`` is formed only at the neurons where ``D_{t-1} != 0`` (a masked product, one
+  dot product per such neuron); ``dL/dW_rec = sum_t z_{t-1}^T g_{I_t}`` adds ``g_{I_t}`` into the
+  rows of the neurons that spiked; the gradients of ``alpha``, ``rho``, ``b0`` and ``beta`` (and
+  through them of ``tau_mem``, ``tau_adapt``, ``b0`` and ``beta_adapt``) are summed in the same pass.
+
+Work per step and sample is therefore about ``N`` times (spikes + surrogate support + ~30
+element-wise operations) instead of the ``2 N^2`` of two dense products: below the dense
+matrix-product floor at the spike rates LSNNs run at (see the benchmark table in the README).
+
+Both kernels are parallel over the batch (numba ``prange``, as many threads as
+``torch.get_num_threads()``) and deterministic: the forward pass treats each sample on its own;
+the backward pass splits the batch into a fixed number of chunks (depending on the batch size
+only), each accumulating its own partial weight gradients, summed in chunk order. The same inputs
+give the same bits with one thread or two.
+
+Compilation: the kernels are compiled on first use for each dtype (float32, float64) and cached
+on disk (``numba``'s ``cache=True``); the first call of a fresh install spends tens of seconds
+compiling, later processes load the cache in well under a second.
+
+Scope: CPU tensors; a surrogate with a closed-form :meth:`~spikerobust.functional.Surrogate.derivative`
+(others raise, naming the ``"reference"`` backend); neuron constants that are Python floats,
+0-d tensors or ``[N]`` tensors. Under ``torch.func`` transforms (``vmap``, ``grad``) and while
+``torch.compile`` traces, the dispatch in :func:`~spikerobust.functional.lsnn_unroll` uses the
+reference path instead, as for ``"fused"``; other unsupported inputs (CUDA tensors, constants of
+another shape, numba not installed) run the fused backend. First-order gradients only.
+
+Shape:
+    - ``x``: ``[T, B, d_in]`` (time first); ``w_in``: ``[d_in, N]``; ``w_rec``: ``[N, N]``
+    - spikes and traces: ``[T, B, N]``; state tensors: ``[B, N]``
+
+Examples:
+    >>> import torch
+    >>> from spikerobust.functional import LSNNParams, lsnn_unroll
+    >>> x = torch.randn(20, 3, 2)
+    >>> w_in, w_rec = torch.randn(2, 8), 0.3 * torch.randn(8, 8)
+    >>> z_event, _, _ = lsnn_unroll(x, LSNNParams(), w_in, w_rec, backend="event")
+    >>> z_ref, _, _ = lsnn_unroll(x, LSNNParams(), w_in, w_rec, backend="reference")
+    >>> bool(torch.equal(z_event, z_ref))
+    True
+
+References:
+    Bellec, Salaj, Subramoney, Legenstein, Maass. "Long short-term memory and learning-to-learn in
+    networks of spiking neurons", NeurIPS 2018.
+    Büchel, Faber, Muir. "Network insensitivity to parameter noise via adversarial regularization",
+    ICLR 2022.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Optional, Sequence
+
+import torch
+
+from .lsnn import LSNNParams, LSNNState, LSNNTrace, _decay, initial_state, zero_diagonal
+from .surrogate import Triangle
+
+__all__ = ["numba_available", "event_unsupported_reason", "lsnn_unroll_event"]
+
+_CONSTANTS = ("tau_mem", "tau_adapt", "beta_adapt", "b0")
+
+
+@functools.lru_cache(maxsize=None)
+def numba_available() -> bool:
+    """Whether numba can be imported (the event backend needs it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    from . import _lsnn_event_kernels
+
+    return _lsnn_event_kernels
+
+
+def event_unsupported_reason(
+    params: LSNNParams, tensors: Sequence[torch.Tensor] = (), n: Optional[int] = None
+) -> Optional[str]:
+    """Why the event kernels cannot run these inputs (beyond the fused backend's reasons), or ``None``.
+
+    Args:
+        params: neuron constants.
+        tensors: the inputs (checked for device and dtype).
+        n: number of neurons, to check the constants' shapes (skipped when ``None``).
+    """
+    if not numba_available():
+        return "numba is not installed"
+    tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
+    consts = [getattr(params, k) for k in _CONSTANTS]
+    for t in tensors + [k for k in consts if isinstance(k, torch.Tensor)]:
+        if t.device.type != "cpu":
+            return f"tensors on {t.device} (the event kernels run on the CPU)"
+        if t.dtype not in (torch.float32, torch.float64):
+            return f"dtype {t.dtype} (float32 and float64 only)"
+        if t.is_sparse or t.layout != torch.strided:
+            return "non-strided tensors"
+    for name, k in zip(_CONSTANTS, consts):
+        if isinstance(k, torch.Tensor) and k.dim() > 0 and (k.dim() > 1 or (n is not None and k.shape[0] != n)):
+            return f"{name} of shape {tuple(k.shape)} (scalars or [N] only)"
+    return None
+
+
+def _set_threads() -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _vec(k, like: torch.Tensor, n: int) -> torch.Tensor:
+    """A constant as a contiguous ``[N]`` tensor of ``like``'s dtype (floats cast as eager ops do)."""
+    t = k.detach() if isinstance(k, torch.Tensor) else torch.tensor(k, dtype=like.dtype)
+    t = t.to(like.dtype)
+    return t.expand(n).contiguous() if t.dim() == 0 else t.contiguous()
+
+
+def _np(t: torch.Tensor):
+    return t.detach().contiguous().numpy()
+
+
+def _empty(t_steps: int, batch: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(t_steps, batch, n, dtype=like.dtype)
+
+
+def _run_forward(
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, derivative, mask, *, record_vb, record_i
+):
+    """Run the forward kernel; returns a dict of tensors (traces, last values, backward data)."""
+    t_steps, batch, n = c.shape
+    mask = torch.ones(n, dtype=c.dtype) if mask is None else mask.detach().to(c.dtype).contiguous()
+    v0, z0, bs0, r0 = (s.detach().to(c.dtype).contiguous() for s in state)
+    one_m_alpha = 1.0 - alpha if isinstance(alpha, torch.Tensor) else 1.0 - alpha
+    one_m_rho = 1.0 - rho if isinstance(rho, torch.Tensor) else 1.0 - rho
+    vecs = [_vec(k, c, n) for k in (alpha, one_m_alpha, rho, one_m_rho, b0, beta)]
+    consts = torch.tensor([dt, n_refr, 1.0, 0.0], dtype=c.dtype)
+    keep = derivative is not None
+    tri = keep and type(getattr(derivative, "__self__", None)) is Triangle
+    gamma = torch.tensor([derivative.__self__.gamma if tri else 0.0], dtype=c.dtype)
+
+    def buf(flag):
+        return _empty(t_steps if flag else 0, batch, n, c)
+
+    out = dict(
+        z=_empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb), i=buf(record_i),
+        a=buf(keep), s=buf(keep), da=buf(tri), allowed=buf(keep),
+        v_last=torch.empty(batch, n, dtype=c.dtype), b_last=torch.empty(batch, n, dtype=c.dtype),
+        r_last=torch.empty(batch, n, dtype=c.dtype),
+    )
+    _set_threads()
+    _kernels().forward(
+        _np(c), _np(w), *(v.numpy() for v in vecs), _np(v0), _np(z0), _np(bs0), _np(r0),
+        mask.numpy(), consts.numpy(),
+        *(out[k].numpy() for k in ("z", "v", "b", "i", "a", "s", "da", "allowed", "v_last", "b_last", "r_last")),
+        bool(record_vb), bool(record_i), bool(keep), gamma.numpy(),
+    )
+    if keep and not tri:  # any other closed-form derivative: evaluated by torch, as "fused" does
+        da = torch.mul(derivative(out["s"]), out["allowed"]).div_(out["a"])
+        if dt != 1.0:
+            da.div_(dt)
+        out["da"] = da.contiguous()
+    return out
+
+
+class _EventRecurrence(torch.autograd.Function):
+    """``(c, W_rec, alpha, rho, b0, beta, v0, z0, b_0, r0) -> (Z, V, B, r_T)`` by the event kernels.
+
+    Same contract as the fused backend's recurrence: ``c = x @ W_in`` and ``W_rec`` (diagonal
+    already zero) come from autograd outside; ``V``/``B`` are traces when ``record`` is set, else
+    the last values.
+    """
+
+    @staticmethod
+    def forward(ctx, c, w, alpha, rho, b0, beta, v0, z0, bs0, r0, n_refr, dt, derivative, record, mask):
+        needs = ctx.needs_input_grad
+        need_vb = needs[2] or needs[3] or needs[5]
+        out = _run_forward(
+            c, w, alpha, rho, b0, beta, (v0, z0, bs0, r0), n_refr, dt, derivative, mask,
+            record_vb=record or need_vb, record_i=needs[2],
+        )
+        consts = (alpha, rho, b0, beta)
+        ctx.const_is_tensor = tuple(isinstance(k, torch.Tensor) for k in consts)
+        ctx.const_floats = tuple(None if isinstance(k, torch.Tensor) else k for k in consts)
+        tensors = [k for k in consts if isinstance(k, torch.Tensor)]
+        ctx.save_for_backward(
+            w, v0, z0, bs0, out["z"], out["a"], out["da"], out["s"],
+            out["v"], out["b"], out["i"], *tensors,
+        )
+        ctx.dt, ctx.record, ctx.n = dt, record, c.shape[-1]
+        ctx.mark_non_differentiable(out["r_last"])
+        ctx.set_materialize_grads(False)
+        if record:
+            return out["z"], out["v"], out["b"], out["r_last"]
+        return out["z"], out["v_last"], out["b_last"], out["r_last"]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_z_out, g_v_out, g_b_out, _g_r):
+        w, v0, z0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all, *tensors = ctx.saved_tensors
+        it = iter(tensors)
+        alpha, rho, b0, beta = (
+            next(it) if is_t else f for is_t, f in zip(ctx.const_is_tensor, ctx.const_floats)
+        )
+        t_steps, batch, n = z_all.shape
+        like = z_all
+        needs = ctx.needs_input_grad
+        vecs = [
+            _vec(k, like, n)
+            for k in (alpha, 1.0 - alpha, rho, 1.0 - rho, beta)
+        ]
+        consts = torch.tensor([ctx.dt, 0.0, 1.0, 0.0], dtype=like.dtype)
+
+        def grad_in(g, record):
+            if g is None:
+                return torch.empty(0, batch, n, dtype=like.dtype)
+            g = g.to(like.dtype).contiguous()
+            return g if record else g.unsqueeze(0)
+
+        kern = _kernels()
+        chunks = kern.n_chunks(batch)
+        need_w = needs[1]
+        need_q = needs[4] or needs[5]
+        empty_n = torch.empty(0, batch, n, dtype=like.dtype)
+        gi_all = torch.empty_like(z_all)
+        g_w = torch.zeros(chunks if need_w else 1, n, n, dtype=like.dtype)
+        parts = torch.zeros(4, chunks, n, dtype=like.dtype)
+        g_v0, g_z0, g_bs0 = (torch.empty(batch, n, dtype=like.dtype) for _ in range(3))
+        _set_threads()
+        kern.backward(
+            _np(w), _np(z0.to(like.dtype)), _np(v0.to(like.dtype)), _np(bs0.to(like.dtype)),
+            _np(z_all), _np(a_all), _np(da_all), _np(s_all),
+            _np(v_all) if v_all.numel() else empty_n.numpy(),
+            _np(b_all) if b_all.numel() else empty_n.numpy(),
+            _np(i_all) if i_all.numel() else empty_n.numpy(),
+            *(v.numpy() for v in vecs[:2]), vecs[2].numpy(), vecs[3].numpy(), vecs[4].numpy(),
+            consts.numpy(),
+            grad_in(g_z_out, True).numpy(), grad_in(g_v_out, ctx.record).numpy(),
+            grad_in(g_b_out, ctx.record).numpy(),
+            gi_all.numpy(), g_w.numpy(), *(p.numpy() for p in parts.unbind(0)),
+            g_v0.numpy(), g_z0.numpy(), g_bs0.numpy(),
+            bool(need_w), bool(needs[2]), bool(needs[3]), bool(need_q), bool(needs[5]), bool(needs[7]),
+        )
+
+        def reduce(p: torch.Tensor) -> torch.Tensor:
+            flat = p.reshape(p.shape[0], -1)
+            res = torch.empty(flat.shape[1], dtype=p.dtype)
+            kern.reduce_chunks(flat.numpy(), res.numpy())
+            return res.reshape(p.shape[1:])
+
+        def to_const(g, k):
+            return g.sum() if k.dim() == 0 else g
+
+        grads = [None] * 15
+        grads[0] = gi_all if needs[0] else None
+        grads[1] = reduce(g_w) if need_w else None
+        for pos, k in ((2, alpha), (3, rho), (4, b0), (5, beta)):
+            if needs[pos]:
+                grads[pos] = to_const(reduce(parts[pos - 2]), k)
+        grads[6] = g_v0 if needs[6] else None
+        grads[7] = g_z0 if needs[7] else None
+        grads[8] = g_bs0 if needs[8] else None
+        return tuple(grads)
+
+
+def lsnn_unroll_event(
+    x: torch.Tensor,
+    params: LSNNParams,
+    w_in: torch.Tensor,
+    w_rec: torch.Tensor,
+    state: Optional[LSNNState] = None,
+    *,
+    return_states: bool = False,
+    spike_mask: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
+    """:func:`~spikerobust.functional.lsnn_unroll` computed by the event-driven kernels.
+
+    Same arguments and results as the reference backend: spikes and traces bit for bit, gradients
+    equal to rounding. Call it directly only with supported inputs (CPU, a surrogate with a
+    closed-form derivative, constants of shape ``[]`` or ``[N]``, outside ``torch.func``
+    transforms); ``lsnn_unroll(..., backend="event")`` checks and falls back by itself.
+
+    Args:
+        x: input ``[T, B, d_in]``.
+        params: neuron constants; ``params.surrogate`` must define ``derivative(x)``.
+        w_in: ``[d_in, N]``.
+        w_rec: ``[N, N]``; its diagonal is ignored (and gets no gradient).
+        state: initial :class:`LSNNState` (zeros if ``None``); may require gradients.
+        return_states: also return an :class:`LSNNTrace` of ``v``, ``b`` and the threshold.
+        spike_mask: optional 0/1 ``[N]`` tensor multiplied into every ``z_t`` inside the
+            recurrence (dropout; a constant, no gradient).
+
+    Returns:
+        ``(spikes [T, B, N], final_state, trace or None)``.
+
+    Raises:
+        ValueError: if the surrogate has no closed-form derivative.
+
+    Examples:
+        >>> import torch
+        >>> from spikerobust.functional import LSNNParams
+        >>> w_rec = torch.randn(16, 16, requires_grad=True)
+        >>> z, _, _ = lsnn_unroll_event(torch.randn(30, 4, 2), LSNNParams(), torch.randn(2, 16), w_rec)
+        >>> z.sum().backward()
+        >>> w_rec.grad.shape
+        torch.Size([16, 16])
+    """
+    from .lsnn_fused import _has_closed_form_derivative
+
+    if not _has_closed_form_derivative(params.surrogate):
+        raise ValueError(
+            f"lsnn_unroll_event: surrogate {params.surrogate!r} has no closed-form derivative(x); "
+            f"use lsnn_unroll(..., backend='reference')"
+        )
+    t_steps, batch, _ = x.shape
+    n = w_in.shape[-1]
+    if state is None:
+        state = initial_state(batch, n, dtype=x.dtype, device=x.device)
+    dt = float(params.dt)
+    n_refr = params.n_refractory
+    w = zero_diagonal(w_rec)
+    alpha = _decay(params.tau_mem, dt)
+    rho = _decay(params.tau_adapt, dt)
+    b0, beta = params.b0, params.beta_adapt
+    c = x @ w_in
+    inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
+    needs_graph = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in inputs
+    )
+    if needs_graph:
+        z_all, v_out, b_out, r_last = _EventRecurrence.apply(
+            c, w, alpha, rho, b0, beta, state.v, state.z, state.b, state.r.detach(),
+            n_refr, dt, params.surrogate.derivative, return_states, spike_mask,
+        )
+    else:
+        with torch.no_grad():
+            out = _run_forward(
+                c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, None, spike_mask,
+                record_vb=return_states, record_i=False,
+            )
+        z_all, r_last = out["z"], out["r_last"]
+        v_out, b_out = (out["v"], out["b"]) if return_states else (out["v_last"], out["b_last"])
+    if return_states:
+        final = LSNNState(v_out[-1], z_all[-1], b_out[-1], r_last)
+        trace = LSNNTrace(v_out, b_out, params.b0 + params.beta_adapt * b_out)
+    else:
+        final = LSNNState(v_out, z_all[-1], b_out, r_last)
+        trace = None
+    return z_all, final, trace

@@ -1,0 +1,162 @@
+"""Reliability of the run folder and the command: resume contract, no destroyed results, locks,
+workers that end with their parent, broken models refused, configuration checked up front, and
+one clean error line for every failure a user can cause."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from spikerobust.cli import main
+from spikerobust.experiments import load_model, make_config, run_reproduce
+from spikerobust.robust.checkpoint import FolderLockedError, atomic_write, load_checkpoint, lock_folder
+from spikerobust.robust.trainer import ResumeMismatchError, fit
+
+TINY = ["--set", "n_per_class=20", "--set", "n_hidden=12", "--set", "batch_size=40", "--set", "lr_drop_at=1",
+        "--no-progress"]
+
+
+def _train(out, *extra):
+    return main(["train", "ecg", "--method", "standard", "--out-dir", str(out), *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    """A finished one-epoch run at lr 0.01 (copied by the tests that change it)."""
+    out = tmp_path_factory.mktemp("run") / "r"
+    assert _train(out, "--epochs", "1", "--set", "lr=0.01") == 0
+    return out
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+# ----------------------------------------------------------------------------- 1. resume contract
+
+
+def test_resume_with_other_settings_names_each_field(one_epoch, tmp_path):
+    out = _copy(one_epoch, tmp_path / "r")
+    with pytest.raises(ResumeMismatchError) as err:
+        _train(out, "--epochs", "2", "--set", "lr=0.05", "--resume")
+    assert "epochs: 1 there, 2 now" in str(err.value) and "lr: 0.01 there, 0.05 now" in str(err.value)
+    assert "--allow-change epochs,lr" in str(err.value)
+    with pytest.raises(ResumeMismatchError, match="n_per_class: 20 there, 30 now") as err:
+        _train(out, "--epochs", "1", "--set", "lr=0.01", "--set", "n_per_class=30", "--resume")
+    assert "--allow-change" not in str(err.value)  # the data cannot change within a run
+    with pytest.raises(ValueError, match="'seed' cannot change within a run"):
+        _train(out, "--epochs", "1", "--resume", "--allow-change", "seed")
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1  # nothing was trained or rewritten
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.01
+
+
+def test_deliberate_change_is_applied_and_recorded(one_epoch, tmp_path):
+    out = _copy(one_epoch, tmp_path / "r")
+    first = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert _train(out, "--epochs", "2", "--set", "lr=0.05", "--resume", "--allow-change", "lr,epochs") == 0
+    _, meta = load_model(out / "model.pt")
+    hist = meta["info"]["history"]
+    assert [h["lr"] for h in hist] == [0.01, 0.05]  # the new lr is used, not the optimiser's old one
+    assert hist[1]["changes"] == {"epochs": [1, 2], "lr": [0.01, 0.05]} and "changes" not in hist[0]
+    assert meta["info"]["changes"] == [{"after_epoch": 1, "fields": {"epochs": [1, 2], "lr": [0.01, 0.05]}}]
+    # train_s counts the whole run, not only the resumed epoch
+    assert meta["info"]["train_s"] > first["train_s"] > 0
+
+
+def test_resume_refuses_other_data(tmp_path):
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    batches = [(x[:16], y[:16]), (x[16:], y[16:])]
+    fit(torch.nn.Linear(3, 2), "standard", batches, epochs=1, checkpoint_dir=tmp_path, progress=False,
+        settings={"seed": 0, "data_fingerprint": "aaa"})
+    with pytest.raises(ResumeMismatchError, match="data_fingerprint: 'aaa' there, 'bbb' now"):
+        fit(torch.nn.Linear(3, 2), "standard", batches, epochs=1, checkpoint_dir=tmp_path, progress=False,
+            settings={"seed": 0, "data_fingerprint": "bbb"})
+
+
+# ----------------------------------------------------------------------------- 2. never destroy a result
+
+
+def test_a_run_folder_needs_resume_or_overwrite(one_epoch, tmp_path):
+    out = _copy(one_epoch, tmp_path / "r")
+    before = (out / "model.pt").read_bytes()
+    with pytest.raises(ValueError, match="holds a run .*--resume .*--overwrite"):
+        _train(out, "--epochs", "1")
+    assert (out / "model.pt").read_bytes() == before
+    cfg = make_config("ecg", "quick", overrides={"out_dir": str(out), "n_per_class": 20, "n_hidden": 12,
+                                                 "methods": "standard", "progress": False})
+    with pytest.raises(ValueError, match="holds a run"):
+        run_reproduce(cfg)
+    assert _train(out, "--epochs", "1", "--set", "seed=3", "--overwrite") == 0
+    assert json.loads((out / "config.json").read_text())["seed"] == 3
+
+
+def test_files_are_written_atomically_and_readable(one_epoch, tmp_path):
+    mode = 0o666 & ~_umask()
+    for name in ("model.pt", "config.json", "checkpoints/last.pt"):
+        assert (one_epoch / name).stat().st_mode & 0o777 == mode, name
+    path = atomic_write(tmp_path / "a" / "b.txt", "new")
+    assert path.read_text() == "new" and sorted(os.listdir(tmp_path / "a")) == ["b.txt"]  # no temporary left
+
+
+def _umask():
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
+
+# ----------------------------------------------------------------------------- 3. locks and orphans
+
+
+def test_a_locked_run_folder_refuses_a_second_writer(tmp_path):
+    out = tmp_path / "r"
+    with lock_folder(out):
+        with pytest.raises(FolderLockedError, match=f"{out}.* in use by another process \\(pid {os.getpid()}\\)"):
+            _train(out, "--epochs", "1")
+    assert not (out / "config.json").exists()
+    assert _train(out, "--epochs", "1") == 0  # released
+
+
+WORKER_PARENT = textwrap.dedent("""
+    import os, signal, sys, time
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    from spikerobust.experiments.pipeline import _worker_init
+    pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    pid = pool.submit(os.getpid).result()
+    pool.submit(time.sleep, 300)
+    print(pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "\nState:\tZ" not in fh.read()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_pool_workers_die_with_their_parent():
+    proc = subprocess.run([sys.executable, "-c", WORKER_PARENT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    for _ in range(100):  # a poll, not a timing assertion: the worker must end at some point
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    alive = _alive(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the pool worker outlived its parent"
