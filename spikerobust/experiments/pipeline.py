@@ -94,13 +94,21 @@ def save_model(path: Union[str, Path], model: nn.Module, data: TaskData, cfg: Ex
     return save_checkpoint(path, state)
 
 
-def load_model(path: Union[str, Path]) -> Tuple[nn.Module, dict]:
+def _non_finite(tensors: Mapping[str, torch.Tensor]) -> list:
+    return [k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def load_model(path: Union[str, Path], *, check_finite: bool = True) -> Tuple[nn.Module, dict]:
     """A model file written by :func:`save_model` (or ``spikerobust train``) → ``(model, meta)``.
 
     Loads with ``weights_only=True``: a file from someone else cannot run code.
 
+    Args:
+        check_finite: refuse a model whose weights hold NaN or infinity (it would give
+            believable-looking accuracies: an LSNN that never spikes answers with its readout bias).
+
     Raises:
-        ValueError: a file that is not a spikerobust model file.
+        ValueError: a file that is not a spikerobust model file, or one with non-finite weights.
     """
     path = Path(path)
     if not path.is_file():
@@ -109,6 +117,10 @@ def load_model(path: Union[str, Path]) -> Tuple[nn.Module, dict]:
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise ValueError(f"{str(path)!r} is not a spikerobust model file (format {MODEL_FORMAT!r}); "
                          "the trainer's checkpoints/last.pt is not one: use the model.pt next to it")
+    bad = _non_finite(state["state_dict"]) if check_finite else []
+    if bad:
+        raise ValueError(f"model file {str(path)!r} holds non-finite weights (NaN or infinity in {', '.join(bad)}); "
+                         "its accuracies would mean nothing: retrain it (e.g. with a lower lr)")
     model = get_model(state["model"], **state["model_kwargs"])
     model.load_state_dict(state["state_dict"])
     model.eval()
@@ -198,7 +210,7 @@ class SingleRun:
         """The run's JSON record (config, method, data sizes, training, model file) plus ``extra``."""
         return {"config": self.cfg.to_dict(), "label": self.label, "method": self.cfg.methods[self.label],
                 "data": {"description": self.data.description, "sizes": self.data.sizes,
-                         "classes": self.data.classes},
+                         "classes": self.data.classes, "composition": self.data.composition},
                 "train": self.info, "model_file": str(self.out / "model.pt"), "seconds": self.seconds, **extra}
 
     def write_results(self, **extra: Any) -> dict:
@@ -270,6 +282,10 @@ def evaluate_model(model: nn.Module, data: TaskData, cfg: ExperimentConfig, *, l
     if unknown:
         raise ValueError(f"unknown evaluation part(s) {unknown}; choose from {PARTS}")
     progress = cfg.progress if progress is None else progress
+    bad = _non_finite(dict(model.named_parameters()))
+    if bad:
+        raise ValueError(f"{label or 'model'}: non-finite weights (NaN or infinity in {', '.join(bad)}); "
+                         "evaluating it would give meaningless accuracies")
     model.eval()
     test = data.batches("test")
     out: dict = {"test_accuracy": evaluate_accuracy(model, test), "timings": {}}

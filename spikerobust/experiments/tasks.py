@@ -46,6 +46,7 @@ class TaskData:
         time_first: ``x`` is ``[T, N, F]`` (LSNN) rather than ``[N, ...]``.
         classes: class names. description: where the data came from, for the report.
         model: registered model name. model_kwargs: its constructor arguments.
+        composition: ECG only: which beats the data holds (see :func:`_ecg_composition`), else ``None``.
     """
 
     train: Pair
@@ -56,6 +57,7 @@ class TaskData:
     description: str
     model: str
     model_kwargs: dict
+    composition: Optional[dict] = None
 
     @property
     def sizes(self) -> Dict[str, int]:
@@ -138,6 +140,7 @@ def _load_ecg(cfg: ExperimentConfig) -> TaskData:
         kw = dict(beats_per_class=cfg.n_per_class, seed=cfg.seed)
         sets = {s: SyntheticECG(split=s, **kw) for s in ("train", "val", "test")}
         desc = f"SYNTHETIC ECG beats (generated in code, not recorded), {cfg.n_per_class} per class, 80/10/10 split"
+        composition = None
     else:
         root = Path(cfg.data_dir)
         if not (root / "100.hea").exists():
@@ -149,12 +152,30 @@ def _load_ecg(cfg: ExperimentConfig) -> TaskData:
                 + _composition_text(cfg.composition, sets["train"].lead_in) + ", "
                 + ("patient-wise split (no record shared between splits)" if cfg.split == "record"
                    else "random stratified 80/10/10 split"))
+        composition = _ecg_composition(sets, cfg.composition)
     splits = {s: _time_first(_arrays(ds)) for s, ds in sets.items()}
     splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed, time_first=True)
     splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed, time_first=True)
     classes = list(sets["train"].classes)
     return TaskData(splits["train"], splits["val"], splits["test"], True, classes, desc, "lsnn_ecg",
-                    {"n_hidden": cfg.n_hidden, "n_classes": len(classes)})
+                    {"n_hidden": cfg.n_hidden, "n_classes": len(classes)}, composition=composition)
+
+
+def _ecg_composition(sets: dict, composition: str) -> dict:
+    """Per class: beats, the number of records they come from, beats per split and the three
+    records that give the most (before any ``n_train``/``n_test`` cap)."""
+    first = sets["train"]
+    per_class = {}
+    for c, name in enumerate(first.classes):
+        recs = np.concatenate([np.asarray(ds.records)[np.asarray(ds.targets) == c] for ds in sets.values()])
+        names, counts = np.unique(recs, return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:3]
+        per_class[str(name)] = {
+            "beats": int(counts.sum()), "records": int(len(names)),
+            "per_split": {s: int((np.asarray(ds.targets) == c).sum()) for s, ds in sets.items()},
+            "largest": [[str(names[i]), int(counts[i])] for i in order]}
+    return {"composition": composition, "lead_in": int(getattr(first, "lead_in", 0)),
+            "split_records": {s: len(v) for s, v in first.split_records.items()}, "per_class": per_class}
 
 
 def _composition_text(composition: str, lead_in: int) -> str:
