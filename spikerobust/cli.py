@@ -29,6 +29,8 @@ from typing import Optional, Sequence
 
 __all__ = ["main"]
 
+log = logging.getLogger("spikerobust")
+
 
 def _parse_set(items: Sequence[str]) -> dict:
     out = {}
@@ -102,14 +104,34 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _loaded(args: argparse.Namespace):
-    """The model file's model and config (with --data-dir / --set applied) and its task data."""
+    """The model file's model and config (with --data-dir / --set applied) and its task data.
+
+    The data settings that decide the split (seed, split, n_per_class, ...) are the model file's:
+    another value would put training samples into the test split, so it needs ``--resplit``.
+    """
     from .experiments import ExperimentConfig, load_model, load_task
+    from .experiments.config import DATA_FIELDS
+    from .experiments.pipeline import data_fingerprint
 
     model, meta = load_model(args.model)
     d = dict(meta["config"])
-    d.update(_overrides(args))
+    over = _overrides(args)
+    changed = {k: (d.get(k), v) for k, v in over.items() if k in DATA_FIELDS and k != "data_dir" and d.get(k) != v}
+    if changed and not args.resplit:
+        fields_ = ", ".join(f"{k}={n!r} (the model was trained with {o!r})" for k, (o, n) in changed.items())
+        raise ValueError(f"{fields_}: the data split would change and its test samples may include the model's "
+                         "training samples; pass --resplit to evaluate on a new split anyway")
+    if changed:
+        log.warning("--resplit: data settings other than the model's (%s); the test split changes and may hold "
+                    "samples the model was trained on", ", ".join(changed))
+    d.update(over)
     cfg = ExperimentConfig.from_dict(d)
-    return model, meta, cfg, load_task(cfg)
+    data = load_task(cfg)
+    recorded = meta.get("info", {}).get("data_fingerprint")
+    if recorded and not changed and data_fingerprint(data) != recorded:
+        log.warning("the data rebuilt from %s's settings differ from those it was trained on (data fingerprint); "
+                    "were the data files changed?", args.model)
+    return model, meta, cfg, data
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -197,6 +219,10 @@ def _config_flags(p: argparse.ArgumentParser, *, task: bool = True) -> None:
                    help="override a config field (JSON value), repeatable: --set epochs=5 --set levels=[0,0.5]")
     p.add_argument("--data-dir", default=None, help="real data: MIT-BIH records, Speech Commands/FSDD, Fashion-MNIST IDX")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if not task:
+        p.add_argument("--resplit", action="store_true",
+                       help="accept data settings (e.g. --set seed=N) other than the model's: the test split changes "
+                            "and may hold training samples")
 
 
 def _run_folder_flags(p: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ EVAL_FIELDS = ("levels", "n_draws", "attack_eps", "attack_objective", "zetas", "
 #: fields a resumed run may change deliberately (``--allow-change``): the schedule and the evaluation
 CHANGEABLE_FIELDS = ("lr", "epochs", "lr_drop_at") + EVAL_FIELDS
 #: fields that decide which samples land in which split
-DATA_FIELDS = ("data_dir", "split", "n_per_class", "n_train", "n_test", "seed")
+DATA_FIELDS = ("data_dir", "split", "composition", "n_per_class", "n_train", "n_test", "seed")
 
 
 def check_allow_change(names) -> Tuple[str, ...]:

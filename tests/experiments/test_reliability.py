@@ -160,3 +160,34 @@ def test_pool_workers_die_with_their_parent():
     if alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "the pool worker outlived its parent"
+
+
+# ----------------------------------------------------------------------------- 4. broken models, leaking splits
+
+
+def _nan_copy(src, dst):
+    state = torch.load(src, weights_only=True)
+    name = next(k for k, v in state["state_dict"].items() if v.is_floating_point())
+    state["state_dict"][name] = torch.full_like(state["state_dict"][name], float("nan"))
+    torch.save(state, dst)
+    return name
+
+
+def test_a_model_with_nan_weights_is_refused(one_epoch, tmp_path):
+    name = _nan_copy(one_epoch / "model.pt", tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match=f"non-finite weights \\(NaN or infinity in {name}"):
+        load_model(tmp_path / "nan.pt")
+    for cmd in (["verify", str(tmp_path / "nan.pt"), "--zetas", "1e-4"],
+                ["evaluate", str(tmp_path / "nan.pt"), "--parts", "mismatch", "--n-draws", "1"]):
+        with pytest.raises(ValueError, match="non-finite weights"):
+            main(cmd + ["--no-progress"])
+
+
+def test_evaluate_keeps_the_models_split_unless_asked(one_epoch, caplog):
+    with pytest.raises(ValueError, match=r"seed=5 \(the model was trained with 0\).*--resplit"):
+        main(["verify", str(one_epoch / "model.pt"), "--zetas", "0", "--set", "seed=5", "--no-progress"])
+    with pytest.raises(ValueError, match=r"n_per_class=30 \(the model was trained with 20\)"):
+        main(["verify", str(one_epoch / "model.pt"), "--zetas", "0", "--set", "n_per_class=30", "--no-progress"])
+    assert main(["verify", str(one_epoch / "model.pt"), "--zetas", "0", "--set", "seed=5", "--resplit",
+                 "--no-progress"]) == 0
+    assert "data settings other than the model's (seed)" in caplog.text and "test split changes" in caplog.text
