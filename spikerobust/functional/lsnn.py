@@ -128,11 +128,15 @@ def lsnn_step_current(
     *,
     alpha: Optional[Scalar] = None,
     rho: Optional[Scalar] = None,
+    spike_mask: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, LSNNState]:
     """One LSNN step given the feed-forward current ``i_in = x_t @ W_in`` (SPEC §1).
 
     ``w_rec`` is used as given: pass it through :func:`zero_diagonal` first (the unroll does).
     ``alpha``/``rho`` may be precomputed decays (``exp(-dt/tau)``) to save work in a time loop.
+    ``spike_mask`` (0/1, ``[N]`` or broadcastable to ``[B, N]``) multiplies ``z_t`` before it is
+    returned and stored: a masked neuron emits no spike, so it neither feeds the recurrence or
+    the readout nor resets, adapts or turns refractory (dropout inside the recurrence).
 
     Returns:
         ``(z_t, new_state)``.
@@ -147,6 +151,8 @@ def lsnn_step_current(
     v = alpha * v + (1.0 - alpha) * current - z * a * dt
     allowed = (r <= 0).to(v.dtype)
     z_new = params.surrogate((v - a) / a) * allowed / dt
+    if spike_mask is not None:
+        z_new = z_new * spike_mask
     r = torch.clamp(r + params.n_refractory * z_new.detach() - 1.0, 0.0, float(params.n_refractory))
     return z_new, LSNNState(v, z_new, b, r)
 
@@ -183,6 +189,7 @@ def lsnn_unroll(
     *,
     return_states: bool = False,
     backend: str = "reference",
+    spike_mask: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
     """Run :func:`lsnn_step` over time, differentiably (BPTT through autograd).
 
@@ -194,6 +201,11 @@ def lsnn_unroll(
             same results, hand-written backward pass, much faster) or ``"auto"`` (fused wherever
             it applies: a surrogate with a closed-form derivative, no ``torch.func`` transform;
             inside ``vmap``/``grad`` this loop runs with a surrogate those transforms accept).
+        spike_mask: optional 0/1 tensor ``[N]`` (broadcast over the batch and time) multiplied
+            into every ``z_t`` inside the recurrence, as the reference's dropout does (one mask
+            per optimisation step, no rescaling): a masked neuron never spikes, so it feeds
+            neither the recurrence nor the readout, and neither resets nor adapts. Its surrogate
+            gradient is masked too. Treated as a constant (no gradient).
 
     Shape:
         ``x`` ``[T, B, d_in]`` → spikes ``[T, B, N]``.
@@ -206,7 +218,9 @@ def lsnn_unroll(
         from .lsnn_fused import functorch_compatible, lsnn_unroll_fused, resolve_backend
 
         if resolve_backend(backend, params, (x, w_in, w_rec)) == "fused":
-            return lsnn_unroll_fused(x, params, w_in, w_rec, state, return_states=return_states)
+            return lsnn_unroll_fused(
+                x, params, w_in, w_rec, state, return_states=return_states, spike_mask=spike_mask
+            )
         params = functorch_compatible(params)
     t_steps, batch, _ = x.shape
     n = w_in.shape[-1]
@@ -216,9 +230,13 @@ def lsnn_unroll(
     alpha = _decay(params.tau_mem, params.dt)
     rho = _decay(params.tau_adapt, params.dt)
     currents = x @ w_in
+    if spike_mask is not None:
+        spike_mask = spike_mask.detach()
     spikes, vs, bs = [], [], []
     for t in range(t_steps):
-        z, state = lsnn_step_current(currents[t], state, params, w_rec, alpha=alpha, rho=rho)
+        z, state = lsnn_step_current(
+            currents[t], state, params, w_rec, alpha=alpha, rho=rho, spike_mask=spike_mask
+        )
         spikes.append(z)
         if return_states:
             vs.append(state.v)

@@ -202,7 +202,8 @@ def _as_tensor(k, like: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_loop(
-    c, w, alpha, rho, b0, beta, state, n_refr, dt, *, derivative=None, record_vb=False, record_i=False
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, *, derivative=None, record_vb=False, record_i=False,
+    mask=None,
 ) -> _Traces:
     """The SPEC §1 time loop without autograd, op for op the reference's arithmetic.
 
@@ -215,6 +216,8 @@ def _forward_loop(
             and ``dz_t/dv_t`` (``da``) are recorded for the backward pass.
         record_vb: record the traces of ``v`` and ``b`` (else only their last values).
         record_i: record the currents (needed for the gradient of ``alpha``).
+        mask: optional 0/1 spike mask (broadcastable to ``[B, N]``) multiplied into ``z_t``
+            (and into ``dz_t/dv_t``), as ``spike_mask`` of the reference path.
     """
     t_steps, batch, n = c.shape
     v0, z, b0_state, r = state
@@ -263,6 +266,8 @@ def _forward_loop(
         torch.le(r, 0, out=allowed)
         sub(v, a, out=s).div_(a)
         z = torch.gt(s, 0, out=z_l[t]).mul_(allowed)
+        if mask is not None:
+            z.mul_(mask)
         if unit_dt:
             r = add(r, z, alpha=n_refr)  # == r + n_refr * z exactly (n_refr * z is exact)
         else:
@@ -271,6 +276,8 @@ def _forward_loop(
         r.sub_(1.0).clamp_(0.0, n_max)
         if keep:
             da = mul(derivative(s), allowed, out=da_l[t]).div_(a)
+            if mask is not None:
+                da.mul_(mask)
             if not unit_dt:
                 da.div_(dt)
     if not record_vb:
@@ -293,12 +300,12 @@ class _LSNNRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, c, w, alpha, rho, b0, beta, v0, z0, bs0, r0, n_refr, dt, derivative, record):
+    def forward(ctx, c, w, alpha, rho, b0, beta, v0, z0, bs0, r0, n_refr, dt, derivative, record, mask=None):
         needs = ctx.needs_input_grad
         need_vb = needs[2] or needs[3] or needs[5]  # alpha, rho, beta read the traces
         tr = _forward_loop(
             c, w, alpha, rho, b0, beta, (v0, z0, bs0, r0), n_refr, dt,
-            derivative=derivative, record_vb=record or need_vb, record_i=needs[2],
+            derivative=derivative, record_vb=record or need_vb, record_i=needs[2], mask=mask,
         )
         consts = (alpha, rho, b0, beta)
         ctx.const_is_tensor = tuple(isinstance(k, torch.Tensor) for k in consts)
@@ -378,7 +385,7 @@ class _LSNNRecurrence(torch.autograd.Function):
             carry.addcmul_(g_t, a_l[t], value=-dt).addcmul_(p_t, one_m_rho)
             g_next, p_next = g_t, p_t
 
-        grads = [None] * 14
+        grads = [None] * 15
         grads[0] = gi_all if needs[0] else None
         if needs[1]:
             g_w = z0.t() @ gi_all[0]
@@ -414,6 +421,7 @@ def lsnn_unroll_fused(
     state: Optional[LSNNState] = None,
     *,
     return_states: bool = False,
+    spike_mask: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
     """:func:`~spikerobust.functional.lsnn_unroll` with the hand-written forward and backward pass.
 
@@ -429,6 +437,8 @@ def lsnn_unroll_fused(
         w_rec: ``[N, N]``; its diagonal is ignored (and gets no gradient).
         state: initial :class:`LSNNState` (zeros if ``None``); may require gradients.
         return_states: also return an :class:`LSNNTrace` of ``v``, ``b`` and the threshold.
+        spike_mask: optional 0/1 mask ``[N]`` multiplied into ``z_t`` inside the recurrence
+            (dropout); the surrogate derivative ``D_t`` is multiplied by it in the backward pass.
 
     Returns:
         ``(spikes [T, B, N], final_state, trace or None)``.
@@ -461,6 +471,9 @@ def lsnn_unroll_fused(
     rho = _decay(params.tau_adapt, dt)
     b0, beta = params.b0, params.beta_adapt
     c = x @ w_in
+    mask = None
+    if spike_mask is not None:
+        mask = spike_mask.detach().to(dtype=c.dtype, device=c.device)
     inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
     needs_graph = torch.is_grad_enabled() and any(
         isinstance(t, torch.Tensor) and t.requires_grad for t in inputs
@@ -468,12 +481,12 @@ def lsnn_unroll_fused(
     if needs_graph:
         z_all, v_out, b_out, r_last = _LSNNRecurrence.apply(
             c, w, alpha, rho, b0, beta, state.v, state.z, state.b, state.r.detach(),
-            n_refr, dt, params.surrogate.derivative, return_states,
+            n_refr, dt, params.surrogate.derivative, return_states, mask,
         )
     else:
         with torch.no_grad():
             tr = _forward_loop(
-                c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, record_vb=return_states
+                c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, record_vb=return_states, mask=mask
             )
         z_all, v_out, b_out, r_last = tr.z, tr.v, tr.b, tr.r_last
     if return_states:

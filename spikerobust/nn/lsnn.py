@@ -101,6 +101,13 @@ class LSNN(nn.Module):
             spikes bit for bit and the same gradients up to rounding. Under ``torch.func``
             transforms (``vmap``, ``grad``) the reference path runs.
 
+    Attributes:
+        neuron_mask: ``None`` (default), or a 0/1 tensor ``[N]`` that every forward pass
+            multiplies into the spikes inside the recurrence (``spike_mask`` of
+            :func:`~spikerobust.functional.lsnn_unroll`): dropout as the reference does it. A
+            plain attribute (not a buffer, not in ``state_dict``), set and cleared by
+            :class:`~spikerobust.robust.methods.dropout.Dropout` during a training step.
+
     Shape:
         - Input: ``[T, B, d_in]`` (time first), floating point.
         - Output: spikes ``[T, B, N]``; with ``return_states=True`` also an
@@ -147,6 +154,7 @@ class LSNN(nn.Module):
             self, {name: getattr(params, name) for name in NEURON_CONSTANTS}, self.n_hidden,
             trainable=train_neuron_params, owner="LSNN",
         )
+        self.neuron_mask: Optional[torch.Tensor] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -182,10 +190,22 @@ class LSNN(nn.Module):
             state,
             return_states=return_states,
             backend=self.backend,
+            spike_mask=self._checked_mask(),
         )
         if return_states:
             return spikes, trace
         return spikes
+
+    def _checked_mask(self) -> Optional[torch.Tensor]:
+        mask = self.neuron_mask
+        if mask is None:
+            return None
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (self.n_hidden,):
+            raise ValueError(
+                f"LSNN: neuron_mask must be None or a tensor of shape [{self.n_hidden}], "
+                f"got {getattr(mask, 'shape', type(mask))}"
+            )
+        return mask.to(dtype=self.w_in.dtype, device=self.w_in.device)
 
     def extra_repr(self) -> str:
         return (

@@ -114,6 +114,42 @@ def test_fused_matches_reference_forward_and_gradients(dtype, n_refr, dt):
     assert torch.all(torch.diagonal(g_fus[2]) == 0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n_refr,dt", [(2, 1.0), (2, 0.5)])
+def test_spike_mask_fused_matches_reference(dtype, n_refr, dt):
+    problem = _problem(dtype, n_refr=n_refr, dt=dt, seed=3)
+    x, w_in, w_rec, params, state, leaves, weights = problem
+    mask = (torch.rand(N, generator=torch.Generator().manual_seed(7)) >= 0.3).to(dtype)
+    assert 0 < int(mask.sum()) < N
+
+    def run(backend, m):
+        z, final, trace = lsnn_unroll(x, params, w_in, w_rec, state, return_states=True, backend=backend,
+                                      spike_mask=m)
+        return z.detach(), final, trace, torch.autograd.grad(_loss(z, final, trace, weights), leaves)
+
+    z_ref, fin_ref, tr_ref, g_ref = run("reference", mask)
+    z_fus, fin_fus, tr_fus, g_fus = run("fused", mask)
+    z_free = run("reference", None)[0]
+    # dropped neurons never spike; the mask changes the others' spikes through the recurrence
+    assert float(z_ref[..., mask == 0].abs().sum()) == 0.0
+    assert not torch.equal(z_ref[..., mask == 1], z_free[..., mask == 1])
+    assert torch.equal(z_ref, z_fus)
+    for a, b in zip(tr_ref, tr_fus):
+        assert torch.equal(a, b)
+    for a, b in zip(fin_ref, fin_fus):
+        assert torch.equal(a, b)
+    names = ["x", "w_in", "w_rec", "tau_mem", "tau_adapt", "beta_adapt", "b0", "v0", "z0", "b_0"]
+    for name, a, b in zip(names, g_ref, g_fus):
+        assert a.abs().max() > 0, f"reference gradient of {name} is zero: test would be vacuous"
+        _assert_close(a, b, dtype, name)
+    # no gradient flows through a dropped neuron's spike: its W_in column only gets gradient
+    # through its membrane trace in the loss, which a spike-only loss removes
+    z, _, _ = lsnn_unroll_fused(x, params, w_in, w_rec, state, spike_mask=mask)
+    g_w_in = torch.autograd.grad((z * weights).sum(), w_in)[0]
+    assert float(g_w_in[:, mask == 0].abs().sum()) == 0.0
+    assert float(g_w_in[:, mask == 1].abs().sum()) > 0.0
+
+
 @pytest.mark.parametrize("surrogate", [FastSigmoid(10.0), ATan(2.0)])
 def test_other_surrogates(surrogate):
     problem = _problem(torch.float64, surrogate=surrogate, seed=3)
@@ -203,8 +239,10 @@ def test_retain_graph_gives_the_same_gradient_twice_and_no_double_backward():
 
 
 def test_dispatch_rules():
+    from spikerobust.functional.lsnn_event import numba_available
+
     p = LSNNParams()
-    assert resolve_backend("auto", p) == "fused"
+    assert resolve_backend("auto", p) == ("event" if numba_available() else "fused")
     assert resolve_backend("reference", p) == "reference"
     snn_surrogate = pytest.importorskip("snntorch.surrogate")
     wrapped = p._replace(surrogate=from_snntorch(snn_surrogate.fast_sigmoid()))

@@ -53,6 +53,44 @@ def test_initialisation_std_equals_the_target_within_sampling_error():
     assert abs(out.std().item() / (0.01 * trunc_std) - 1) < 5 * math.sqrt(2 / (4 * out.numel()))
 
 
+@pytest.mark.parametrize("backend", ["reference", "fused", "auto"])
+def test_neuron_mask_a_spike_dropped_at_t_changes_v_at_t_plus_1_by_hand(backend):
+    # 2 neurons, d_in = 1: x = (1, 0); W_in = (1, 0); W_rec[0, 1] = 0.5 (neuron 0 drives neuron 1)
+    layer = LSNN(1, 2, backend=backend).double()
+    with torch.no_grad():
+        layer.w_in.copy_(torch.tensor([[1.0, 0.0]]))
+        layer.w_rec.copy_(torch.tensor([[0.0, 0.5], [0.0, 0.0]]))
+    x = torch.tensor([[[1.0]], [[0.0]]], dtype=torch.float64)
+    # the constants are stored in float32 and then cast: compare to float32 rounding
+    alpha, rho, b0, beta = math.exp(-1 / 20), math.exp(-1 / 98), 0.01, 2.0
+    v0_1 = (1 - alpha) * 1.0  # 0.04877 > b0: neuron 0 spikes at t = 1
+    # no mask: at t = 2 neuron 0 adapts and resets, neuron 1 receives 0.5 through W_rec and spikes
+    a0_2 = b0 + beta * (1 - rho)
+    z, tr = layer(x, return_states=True)
+    assert z[:, 0].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert tr.v[1, 0].tolist() == pytest.approx([alpha * v0_1 - a0_2, (1 - alpha) * 0.5], rel=1e-7, abs=1e-12)
+    assert tr.threshold[1, 0].tolist() == pytest.approx([a0_2, b0], rel=1e-7, abs=1e-12)
+    # neuron 0 dropped: its spike at t = 1 is gone, so at t = 2 it neither resets nor adapts and
+    # neuron 1 gets no recurrent input
+    layer.neuron_mask = torch.tensor([0.0, 1.0])
+    z, tr = layer(x, return_states=True)
+    assert z.abs().sum().item() == 0.0
+    assert tr.v[0, 0].tolist() == pytest.approx([v0_1, 0.0], rel=1e-7, abs=1e-12)
+    assert tr.v[1, 0].tolist() == pytest.approx([alpha * v0_1, 0.0], rel=1e-7, abs=1e-12)
+    assert tr.threshold[1, 0].tolist() == pytest.approx([b0, b0], rel=1e-7, abs=1e-12)
+    layer.neuron_mask = None
+    assert torch.equal(layer(x)[:, 0], torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64))
+
+
+def test_neuron_mask_is_not_state_and_is_checked():
+    layer = LSNN(2, 4)
+    layer.neuron_mask = torch.ones(4)
+    assert "neuron_mask" not in layer.state_dict()
+    layer.neuron_mask = torch.ones(3)
+    with pytest.raises(ValueError, match="neuron_mask"):
+        layer(torch.zeros(5, 1, 2))
+
+
 def test_gradients_reach_every_parameter_and_diagonal_stays_zero():
     torch.manual_seed(0)
     m = LSNNClassifier(2, n_hidden=32, n_classes=2)

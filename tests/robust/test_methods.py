@@ -174,19 +174,49 @@ def test_dropout_mask_statistics_one_mask_per_step_and_no_rescaling():
     assert torch.equal(model[0](x), x)  # outside the context nothing is masked
 
 
-def test_dropout_on_an_lsnn_masks_hidden_spikes_for_the_readout():
+def test_dropout_on_an_lsnn_masks_spikes_inside_the_recurrence():
+    from spikerobust.functional import lsnn_unroll
+
     torch.manual_seed(0)
-    model = LSNNClassifier(2, 40, 3)
-    x = 3.0 * torch.randn(30, 5, 2)
+    model = LSNNClassifier(2, 40, 3).double()
+    x = 3.0 * torch.randn(30, 5, 2, dtype=torch.float64)
     _, spikes = model(x, return_spikes=True)
     assert spikes.sum() > 0
     method = get_method("dropout", p=0.5, seed=1)
     with method.masked(model) as masks:
+        mask = masks["lsnn"]
+        assert model.lsnn.neuron_mask is mask  # set on entry ...
         _, masked = model(x, return_spikes=True)
-    mask = masks["lsnn"]
-    assert mask.shape == (40,)
-    assert torch.equal(masked, spikes * mask)
+    assert model.lsnn.neuron_mask is None  # ... and cleared on exit
+    assert mask.shape == (40,) and 0 < int(mask.sum()) < 40
+    # a second implementation: the reference loop with the mask multiplied into z_t
+    lsnn = model.lsnn
+    expected, _, _ = lsnn_unroll(x, lsnn.neuron_params(), lsnn.w_in, lsnn.w_rec, backend="reference",
+                                 spike_mask=mask)
+    assert torch.equal(masked, expected)
     assert float(masked.detach()[..., mask == 0].abs().sum()) == 0.0
+    # inside the recurrence: the kept neurons' spikes change too (output dropout would keep them)
+    assert not torch.equal(masked[..., mask == 1], spikes[..., mask == 1])
+
+
+def test_dropout_output_option_masks_only_what_the_readout_sees():
+    torch.manual_seed(0)
+    model = LSNNClassifier(2, 40, 3)
+    x = 3.0 * torch.randn(30, 5, 2)
+    _, spikes = model(x, return_spikes=True)
+    method = get_method("dropout", p=0.5, seed=1, where="output")
+    with method.masked(model) as masks:
+        assert model.lsnn.neuron_mask is None
+        _, masked = model(x, return_spikes=True)
+    assert torch.equal(masked, spikes * masks["lsnn"])
+
+
+def test_dropout_step_on_an_lsnn_trains_with_the_mask_and_leaves_none_behind():
+    torch.manual_seed(0)
+    model = LSNNClassifier(2, 16, 3)
+    x, y = 3.0 * torch.randn(20, 8, 2), torch.arange(8) % 3
+    get_method("dropout", seed=0).step(model, x, y, torch.optim.Adam(model.parameters(), 1e-2))
+    assert model.lsnn.neuron_mask is None
 
 
 def test_dropout_bad_input():
@@ -194,6 +224,11 @@ def test_dropout_bad_input():
         get_method("dropout", p=1.0)
     with pytest.raises(ValueError, match="not modules"):
         with get_method("dropout", targets=["nope"]).masked(mlp()):
+            pass
+    with pytest.raises(ValueError, match="where must be"):
+        get_method("dropout", where="inside")
+    with pytest.raises(ValueError, match="no spiking layer"):
+        with get_method("dropout", where="recurrent").masked(mlp()):
             pass
 
 
