@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -45,8 +46,11 @@ def _parse_set(items: Sequence[str]) -> dict:
     return out
 
 
-def _floats(spec: str) -> list:
-    return [float(v) for v in spec.split(",") if v.strip()]
+def _floats(spec: str, name: str = "value") -> list:
+    try:
+        return [float(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')}: expected a comma list of numbers, got {spec!r}") from None
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -56,15 +60,27 @@ def _overrides(args: argparse.Namespace) -> dict:
         value = getattr(args, key, None)
         if value is not None:
             d[key] = value
-    if getattr(args, "methods", None):
+    if getattr(args, "methods", None) is not None:
         d["methods"] = args.methods
     for key in ("levels", "attack_eps", "zetas"):
         value = getattr(args, key, None)
-        if value:
-            d[key] = _floats(value)
+        if value is not None:
+            d[key] = _floats(value, key)
     if getattr(args, "no_progress", False):
         d["progress"] = False
     return d
+
+
+def _writable_folder(out: Path) -> None:
+    """Create ``out`` (or check it) before any work, with errors that name it."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot create the output folder ({err.strerror})", str(out)) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(13, "the output folder is not writable", str(out))
 
 
 def _config(args: argparse.Namespace, **extra):
@@ -138,10 +154,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .experiments import evaluate_model
     from .experiments.report import write_report
 
-    model, meta, cfg, data = _loaded(args)
+    from .experiments.pipeline import PARTS
+
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if not parts or unknown:
+        raise ValueError(f"--parts: {'no part given' if not parts else f'unknown part(s) {unknown}'} "
+                         f"(choose from {', '.join(PARTS)})")
     out = Path(args.out_dir or Path(args.model).parent / "evaluation")
-    out.mkdir(parents=True, exist_ok=True)
+    _writable_folder(out)
+    model, meta, cfg, data = _loaded(args)
     label = meta["label"]
     res = evaluate_model(model, data, cfg, label=label, parts=parts)
     res.update(label=label, method=meta["method"], val_accuracy=meta["info"].get("val_accuracy"),
@@ -171,22 +193,27 @@ def _verify(args: argparse.Namespace) -> int:
 def _pcm(args: argparse.Namespace) -> int:
     from .analysis.tables import markdown_table
     from .experiments.pipeline import _is_lsnn
+    from .robust.checkpoint import atomic_write
     from .robust.pcm import pcm_accuracy_over_time, plot_accuracy_over_time
 
+    times = _floats(args.times, "times")
+    if not times or any(not math.isfinite(t) or t < 0 for t in times):
+        raise ValueError(f"--times: expected finite seconds >= 0, got {args.times!r}")
+    if args.reps < 1:
+        raise ValueError(f"--reps: expected an integer >= 1, got {args.reps}")
+    out = Path(args.out_dir or Path(args.model).parent / "pcm")
+    _writable_folder(out)
     model, meta, cfg, data = _loaded(args)
     if _is_lsnn(model):
         raise ValueError("pcm: the PCM model maps Conv2d/Linear layers (SPEC §6: CNN / ResNet32); an LSNN's "
                          "input and recurrent weights are not such layers. Use a CNN model file (task fmnist)")
-    times = _floats(args.times)
     res = pcm_accuracy_over_time(model, data.batches("test"), times=times, n_reps=args.reps, seed=cfg.seed,
                                  progress=cfg.progress)
     rows = [[r["label"], f"{r['mean']:.2f} ± {r['std']:.2f}"] for r in res.rows()]
     print(f"{meta['label']}: digital {100 * res.digital:.2f} %; on PCM ({args.reps} programming repetitions):")
     print(markdown_table(["time", "accuracy %"], rows))
-    out = Path(args.out_dir or Path(args.model).parent / "pcm")
-    out.mkdir(parents=True, exist_ok=True)
     plot_accuracy_over_time({meta["label"]: res}, out / "pcm.png")
-    (out / "pcm.json").write_text(json.dumps({"times": times, "accuracy": res.accuracy.tolist(),
+    atomic_write(out / "pcm.json", json.dumps({"times": times, "accuracy": res.accuracy.tolist(),
                                               "digital": res.digital}, indent=1))
     print(f"written to {out}/ (pcm.json, pcm.png)")
     return 0

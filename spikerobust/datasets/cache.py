@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
@@ -126,22 +125,21 @@ def cache_file(prefix: str, key: str, cache_dir: Optional[PathLike] = None) -> P
 def save_arrays(path: PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``).
 
-    Object arrays are refused (they would need pickling): store strings as fixed-width unicode.
+    Object arrays are refused (they would need pickling): store strings as fixed-width unicode. A
+    cache folder that cannot be written (read-only, full) only logs a warning: the caller goes on
+    with the arrays it computed.
     """
+    from ..robust.checkpoint import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     for name, a in arrays.items():
         if np.asarray(a).dtype == object:
             raise ValueError(f"array {name!r} has dtype object; cache arrays must not need pickling")
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, lambda fh: np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
+    except OSError as err:  # a read-only or full cache folder: the run goes on uncached
+        logger.warning("cannot write the cache file %s (%s); continuing without caching", path, err.strerror or err)
+        return
     logger.info("cached %s", path)
 
 

@@ -131,6 +131,8 @@ class ExperimentConfig:
 
         if self.task not in TASKS:
             bad("task", f"one of {TASKS}")
+        if self.preset not in ("quick", "paper"):
+            bad("preset", '"quick" or "paper"')
         if self.split not in ("random", "record"):
             bad("split", '"random" or "record"')
         if self.composition not in ("random", "paper"):
@@ -144,17 +146,32 @@ class ExperimentConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 bad(name, "null or an integer >= 1")
-        if not isinstance(self.membrane_samples, int) or self.membrane_samples < 0:
-            bad("membrane_samples", "an integer >= 0")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        for name, lo in (("membrane_samples", 0), ("seed", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                bad(name, f"an integer >= {lo}")
+        if not isinstance(self.progress, bool):
+            bad("progress", "true or false")
+        for name in ("data_dir", "out_dir"):
+            v = getattr(self, name)
+            if not (isinstance(v, str) and v) and not (v is None and name == "data_dir"):
+                bad(name, "a folder path" + (" or null" if name == "data_dir" else ""))
+
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if not (number(self.lr) and self.lr > 0):
             bad("lr", "a finite number > 0")
-        if not (0 < float(self.lr_drop_at) <= 1):
+        if not (number(self.lr_drop_at) and 0 < self.lr_drop_at <= 1):
             bad("lr_drop_at", "a fraction in (0, 1]")
         for name in ("levels", "attack_eps", "zetas"):
-            v = tuple(float(x) for x in getattr(self, name))
-            if not v or any(not math.isfinite(x) or x < 0 for x in v):
+            v = getattr(self, name)
+            if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)) or not v \
+                    or any(not number(x) or x < 0 for x in v):
                 bad(name, "a non-empty list of finite numbers >= 0")
-            setattr(self, name, v)
+            setattr(self, name, tuple(float(x) for x in v))
+        if self.landscape_points < 6:
+            bad("landscape_points", "an integer >= 6 (the landscape is smoothed over 5 points)")
         if 0.0 not in self.levels:
             bad("levels", "a list containing 0 (the clean accuracy)")
         if self.attack_objective not in ("ce", "kl", "reverse_kl", "js", "l2"):
@@ -170,6 +187,7 @@ class ExperimentConfig:
             name = kw.get("method", label)
             if name not in known:
                 raise ValueError(f"config field 'methods': {label!r} names unknown method {name!r} (known: {known})")
+            _check_method_kwargs(label, name, {k: v for k, v in kw.items() if k != "method"})
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -196,6 +214,29 @@ class ExperimentConfig:
         from ..robust.checkpoint import atomic_write
 
         return atomic_write(path, json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def _check_method_kwargs(label: str, name: str, kwargs: dict) -> None:
+    """Build the method once, so that a bad keyword argument fails before any training."""
+    import inspect
+
+    from ..robust.methods import get_method
+    from ..robust.methods.base import _METHODS
+
+    try:
+        params = inspect.signature(_METHODS[name]).parameters.values()
+        accepted = None if any(p.kind is p.VAR_KEYWORD for p in params) else \
+            [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):  # pragma: no cover - a method without an inspectable signature
+        accepted = None
+    unknown = [k for k in kwargs if accepted is not None and k not in accepted]
+    if unknown:
+        raise ValueError(f"config field 'methods': {label!r} ({name}) has no setting {unknown[0]!r} "
+                         f"(value {kwargs[unknown[0]]!r}); {name} takes {', '.join(accepted) or 'no settings'}")
+    try:
+        get_method(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config field 'methods': {label!r} ({name}) with {kwargs}: {err}") from None
 
 
 #: The pipeline's earlier name.
@@ -260,7 +301,8 @@ def parse_methods(spec: str, task: str = "ecg", preset_name: str = "paper") -> D
                 kwargs[key] = value
         out[label] = kwargs
     if not out:
-        raise ValueError(f"methods: no method in {spec!r}")
+        raise ValueError(f"config field 'methods': no method in {spec!r}; give a comma list of labels, e.g. "
+                         "standard,beta (or omit --methods for the paper's)")
     return out
 
 

@@ -191,3 +191,48 @@ def test_evaluate_keeps_the_models_split_unless_asked(one_epoch, caplog):
     assert main(["verify", str(one_epoch / "model.pt"), "--zetas", "0", "--set", "seed=5", "--resplit",
                  "--no-progress"]) == 0
     assert "data settings other than the model's (seed)" in caplog.text and "test split changes" in caplog.text
+
+
+# ----------------------------------------------------------------------------- 5. settings checked up front
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "standard,b=adversarial:betta=0.1"], "'b' \\(adversarial\\) has no setting 'betta' \\(value 0.1\\); "
+                                                        "adversarial takes beta, n_steps"),
+    (["--methods", "standard,b=adversarial:beta=-1"], "'b' \\(adversarial\\) with \\{'beta': -1\\}: beta must be >= 0"),
+    (["--methods", ""], "field 'methods': no method in ''"),
+    (["--set", "landscape_points=5"], "'landscape_points' must be an integer >= 6 .*got 5"),
+    (["--set", "seed=abc"], "'seed' must be an integer >= 0, got 'abc'"),
+    (["--set", "seed=1.5"], "'seed' must be an integer >= 0, got 1.5"),
+    (["--set", "seed=-1"], "'seed' must be an integer >= 0, got -1"),
+    (["--set", "lr_drop_at=x"], "'lr_drop_at' must be a fraction in \\(0, 1\\], got 'x'"),
+    (["--set", 'levels=["a"]'], "'levels' must be a non-empty list of finite numbers >= 0, got \\['a'\\]"),
+    (["--levels", "0,a"], "--levels: expected a comma list of numbers, got '0,a'"),
+    (["--set", "preset=foo"], "'preset' must be \"quick\" or \"paper\", got 'foo'"),
+    (["--set", "progress=maybe"], "'progress' must be true or false, got 'maybe'"),
+    (["--set", "membrane_samples=true"], "'membrane_samples' must be an integer >= 0, got True"),
+])
+def test_reproduce_settings_fail_before_any_data(argv, message, tmp_path, monkeypatch):
+    from spikerobust.experiments import pipeline
+
+    monkeypatch.setattr(pipeline, "load_task", lambda cfg: pytest.fail("data loaded before the settings were checked"))
+    with pytest.raises(ValueError, match=message):
+        main(["reproduce", "ecg", "--out-dir", str(tmp_path / "o"), *argv])
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_parts_checked_before_the_model_loads(tmp_path):
+    missing = str(tmp_path / "none.pt")
+    with pytest.raises(ValueError, match="--parts: no part given"):
+        main(["evaluate", missing, "--parts", ""])
+    with pytest.raises(ValueError, match=r"--parts: unknown part\(s\) \['mismach'\]"):
+        main(["evaluate", missing, "--parts", "mismach"])
+
+
+def test_an_unwritable_cache_only_warns(tmp_path, monkeypatch, caplog):
+    from spikerobust.datasets import SyntheticECG
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("SPIKEROBUST_CACHE", str(tmp_path / "file" / "cache"))
+    ds = SyntheticECG(split="train", beats_per_class=20)
+    assert len(ds) > 0 and "continuing without caching" in caplog.text
