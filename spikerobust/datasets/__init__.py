@@ -23,7 +23,8 @@ from .ecg_synthetic import SyntheticECG, synthetic_ecg_strip
 from .fsdd import FSDD, fsdd_files
 from .images import CIFAR10, FashionMNIST, Standardize, channel_stats, read_idx
 from .keywords_tts import SyntheticKeywords, espeak_available
-from .speech import SpeechFeatures, load_wav, pad_or_crop
+from .speech import SpeechFeatures, TorchSpeechFeatures, load_clips, load_wav, pad_or_crop
+from .speech_augment import AugmentedSpeechBatches, SpeechAugment, synthetic_noise_bank, time_shift
 from .speech_commands import SpeechCommands, which_set
 from .toy import burst_task
 from .transforms import FeatureStandardize, feature_stats
@@ -40,7 +41,13 @@ __all__ = [
     "SyntheticECG",
     "synthetic_ecg_strip",
     "SpeechFeatures",
+    "TorchSpeechFeatures",
+    "load_clips",
     "load_wav",
+    "SpeechAugment",
+    "AugmentedSpeechBatches",
+    "synthetic_noise_bank",
+    "time_shift",
     "pad_or_crop",
     "SpeechCommands",
     "which_set",

@@ -6,6 +6,8 @@ v1.0.10). Waveforms are resampled 8 kHz -> 16 kHz (soxr), centred in a 1 s clip 
 last 0.14-2.28 s; longer ones keep their middle second) and passed through
 :class:`~spikerobust.datasets.speech.SpeechFeatures`. Features are cached per split, keyed by the
 feature settings and the files' names, sizes and modification times.
+For training with augmentation, :meth:`FSDD.waveforms` gives the clips before the front end and
+:meth:`FSDD.noise_clips` synthetic background noise (FSDD has no noise recordings).
 
 Examples:
     >>> ds = FSDD("/path/to/fsdd/recordings", split="test")   # doctest: +SKIP
@@ -30,7 +32,8 @@ import numpy as np
 from ._base import ArrayDataset, check_split
 from ._download import download_and_extract
 from .cache import cache_file, cache_root, files_fingerprint, load_arrays, save_arrays, settings_hash
-from .speech import SpeechFeatures, compute_features
+from .speech import SpeechFeatures, compute_features, load_clips
+from .speech_augment import synthetic_noise_bank
 
 __all__ = ["FSDD_URL", "FSDDFile", "fsdd_files", "FSDD"]
 
@@ -144,3 +147,12 @@ class FSDD(ArrayDataset):
         self.cache_path = path
         self.data, self.targets = arrays["x"], arrays["y"]
         self.speakers = np.asarray([f.speaker for f in self.files])
+
+    def waveforms(self) -> np.ndarray:
+        """The clips before the front end, ``[N, features.n_samples]`` float32 (loaded now, not cached)."""
+        return load_clips([f.path for f in self.files], self.features)
+
+    def noise_clips(self, seed: int = 0) -> List[np.ndarray]:
+        """Background noise for augmentation. FSDD has no noise recordings, so this is synthetic
+        white and pink noise (:func:`~spikerobust.datasets.speech_augment.synthetic_noise_bank`)."""
+        return synthetic_noise_bank(self.features.sample_rate, seed=seed)

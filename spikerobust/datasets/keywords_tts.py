@@ -13,7 +13,10 @@ Classes are those of :class:`~spikerobust.datasets.speech_commands.SpeechCommand
 
 Voices are split, not clips: :func:`voice_split` assigns each voice to train / val / test by the
 SHA-1 of its name (15 % val, 15 % test), so the test set is spoken by voices never heard in
-training. Features are cached, keyed by every setting and the engine's version.
+training. Features are cached, keyed by every setting and the engine's version, with the clips
+themselves (float16) for training with augmentation (:meth:`SyntheticKeywords.waveforms`; the
+background noise of the augmentation is synthetic white and pink noise,
+:meth:`SyntheticKeywords.noise_clips`, as there are no noise recordings).
 
 Examples:
     >>> ok, reason = espeak_available()
@@ -38,6 +41,7 @@ from tqdm.auto import tqdm
 from ._base import ArrayDataset, check_split
 from .cache import cache_file, load_arrays, save_arrays, settings_hash
 from .speech import SpeechFeatures, pad_or_crop
+from .speech_augment import synthetic_noise_bank
 from .speech_commands import SC_WORDS
 
 __all__ = [
@@ -60,7 +64,7 @@ _ACCENTS = ("en-us", "en", "en-GB-scotland", "en-GB-x-rp", "en-029", "en-US-nyc"
 _VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt", "klatt2")
 #: accent x variant, 96 voices.
 DEFAULT_VOICES: Tuple[str, ...] = tuple(f"{a}+{v}" for a in _ACCENTS for v in _VARIANTS)
-_VERSION = 1
+_VERSION = 2  # 2: the clips are cached too
 
 # espeak-ng C API constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -284,6 +288,17 @@ class SyntheticKeywords(ArrayDataset):
         self.cache_path = path
         self.data, self.targets = arrays["x"], arrays["y"]
         self.clip_voices, self.clip_words = arrays["voice"], arrays["word"]
+        self._wav = arrays["wav"]
+
+    def waveforms(self) -> np.ndarray:
+        """The clips before the front end (speech plus its noise), ``[N, n_samples]`` float32 (stored
+        as float16, so within about 5e-4 of the clips the cached features were computed from)."""
+        return self._wav.astype(np.float32)
+
+    def noise_clips(self, seed: int = 0) -> List[np.ndarray]:
+        """Synthetic white and pink background noise for augmentation
+        (:func:`~spikerobust.datasets.speech_augment.synthetic_noise_bank`)."""
+        return synthetic_noise_bank(self.features.sample_rate, seed=seed)
 
     def _generate(self, engine, clips, rate_range, pitch_range, snr_range, seed) -> Dict[str, np.ndarray]:
         import librosa
@@ -292,6 +307,7 @@ class SyntheticKeywords(ArrayDataset):
         n = self.features.n_samples
         jobs = [(v, c) for v in self.voices for c in range(len(self.classes)) for _ in range(clips)]
         xs = np.zeros((len(jobs), self.features.n_frames, self.features.n_features), dtype=np.float32)
+        wavs = np.zeros((len(jobs), n), dtype=np.float16)
         ys, vs, ws = [], [], []
         for i, (voice, label) in enumerate(tqdm(jobs, desc=f"espeak-ng {self.split}", unit="clip", leave=False)):
             noise = _noise(n, rng)
@@ -310,8 +326,9 @@ class SyntheticKeywords(ArrayDataset):
                 snr = rng.uniform(*snr_range)
                 y = speech + noise * np.sqrt(np.mean(speech ** 2) / 10 ** (snr / 10))
             xs[i] = self.features(y.astype(np.float32))
+            wavs[i] = y
             ys.append(label)
             vs.append(voice)
             ws.append(word)
         return {"x": xs, "y": np.asarray(ys, dtype=np.int64), "voice": np.asarray(vs, dtype="<U32"),
-                "word": np.asarray(ws, dtype="<U16")}
+                "word": np.asarray(ws, dtype="<U16"), "wav": wavs}

@@ -35,11 +35,13 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
+import torch
 
-__all__ = ["SpeechFeatures", "pad_or_crop", "load_wav", "stft_magnitude", "compute_features"]
+__all__ = ["SpeechFeatures", "TorchSpeechFeatures", "pad_or_crop", "load_wav", "load_clips", "stft_magnitude",
+           "compute_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +84,14 @@ def pad_or_crop(y: np.ndarray, length: int, align: str = "start") -> np.ndarray:
 def load_wav(path: Union[str, os.PathLike], sample_rate: int) -> np.ndarray:
     """Read a WAV as mono float32 in [-1, 1] at ``sample_rate`` (resampled with soxr if needed).
 
-    Stereo files are averaged to mono and other rates resampled; both are logged.
+    Multi-channel files are averaged to mono (logged). When averaging cancels the signal (the
+    channels are in antiphase, so the mean is below 1 % of the loudest channel's RMS) the mean
+    would be near-silence; the first channel is used instead and a warning names the file.
+    Other rates are resampled.
 
     Raises:
-        ValueError: if the file is missing, unreadable or empty (the path is named).
+        ValueError: if the file is missing, unreadable, empty or holds NaN or infinite samples
+            (the path is named).
     """
     import soundfile as sf
 
@@ -98,9 +104,22 @@ def load_wav(path: Union[str, os.PathLike], sample_rate: int) -> np.ndarray:
         raise ValueError(f"cannot read WAV file {path} ({type(exc).__name__}: {exc})") from exc
     if y.shape[0] == 0:
         raise ValueError(f"WAV file {path} has no samples")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        first = int(np.argwhere(bad)[0, 0])
+        raise ValueError(f"WAV file {path} has {int(bad.sum())} NaN or infinite sample(s) (the first at sample "
+                         f"{first}); fix or remove the file")
     if y.shape[1] > 1:
         logger.info("%s has %d channels; averaging to mono", path, y.shape[1])
-    y = y.mean(axis=1)
+        mono = y.mean(axis=1)
+        loudest = float(np.sqrt(np.mean(y.astype(np.float64) ** 2, axis=0)).max())
+        if loudest > 0 and float(np.sqrt(np.mean(mono.astype(np.float64) ** 2))) < 0.01 * loudest:
+            logger.warning("%s: averaging its %d channels cancels the signal (antiphase channels); using the first "
+                           "channel instead", path, y.shape[1])
+            mono = y[:, 0]
+        y = mono
+    else:
+        y = y[:, 0]
     if sr != sample_rate:
         import librosa
 
@@ -200,6 +219,79 @@ class SpeechFeatures:
 
         mfcc = librosa.feature.mfcc(S=logmel.T, n_mfcc=self.n_mfcc, dct_type=2, norm="ortho")
         return np.ascontiguousarray(mfcc.T, dtype=np.float32)
+
+
+class TorchSpeechFeatures:
+    """The :class:`SpeechFeatures` front end in torch, for a batch of clips at once.
+
+    The same steps (non-centred frames with a periodic Hann window, ``|rfft|`` zero-padded to
+    ``n_fft``, the same mel filterbank, ``log(mel + log_offset)``, the orthonormal DCT-II), written
+    with ``Tensor.unfold``, ``torch.fft.rfft`` and two matrix products on a whole batch, so that
+    features of freshly augmented waveforms can be computed for every training batch (a batch of
+    32 clips takes about 15 ms on one core in float64). The librosa path stays the reference; the
+    tests compare the two on recorded speech (they agree to about 1e-12 in float64; float32 is about
+    3x faster and agrees to about 1e-3 on coefficient 0, whose magnitude is about 100).
+
+    Args:
+        features: the settings to reproduce (default :class:`SpeechFeatures`).
+        dtype: precision of the computation (``torch.float64`` by default, as the numpy path);
+            the output is float32 either way.
+
+    Shape:
+        ``[B, n_samples]`` (or one clip ``[n_samples]``) -> ``[B, n_frames, n_features]`` (or
+        ``[n_frames, n_features]``) float32. Clips must already be padded/cropped to
+        ``features.n_samples`` (:func:`pad_or_crop`).
+
+    Examples:
+        >>> import torch
+        >>> TorchSpeechFeatures()(torch.zeros(3, 16000)).shape
+        torch.Size([3, 98, 40])
+    """
+
+    def __init__(self, features: Optional[SpeechFeatures] = None, dtype: torch.dtype = torch.float64) -> None:
+        self.features = features if features is not None else SpeechFeatures()
+        f = self.features
+        self.dtype = dtype
+        self.window = torch.hann_window(f.win_length, periodic=True, dtype=dtype)
+        self.mel = torch.as_tensor(f.mel_filterbank().T.copy(), dtype=dtype)  # [n_fft // 2 + 1, n_mels]
+        n = torch.arange(f.n_mels, dtype=torch.float64)
+        k = torch.arange(f.n_mfcc, dtype=torch.float64)
+        dct = torch.cos(torch.pi * (2 * n[:, None] + 1) * k[None, :] / (2 * f.n_mels)) * (2.0 / f.n_mels) ** 0.5
+        dct[:, 0] /= 2 ** 0.5  # orthonormal DCT-II: [n_mels, n_mfcc]
+        self.dct = dct.to(dtype)
+
+    def __call__(self, waveforms: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
+        f = self.features
+        x = torch.as_tensor(waveforms)
+        single = x.dim() == 1
+        if single:
+            x = x[None]
+        if x.dim() != 2 or x.shape[-1] != f.n_samples:
+            raise ValueError(f"waveforms must have shape [B, {f.n_samples}] (padded/cropped clips), "
+                             f"got {tuple(x.shape)}")
+        frames = x.to(self.dtype).unfold(-1, f.win_length, f.hop_length)  # [B, n_frames, win_length]
+        mag = torch.fft.rfft(frames * self.window, n=f.n_fft).abs()
+        out = torch.log(mag @ self.mel + f.log_offset)
+        if f.kind == "mfcc":
+            out = out @ self.dct
+        out = out.to(torch.float32)
+        return out[0] if single else out
+
+    def __repr__(self) -> str:
+        return f"TorchSpeechFeatures(kind={self.features.kind!r}, dtype={self.dtype})"
+
+
+def load_clips(paths: Sequence[Union[str, os.PathLike]], features: SpeechFeatures) -> np.ndarray:
+    """Load each WAV at ``features.sample_rate`` and pad/crop it as the front end does.
+
+    Returns:
+        ``[N, features.n_samples]`` float32: the clips whose features :func:`compute_features`
+        returns (for augmenting them before the front end).
+    """
+    out = np.zeros((len(paths), features.n_samples), dtype=np.float32)
+    for i, p in enumerate(paths):
+        out[i] = pad_or_crop(load_wav(p, features.sample_rate), features.n_samples, features.align)
+    return out
 
 
 def compute_features(

@@ -17,11 +17,14 @@ of target-word recordings of the split); ``silence`` clips (``silence_fraction``
 1 s crops of the background-noise files at a random volume in [0, 1] (zeros if there are none).
 Clips are padded at the end / cropped to 1 s.
 
-Background-noise augmentation (``augment=True``, the default for ``split="train"``): each time a
-word or unknown sample is read, with probability ``noise_prob`` a random 1 s crop of a random
-background file, scaled by a volume uniform in ``[0, noise_volume]``, is added to the waveform
-before the features are computed (so augmented samples are computed on the fly; the clean
-features are cached). Silence clips of the training split are redrawn on every read.
+Augmentation (``augment=True``, the default for ``split="train"``; the reference's settings, see
+:mod:`~spikerobust.datasets.speech_augment`): each time a word or unknown sample is read it is
+shifted in time by up to ``time_shift_ms`` either way, and with probability ``noise_prob`` a
+random 1 s crop of a random background file, scaled by a volume uniform in ``[0, noise_volume]``,
+is added before the features are computed (so augmented samples are computed on the fly; the
+clean features are cached). Silence clips of the training split are redrawn on every read. The
+experiment pipeline augments whole batches instead, from :meth:`SpeechCommands.waveforms` and
+:meth:`SpeechCommands.noise_clips`.
 
 Examples:
     >>> which_set("yes/0a7c2a8d_nohash_0.wav") == which_set("no/0a7c2a8d_nohash_3.wav")
@@ -50,7 +53,8 @@ from tqdm.auto import tqdm
 from ._base import ArrayDataset, check_split
 from ._download import download_and_extract
 from .cache import cache_file, cache_root, files_fingerprint, load_arrays, save_arrays, settings_hash
-from .speech import SpeechFeatures, load_wav, pad_or_crop
+from .speech import SpeechFeatures, load_clips, load_wav, pad_or_crop
+from .speech_augment import synthetic_noise_bank, time_shift
 
 __all__ = [
     "SPEECH_COMMANDS_URL",
@@ -106,6 +110,7 @@ class SpeechCommands(ArrayDataset):
         split_source: ``"auto"``, ``"lists"`` (official list files) or ``"hash"`` (:func:`which_set`).
         augment: background-noise augmentation on the fly; default ``split == "train"``.
         noise_prob, noise_volume: augmentation probability and maximum volume.
+        time_shift_ms: largest random time shift of the augmentation (reference 100 ms).
         features: the front end (default :class:`SpeechFeatures`).
         seed: seed of the unknown/silence sampling and of the augmentation stream.
         cache_dir, use_cache: see :mod:`spikerobust.datasets.cache`.
@@ -133,6 +138,7 @@ class SpeechCommands(ArrayDataset):
         augment: Optional[bool] = None,
         noise_prob: float = 0.8,
         noise_volume: float = 0.1,
+        time_shift_ms: float = 100.0,
         features: Optional[SpeechFeatures] = None,
         seed: int = 0,
         cache_dir: Optional[Union[str, os.PathLike]] = None,
@@ -154,6 +160,9 @@ class SpeechCommands(ArrayDataset):
         self.classes = ("silence", "unknown") + self.words
         self.augment = (self.split == "train") if augment is None else bool(augment)
         self.noise_prob, self.noise_volume = float(noise_prob), float(noise_volume)
+        if time_shift_ms < 0:
+            raise ValueError(f"time_shift_ms must be >= 0, got {time_shift_ms}")
+        self.max_shift = int(round(time_shift_ms * self.features.sample_rate / 1000.0))
         self._seed = seed
         self._rng = np.random.default_rng(seed + 7919)
         self._rng_worker: Optional[int] = None
@@ -227,9 +236,30 @@ class SpeechCommands(ArrayDataset):
         if self.paths[i] == "":
             return (rng.uniform(0, 1) * self._noise_crop(rng)).astype(np.float32)
         y = pad_or_crop(load_wav(self.root / self.paths[i], self.features.sample_rate), n, self.features.align)
+        if augment and self.max_shift:
+            shift = torch.tensor([int(rng.integers(-self.max_shift, self.max_shift + 1))])
+            y = time_shift(torch.from_numpy(y)[None], shift)[0].numpy()
         if augment and rng.random() < self.noise_prob:
             y = y + rng.uniform(0, self.noise_volume) * self._noise_crop(rng)
         return y.astype(np.float32)
+
+    def waveforms(self) -> np.ndarray:
+        """The clips before the front end, ``[N, n_samples]`` float32; silence clips are zeros (the
+        augmentation fills them with background noise). Loaded now, not cached."""
+        out = np.zeros((len(self.paths), self.features.n_samples), dtype=np.float32)
+        words = [i for i, p in enumerate(self.paths) if p]
+        out[words] = load_clips([self.root / self.paths[i] for i in words], self.features)
+        return out
+
+    def noise_clips(self, seed: int = 0) -> List[np.ndarray]:
+        """The ``_background_noise_`` recordings at least 1 s long; synthetic white and pink noise
+        (:func:`~spikerobust.datasets.speech_augment.synthetic_noise_bank`, logged) when there are none."""
+        clips = self._noise_clips()
+        if clips:
+            return list(clips)
+        logger.warning("no background-noise recordings under %s: augmenting with synthetic white/pink noise",
+                       self.root / BACKGROUND)
+        return synthetic_noise_bank(self.features.sample_rate, seed=seed)
 
     def _compute_clean(self, rng: np.random.Generator) -> np.ndarray:
         if not self.noise_files and (self.targets == 0).any():

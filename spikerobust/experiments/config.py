@@ -79,6 +79,9 @@ class ExperimentConfig:
             :class:`~spikerobust.datasets.MITBIH`).
         n_per_class: ECG beats per class after balancing (paper 3350).
         n_train, n_test: cap on training / test samples (``None``: all; F-MNIST quick uses a subset).
+        augment: speech only: augment the training clips afresh every batch (random time shift up to
+            ±100 ms, background noise at the reference's levels); validation and test stay clean.
+        standardize: speech only: standardise each MFCC with training statistics (not the paper's).
         n_hidden: LSNN neurons (paper 256); unused by the CNN.
         epochs, lr, lr_drop_at, batch_size: Adam with the learning rate divided by 10 after
             ``round(lr_drop_at · epochs)`` epochs (ECG 150/200, speech 80/100).
@@ -100,6 +103,8 @@ class ExperimentConfig:
     n_per_class: int = 400
     n_train: Optional[int] = None
     n_test: Optional[int] = None
+    augment: bool = True
+    standardize: bool = False
     n_hidden: int = 64
     epochs: int = 30
     lr: float = 1e-2
@@ -146,6 +151,9 @@ class ExperimentConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 bad(name, "null or an integer >= 1")
+        for name in ("augment", "standardize"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "true or false")
         for name, lo in (("membrane_samples", 0), ("seed", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -252,17 +260,27 @@ def read_config_file(path: Union[str, Path]) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config file {str(path)!r} does not exist")
-    text = path.read_text()
+    if path.suffix not in (".json", ".toml"):
+        raise ValueError(f"config file must end in .json or .toml, got {path.name!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     if path.suffix == ".json":
-        data = json.loads(text)
-    elif path.suffix == ".toml":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config file {str(path)!r} is not valid JSON: {err.msg} (line {err.lineno}, "
+                             f"column {err.colno})") from None
+    else:
         try:
             import tomllib
         except ImportError as err:  # pragma: no cover - Python 3.10
             raise ValueError("TOML config files need Python >= 3.11; use JSON") from err
-        data = tomllib.loads(text)
-    else:
-        raise ValueError(f"config file must end in .json or .toml, got {path.name!r}")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path.name!r} must hold a mapping of fields, got {type(data).__name__}")
     return data

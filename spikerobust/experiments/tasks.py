@@ -12,7 +12,13 @@ task         data (``data_dir``)                                 model
 ===========  ==================================================  ==========================
 
 LSNN inputs are time-first ``[T, N, F]`` (batches are ``x[:, idx]``), images ``[N, C, H, W]``.
-Speech features are standardised per feature and images per channel with training statistics.
+Images are standardised per channel with training statistics. Speech features are the raw MFCCs,
+as in the paper (``standardize=True`` standardises each one with training statistics), and the
+speech training clips are augmented afresh for every batch (``augment=True``, the default: a random
+time shift of up to ±100 ms and background noise at the reference's levels, see
+:mod:`spikerobust.datasets.speech_augment`; Speech Commands' own noise recordings, synthetic white
+and pink noise for FSDD and the synthetic keywords); ``train`` then holds the clean training
+features, and only :meth:`TaskData.loader` augments.
 
 Examples:
     >>> from spikerobust.experiments import make_config, load_task
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -47,6 +53,8 @@ class TaskData:
         classes: class names. description: where the data came from, for the report.
         model: registered model name. model_kwargs: its constructor arguments.
         composition: ECG only: which beats the data holds (see :func:`_ecg_composition`), else ``None``.
+        train_loader_factory: ``(batch_size, seed) -> loader`` that :meth:`loader` returns instead
+            of shuffled ``train`` batches (speech augmentation), or ``None``.
     """
 
     train: Pair
@@ -57,6 +65,7 @@ class TaskData:
     description: str
     model: str
     model_kwargs: dict
+    train_loader_factory: Optional[Callable[[int, int], Iterable[Pair]]] = None
     composition: Optional[dict] = None
 
     @property
@@ -69,8 +78,11 @@ class TaskData:
         return [_take(x, y, torch.arange(i, min(i + batch_size, y.shape[0])), self.time_first)
                 for i in range(0, y.shape[0], batch_size)]
 
-    def loader(self, batch_size: int, seed: int) -> "ShuffledBatches":
-        """Re-iterable shuffled training batches (a new order every epoch, seeded)."""
+    def loader(self, batch_size: int, seed: int) -> Iterable[Pair]:
+        """Re-iterable shuffled training batches (a new order every epoch, seeded; augmented when the
+        task has a ``train_loader_factory``)."""
+        if self.train_loader_factory is not None:
+            return self.train_loader_factory(batch_size, seed)
         return ShuffledBatches(*self.train, batch_size=batch_size, seed=seed, time_first=self.time_first)
 
     def head(self, split: str, n: int) -> Pair:
@@ -126,11 +138,20 @@ def _split_off(pair: Pair, fraction: float, seed: int, *, time_first: bool) -> T
     return _take(*pair, train, time_first), _take(*pair, val, time_first)
 
 
-def _standardise_features(splits: Dict[str, Pair]) -> Dict[str, Pair]:
-    """Per-feature standardisation of time-first ``[T, N, F]`` with training statistics."""
-    x = splits["train"][0].double()
-    mean, std = x.mean((0, 1)), x.std((0, 1)).clamp_min(1e-6)
-    return {k: (((v[0].double() - mean) / std).float(), v[1]) for k, v in splits.items()}
+class _Standardise:
+    """``x -> (x - mean) / std`` over the last (feature) axis, in float64, returned as float32."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean, self.std = mean, std
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.double() - self.mean) / self.std).float()
+
+
+def _feature_standardiser(train_x: torch.Tensor) -> _Standardise:
+    """Per-feature standardisation with the statistics of time-first training features ``[T, N, F]``."""
+    x = train_x.double()
+    return _Standardise(x.mean((0, 1)), x.std((0, 1)).clamp_min(1e-6))
 
 
 def _load_ecg(cfg: ExperimentConfig) -> TaskData:
@@ -190,6 +211,7 @@ def _composition_text(composition: str, lead_in: int) -> str:
 def _load_speech(cfg: ExperimentConfig) -> TaskData:
     from ..datasets import FSDD, SpeechCommands, SyntheticKeywords, espeak_available
 
+    fsdd = False
     if cfg.data_dir is None:
         ok, why = espeak_available()
         if not ok:
@@ -200,27 +222,77 @@ def _load_speech(cfg: ExperimentConfig) -> TaskData:
         splits = {s: _arrays(ds) for s, ds in sets.items()}
         desc = ("SYNTHETIC keywords (espeak-ng speech with noise, not recorded): 6 words + silence + unknown, "
                 "voices disjoint between splits, 98×40 MFCCs")
+        noise_desc = "synthetic white and pink noise"
     else:
         root = Path(cfg.data_dir)
         if (root / "yes").is_dir() or (root / "_background_noise_").is_dir():
-            sets = {s: SpeechCommands(root, split=s) for s in ("train", "val", "test")}
+            sets = {s: SpeechCommands(root, split=s, augment=False) for s in ("train", "val", "test")}
             splits = {s: _arrays(ds) for s, ds in sets.items()}
             desc = "Google Speech Commands v0.02: 6 words + silence + unknown, hash split, 98×40 MFCCs"
+            noise_desc = ("the _background_noise_ recordings" if sets["train"].noise_files
+                          else "synthetic white and pink noise (no _background_noise_ recordings found)")
         elif (root / "recordings").is_dir() or any(root.glob("[0-9]_*_*.wav")):
             sets = {s: FSDD(root, split=s) for s in ("train", "test")}
             train, val = _split_off(_arrays(sets["train"]), 0.1, cfg.seed, time_first=False)
             splits = {"train": train, "val": val, "test": _arrays(sets["test"])}
             desc = ("Free Spoken Digit Dataset: digits 0-9, the authors' split (recordings 0-4 of each speaker "
                     "and digit are test), 10 % of training as validation, 98×40 MFCCs")
+            noise_desc = "synthetic white and pink noise (FSDD has no noise recordings)"
+            fsdd = True
         else:
             raise ValueError(f"data_dir for task 'speech' must be a Speech Commands folder (word folders such as "
                              f"'yes') or FSDD ('recordings' or N_speaker_i.wav files); got {str(root)!r}")
-    splits = _standardise_features({s: _time_first(p) for s, p in splits.items()})
+    splits = {s: _time_first(p) for s, p in splits.items()}
+    standardise = _feature_standardiser(splits["train"][0]) if cfg.standardize else None
+    if standardise is not None:
+        splits = {s: (standardise(x), y) for s, (x, y) in splits.items()}
+        desc += ", standardised per feature with training statistics (not the paper's)"
+    factory = None
+    if cfg.augment:
+        factory = _speech_augmentation(cfg, sets["train"], splits["train"][1], standardise, fsdd=fsdd)
+        desc += (f"; training clips augmented afresh every batch ({factory.augment.describe()}; noise: {noise_desc})"
+                 "; validation and test clean")
+    else:
+        desc += "; no augmentation"
     splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed, time_first=True)
     splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed, time_first=True)
     classes = list(sets["train"].classes)
-    return TaskData(splits["train"], splits["val"], splits["test"], True, classes, desc + ", standardised per feature",
-                    "lsnn_speech", {"n_hidden": cfg.n_hidden, "n_classes": len(classes), "d_in": 40})
+    return TaskData(splits["train"], splits["val"], splits["test"], True, classes, desc,
+                    "lsnn_speech", {"n_hidden": cfg.n_hidden, "n_classes": len(classes), "d_in": 40},
+                    train_loader_factory=factory)
+
+
+class _SpeechLoaderFactory:
+    """``(batch_size, seed) -> AugmentedSpeechBatches`` over the training clips (see :func:`_load_speech`)."""
+
+    def __init__(self, waveforms, labels, augment, front_end, silence_label, standardise) -> None:
+        self.waveforms, self.labels, self.augment = waveforms, labels, augment
+        self.front_end, self.silence_label, self.standardise = front_end, silence_label, standardise
+
+    def __call__(self, batch_size: int, seed: int):
+        from ..datasets import AugmentedSpeechBatches
+
+        return AugmentedSpeechBatches(self.waveforms, self.labels, augment=self.augment, front_end=self.front_end,
+                                      batch_size=batch_size, seed=seed, silence_label=self.silence_label,
+                                      feature_transform=self.standardise, time_first=True)
+
+
+def _speech_augmentation(cfg: ExperimentConfig, train_set, train_labels: torch.Tensor,
+                         standardise: Optional[_Standardise], *, fsdd: bool) -> _SpeechLoaderFactory:
+    """The augmenting loader factory for the training clips, aligned with the training features."""
+    from ..datasets import SpeechAugment, SpeechCommands, TorchSpeechFeatures
+
+    pair = (torch.from_numpy(train_set.waveforms()), torch.from_numpy(np.asarray(train_set.targets, dtype=np.int64)))
+    if fsdd:  # the same seeded draw as the features' validation split
+        pair, _ = _split_off(pair, 0.1, cfg.seed, time_first=False)
+    if not torch.equal(pair[1], train_labels):
+        raise RuntimeError("speech augmentation: training clips and features are not aligned")
+    pair = _subset(pair, cfg.n_train, cfg.seed, time_first=False)
+    feats = train_set.features
+    augment = SpeechAugment(train_set.noise_clips(seed=cfg.seed), n_samples=feats.n_samples,
+                            sample_rate=feats.sample_rate)
+    silence = 0 if isinstance(train_set, SpeechCommands) else None
+    return _SpeechLoaderFactory(pair[0], pair[1], augment, TorchSpeechFeatures(feats), silence, standardise)
 
 
 def _load_fmnist(cfg: ExperimentConfig) -> TaskData:

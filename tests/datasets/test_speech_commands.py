@@ -104,11 +104,44 @@ def test_background_noise_augmentation(sc_root, tmp_path):
     i = 0
     assert np.array_equal(clean[i][0].numpy(), clean.data[i])
     assert not np.array_equal(noisy[i][0].numpy(), clean.data[i])
-    off = SpeechCommands(sc_root, split="train", words=WORDS, cache_dir=tmp_path, augment=True, noise_prob=0.0)
+    off = SpeechCommands(sc_root, split="train", words=WORDS, cache_dir=tmp_path, augment=True, noise_prob=0.0,
+                         time_shift_ms=0.0)
     np.testing.assert_allclose(off[i][0].numpy(), clean.data[i], rtol=1e-5, atol=1e-5)
     # silence clips are scaled background noise, not zeros
     j = int(np.flatnonzero(clean.targets == 0)[0])
     assert clean.data[j].std() > 0
+
+
+def test_time_shift_augmentation_moves_the_clip(sc_root, tmp_path):
+    shifted = SpeechCommands(sc_root, split="train", words=WORDS, cache_dir=tmp_path, augment=True, noise_prob=0.0,
+                             seed=3)
+    assert shifted.max_shift == 1600
+    rng = np.random.default_rng(0)
+    y = shifted._waveform(0, rng, augment=False)
+    moved = shifted._waveform(0, np.random.default_rng(0), augment=True)
+    s = int(np.random.default_rng(0).integers(-1600, 1601))  # the first draw of the same stream
+    if s >= 0:
+        np.testing.assert_array_equal(moved[s:], y[: len(y) - s])
+        assert np.all(moved[:s] == 0)
+    else:
+        np.testing.assert_array_equal(moved[: len(y) + s], y[-s:])
+        assert np.all(moved[len(y) + s:] == 0)
+
+
+def test_waveforms_and_noise_for_batch_augmentation(sc_root, tmp_path, caplog):
+    from spikerobust.datasets.speech import load_clips
+
+    ds = SpeechCommands(sc_root, split="train", words=WORDS, cache_dir=tmp_path, augment=False)
+    w = ds.waveforms()
+    assert w.shape == (len(ds), 16000) and w.dtype == np.float32
+    silence = ds.targets == 0
+    assert silence.any() and np.all(w[silence] == 0)  # filled with noise by the augmentation
+    words = np.flatnonzero(~silence)[:3]
+    np.testing.assert_array_equal(w[words], load_clips([sc_root / ds.paths[i] for i in words], ds.features))
+    noise = ds.noise_clips()
+    assert len(noise) == 1 and noise[0].shape == (48000,)  # the one _background_noise_ recording
+    _, white = scipy.io.wavfile.read(sc_root / "_background_noise_" / "white.wav")
+    np.testing.assert_allclose(noise[0], white / 32768.0, atol=1e-6)
 
 
 def test_errors(sc_root, tmp_path):

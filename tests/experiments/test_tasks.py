@@ -7,12 +7,13 @@ from spikerobust.experiments import load_task, make_config
 
 
 def test_speech_on_fsdd(fsdd_dir):
-    data = load_task(make_config("speech", "quick", overrides={"data_dir": str(fsdd_dir)}))
+    data = load_task(make_config("speech", "quick", overrides={"data_dir": str(fsdd_dir), "standardize": True,
+                                                                 "augment": False}))
     # FSDD: 2700 training recordings (10 % kept for validation), 300 test; 98 frames x 40 MFCCs, time first
     assert data.sizes == {"train": 2430, "val": 270, "test": 300}
     assert data.train[0].shape == (98, 2430, 40) and data.time_first
     assert data.model == "lsnn_speech" and data.model_kwargs["n_classes"] == 10 and data.model_kwargs["d_in"] == 40
-    # standardised per feature with the statistics of the training split (validation held out)
+    # standardize=True: per feature with the statistics of the training split (validation held out)
     x = data.train[0].double()
     torch.testing.assert_close(x.mean((0, 1)), torch.zeros(40, dtype=torch.float64), atol=1e-4, rtol=0)
     torch.testing.assert_close(x.std((0, 1)), torch.ones(40, dtype=torch.float64), atol=1e-3, rtol=0)
