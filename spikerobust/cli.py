@@ -259,7 +259,14 @@ def _run_folder_flags(p: argparse.ArgumentParser) -> None:
                         "evaluation setting); the change is recorded in the training history")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, *, raise_errors: Optional[bool] = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Every error a user can cause ends with one line ``spikerobust <cmd>: error: ...`` on stderr
+    and exit status 2 (a setting or input to fix) or 1 (the run failed: disk, numerics, a locked
+    folder); ``--debug`` shows the traceback instead. ``raise_errors`` (default: when ``argv`` is
+    given, as in tests) lets the exception through.
+    """
     parser = argparse.ArgumentParser(prog="spikerobust", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,17 +331,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     sub.add_parser("models", help="list registered models").set_defaults(func=_list_models)
     sub.add_parser("methods", help="list registered training methods").set_defaults(func=_list_methods)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     from ._runtime import keep_freed_memory
 
     keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if raise_errors is None:
+        raise_errors = argv is not None  # called from Python (tests): let the caller see the exception
     try:
         return int(args.func(args) or 0)
-    except ValueError as err:
-        if argv is not None:  # called from Python (tests): let the caller see the exception
+    except KeyboardInterrupt:
+        if args.debug or raise_errors:
             raise
-        parser.exit(2, f"spikerobust {args.command}: error: {err}\n")
+        parser.exit(130, f"spikerobust {args.command}: interrupted\n")
+    except Exception as err:  # noqa: BLE001 - the error contract: one line, no traceback
+        if args.debug or raise_errors:
+            raise
+        status, text = _error_line(err)
+        parser.exit(status, f"spikerobust {args.command}: error: {text}\n")
+
+
+def _error_line(err: BaseException) -> "tuple[int, str]":
+    """The exit status (2: a setting or input the user can fix, 1: the run failed) and one line."""
+    if isinstance(err, OSError):  # a file system error: name the file
+        where = f"{err.filename}: " if err.filename else ""
+        return 1, f"{where}{err.strerror or err}" + (f" (also {err.filename2})" if err.filename2 else "")
+    first = (str(err).strip().splitlines() or [""])[0]
+    if isinstance(err, ValueError):
+        return 2, first
+    if isinstance(err, (FloatingPointError, RuntimeError)) and first:
+        return 1, first
+    return 1, f"{type(err).__name__}: {first} (run again with --debug for the traceback)"
 
 
 if __name__ == "__main__":

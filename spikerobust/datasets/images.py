@@ -77,8 +77,8 @@ def read_idx(path: Union[str, os.PathLike]) -> np.ndarray:
     try:
         with opener(path, "rb") as fh:
             raw = fh.read()
-    except OSError as exc:
-        raise ValueError(f"cannot read IDX file {path} ({exc})") from exc
+    except (OSError, EOFError) as exc:  # EOFError: a truncated .gz
+        raise ValueError(f"cannot read IDX file {path} ({exc or type(exc).__name__})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4]!r})")
     ndim = raw[3]

@@ -173,7 +173,10 @@ def lock_folder(folder: Union[str, os.PathLike]) -> Iterator[Path]:
         FolderLockedError: another process holds the lock (its pid is named when known).
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot create the run folder ({err.strerror})", str(folder)) from None
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows

@@ -314,7 +314,15 @@ def fit(
         losses = []
         step = -1
         for step, (x, y) in enumerate(tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False, disable=not progress)):
-            metrics = method.step(model, x.to(dev), y.to(dev), optimizer)
+            try:
+                metrics = method.step(model, x.to(dev), y.to(dev), optimizer)
+            except RuntimeError as err:  # e.g. Adam's step size overflowing float32 at an absurd lr
+                if "overflow" not in str(err):
+                    raise
+                raise NonFiniteLossError(
+                    f"numerical overflow at epoch {epoch + 1}, step {step + 1} ({err}; learning rate "
+                    f"{float(optimizer.param_groups[0]['lr']):g}); last good checkpoint: "
+                    f"{last_good if last_good is not None else 'none written yet'}") from None
             loss = float(metrics["loss"])
             if not math.isfinite(loss):
                 raise NonFiniteLossError(

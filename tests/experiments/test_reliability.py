@@ -236,3 +236,75 @@ def test_an_unwritable_cache_only_warns(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SPIKEROBUST_CACHE", str(tmp_path / "file" / "cache"))
     ds = SyntheticECG(split="train", beats_per_class=20)
     assert len(ds) > 0 and "continuing without caching" in caplog.text
+
+
+# ----------------------------------------------------------------------------- 6. the error contract
+
+
+def _fails(argv, capsys):
+    """Run the command as from a shell: its exit status and the lines it printed on stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv, raise_errors=False)
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if not ln.startswith(("INFO ", "WARNING "))]
+    assert "Traceback" not in err and len(lines) == 1, err
+    return exc.value.code, lines[0]
+
+
+def _gz_fmnist(folder):
+    import gzip
+
+    import numpy as np
+
+    def idx(arr):
+        return bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape) + arr.tobytes()
+
+    folder.mkdir()
+    for prefix in ("train", "t10k"):
+        images = gzip.compress(idx(np.zeros((20, 28, 28), np.uint8)))
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(images[: len(images) // 2] if prefix == "t10k" else images)
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(np.arange(20, dtype=np.uint8) % 10)))
+    return folder / "t10k-images-idx3-ubyte.gz"
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_every_user_error_is_one_line_with_a_status(tmp_path, capsys):
+    tiny = ["--set", "n_per_class=20", "--set", "n_hidden=12", "--epochs", "1", "--no-progress"]
+    (tmp_path / "bad.json").write_text('{"epochs": 3,}')
+    (tmp_path / "bad.toml").write_text("epochs = = 3")
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "text.pt").write_text("hello")
+    marker = tmp_path / "ran"
+    torch.save({"format": "spikerobust.model/1", "x": _Evil(marker)}, tmp_path / "evil.pt")
+    truncated = _gz_fmnist(tmp_path / "fm")
+    cases = [
+        (["train", "ecg", "--config", str(tmp_path / "bad.json"), *tiny], 2, "bad.json' is not valid JSON"),
+        (["train", "ecg", "--config", str(tmp_path / "bad.toml"), *tiny], 2, "bad.toml' is not valid TOML"),
+        (["train", "ecg", "--out-dir", str(tmp_path / "afile"), *tiny], 2, "afile' is a file, not a folder"),
+        (["train", "ecg", "--out-dir", str(tmp_path / "afile" / "sub"), *tiny], 1,
+         "afile/sub: cannot create the run folder"),
+        (["evaluate", str(tmp_path / "text.pt")], 2, "text.pt' is not a readable PyTorch checkpoint"),
+        (["verify", str(tmp_path / "evil.pt")], 2, "refused to load .*evil.pt'.*could run code"),
+        (["train", "fmnist", "--data-dir", str(tmp_path / "fm"), "--out-dir", str(tmp_path / "f"), "--epochs", "1",
+          "--no-progress"], 2, f"cannot read IDX file {truncated}"),
+        (["train", "ecg", "--out-dir", str(tmp_path / "o"), "--set", "lr=1e38", *tiny], 1,
+         "numerical overflow at epoch 1, step 1 .*learning rate 1e\\+38"),
+    ]
+    import re
+
+    for argv, status, message in cases:
+        code, line = _fails(argv, capsys)
+        assert code == status and line.startswith(f"spikerobust {argv[0]}: error: "), (argv, code, line)
+        assert re.search(message, line), (message, line)
+        assert "weights_only=False" not in line
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="not valid JSON"):  # --debug: the exception and its traceback
+        main(["train", "ecg", "--config", str(tmp_path / "bad.json"), "--debug"], raise_errors=False)
