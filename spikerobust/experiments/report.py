@@ -1,7 +1,12 @@
 """The report of a comparison run: ``report.md`` (tables), PNG figures and ``results.json``.
 
-Every table puts the paper's number (SPEC §8, Table 1 / Table S1) next to ours where the paper
-has one; nothing here computes with the paper's numbers.
+Every table puts the paper's number (Table 1 / Table S1) next to ours where the paper has one,
+with a line that says which of our choices differ from the paper's (:func:`differences_from_paper`);
+the flatness of Table S1 is printed as the paper's only when ours is computed on the paper's grid
+(50 α × 5 directions). Nothing here computes with the paper's numbers. For ECG the data section
+lists, per beat class, how many beats come from how many records (what a random beat split
+rewards), and a per-class section gives sensitivity, positive predictive value and the confusion
+matrix, clean and as the mean over draws at m = 0.5.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from ..analysis.tables import markdown_table
 from .config import ExperimentConfig
 from .presets import PAPER_FLATNESS, PAPER_TABLE1
 
-__all__ = ["write_report", "render_report", "make_figures"]
+__all__ = ["write_report", "render_report", "make_figures", "differences_from_paper", "composition_table",
+           "PAPER_GRID"]
+
+#: the paper's weight-loss landscape grid: (points along α, random directions)
+PAPER_GRID = (50, 5)
 
 _TITLES = {"ecg": "ECG LSNN", "speech": "speech LSNN", "fmnist": "F-MNIST CNN"}
 
@@ -31,6 +40,76 @@ def _schedule(cfg: ExperimentConfig) -> str:
 
     m = _milestones(cfg)
     return f"÷10 after epoch {m[0]}" if m else "constant"
+
+
+def differences_from_paper(cfg: ExperimentConfig, data: dict) -> List[str]:
+    """Our settings that differ from the paper's, one short phrase each (empty: none we know of).
+
+    Compares the config with the task's ``paper`` preset (sizes, epochs, schedule, draws) and names
+    the choices the paper made differently: the ECG beat composition, the patient-wise split, one
+    training seed per method where the paper pooled the mismatch draws of two models, synthetic
+    data.
+    """
+    from .presets import preset
+
+    out: List[str] = []
+    ref = preset(cfg.task, "paper")
+    for name, what in (("n_hidden", "neurons"), ("epochs", "epochs"), ("n_draws", "mismatch draws"),
+                       ("n_per_class", "beats per class"), ("batch_size", "batch size"), ("lr", "learning rate")):
+        if name in ref and getattr(cfg, name) != ref[name]:
+            out.append(f"{what} {getattr(cfg, name):g} (paper {ref[name]:g})")
+    if cfg.n_train is not None or cfg.n_test is not None:
+        out.append(f"subsets of the data (n_train {cfg.n_train}, n_test {cfg.n_test})")
+    if "SYNTHETIC" in str(data.get("description", "")):
+        out.append("synthetic data, not the paper's")
+    if cfg.task == "ecg" and "SYNTHETIC" not in str(data.get("description", "")):
+        comp = (data.get("composition") or {}).get("composition", cfg.composition)
+        if comp != "paper":
+            out.append(f'ECG composition "{comp}" (a random choice of beats over all records; the paper took the '
+                       "first beats of each class in record order)")
+        else:
+            lead_in = (data.get("composition") or {}).get("lead_in")
+            out.append('ECG composition "paper" with our one assumption: segments start '
+                       f"{lead_in} samples before the annotation (the published code's 0 keeps no R beat)")
+        if cfg.split == "record":
+            out.append("patient-wise split (the paper split beats at random)")
+    out.append("one model per method (the paper pooled the mismatch draws of two seeds)")
+    return out
+
+
+def composition_table(comp: dict) -> str:
+    """Markdown table: per class, beats, records they come from, beats per split, largest records."""
+    rows = []
+    for name, r in comp["per_class"].items():
+        split = " / ".join(str(r["per_split"].get(s, 0)) for s in ("train", "val", "test"))
+        largest = ", ".join(f"{rec} ({n})" for rec, n in r["largest"])
+        rows.append([name, r["beats"], r["records"], split, largest])
+    return markdown_table(["class", "beats", "records", "train / val / test", "largest records (beats)"], rows)
+
+
+def _per_class_section(methods: Dict[str, dict]) -> List[str]:
+    with_pc = {lab: r["per_class"] for lab, r in methods.items() if "per_class" in r}
+    if not with_pc:
+        return []
+    first = next(iter(with_pc.values()))
+    classes, level, draws = first["clean"]["classes"], first["mismatch"]["level"], first["mismatch"]["n_draws"]
+    lines = [f"## Per-class results: sensitivity (Se) and positive predictive value (PPV), %, clean and mean over "
+             f"{draws} draws at m = {level:g}", ""]
+    rows = []
+    for lab, pc in with_pc.items():
+        c, m = pc["clean"], pc["mismatch"]
+        for k, name in enumerate(classes):
+            rows.append([lab, name, c["support"][k], _pct(c["sensitivity"][k], 1), _pct(c["ppv"][k], 1),
+                         _pct(m["sensitivity"][k], 1), _pct(m["ppv"][k], 1)])
+    lines += [markdown_table(["method", "class", "test beats", "Se clean", "PPV clean", f"Se m={level:g}",
+                              f"PPV m={level:g}"], rows), ""]
+    lines += [f"Confusion matrices (rows: true class, columns: predicted; clean / mean over draws at m = {level:g}):", ""]
+    for lab, pc in with_pc.items():
+        c, m = pc["clean"]["confusion"], pc["mismatch"]["confusion"]
+        rows = [[f"{lab}: {name}"] + [f"{c[i][j]} / {m[i][j]:.1f}" for j in range(len(classes))]
+                for i, name in enumerate(classes)]
+        lines += [markdown_table(["true \\ predicted"] + list(classes), rows), ""]
+    return lines
 
 
 def _figure(figsize=(5, 3.4)):
@@ -113,10 +192,18 @@ def render_report(results: dict, cfg: ExperimentConfig) -> str:
     labels = list(methods)
     data = results["data"]
     lines = [f"# spikerobust reproduce {cfg.task} (preset {cfg.preset})", "",
-             f"Data: {data['description']}; sizes {data['sizes']}.", "",
-             f"Model: `{data['model']}` {data['model_kwargs']}; {cfg.epochs} epochs, batch {cfg.batch_size}, "
-             f"Adam {cfg.lr:g} ({_schedule(cfg)}); seed {cfg.seed}. "
-             f"Run time {results.get('elapsed_s', float('nan')) / 60:.1f} min.", ""]
+             f"Data: {data['description']}; sizes {data['sizes']}.", ""]
+    comp = data.get("composition")
+    if comp:
+        per_split = f' (records per split: {comp["split_records"]})' if cfg.split == "record" else ""
+        lines += [f'Composition "{comp["composition"]}": beats of each class and the records they come from'
+                  f"{per_split}. The fewer records a class comes from, the more a random beat split rewards "
+                  "recognising the patient.", "", composition_table(comp), ""]
+    diffs = differences_from_paper(cfg, data)
+    paper_note = ("Differs from the paper: " + "; ".join(diffs) + ".") if diffs else "Same setup as the paper."
+    lines += [f"Model: `{data['model']}` {data['model_kwargs']}; {cfg.epochs} epochs, batch {cfg.batch_size}, "
+              f"Adam {cfg.lr:g} ({_schedule(cfg)}); seed {cfg.seed}. "
+              f"Run time {results.get('elapsed_s', float('nan')) / 60:.1f} min.", ""]
     lines += ["## Training", ""]
     rows = [[lab, str(r["method"]), _pct(r.get("val_accuracy")), _pct(r["test_accuracy"]), r.get("best_epoch", "–"),
              f"{r.get('train_s', float('nan')) / 60:.1f}"] for lab, r in methods.items()]
@@ -134,9 +221,9 @@ def render_report(results: dict, cfg: ExperimentConfig) -> str:
         if paper:
             known = [lab for lab in labels if any(lab in paper[m] for m in paper)]
             if known:
-                lines += [f"Paper, {_TITLES[cfg.task]} (SPEC §8, mean over 100 draws; paper's models, data and sizes):", ""]
+                lines += [f"Paper, {_TITLES[cfg.task]} (Table 1, mean over 100 draws; the paper's models, data and sizes):", ""]
                 rows = [[f"{m:g}"] + [f"{paper[m][lab]:.2f}" if lab in paper[m] else "–" for lab in known] for m in sorted(paper)]
-                lines += [markdown_table(["m"] + known, rows), ""]
+                lines += [markdown_table(["m"] + known, rows), "", paper_note, ""]
     if results.get("mann_whitney_vs_standard"):
         levels = [m for m in cfg.levels if m > 0]
         lines += ["Mann-Whitney U test against standard training (two-sided p; ↑ mean above standard's, ↓ below):", ""]
@@ -156,16 +243,22 @@ def render_report(results: dict, cfg: ExperimentConfig) -> str:
                               for lab in labels] for e in cfg.attack_eps]
         lines += [markdown_table(["ζ"] + labels, rows), ""]
     if all("verify" in r for r in methods.values()):
-        lines += ["## Verified accuracy (interval bounds, SPEC §5): % of test samples proven correct for every "
+        lines += ["## Verified accuracy (interval bounds): % of test samples proven correct for every "
                   "weight in [p − ζ|p|, p + ζ|p|]", ""]
         rows = [[lab] + [_pct(methods[lab]["verify"][str(z)]) for z in cfg.zetas] for lab in labels]
         lines += [markdown_table(["method"] + [f"ζ={z:g}" for z in cfg.zetas], rows), ""]
     if all("landscape" in r for r in methods.values()):
         flat = PAPER_FLATNESS.get(cfg.task, {})
-        lines += ["## Flatness of the weight-loss landscape (Table S1; lower is flatter)", ""]
+        grid = (cfg.landscape_points, cfg.landscape_directions)
+        lines += [f"## Flatness of the weight-loss landscape (Table S1; lower is flatter; ours on {grid[0]} α × "
+                  f"{grid[1]} directions)", ""]
         rows = [[lab, f"{methods[lab]['landscape']['flatness']:.4f}", f"{flat[lab]:.4f}" if lab in flat else "–"]
                 for lab in labels]
-        lines += [markdown_table(["method", "ours", "paper"], rows), ""]
+        if grid == PAPER_GRID:
+            lines += [markdown_table(["method", "ours", "paper"], rows), "", paper_note, ""]
+        else:
+            lines += [markdown_table(["method", "ours", f"paper, a different grid ({PAPER_GRID[0]} α × {PAPER_GRID[1]} "
+                                      "directions): not comparable"], rows), ""]
     mem = {lab: r["membrane"] for lab, r in methods.items() if "membrane" in r}
     if mem:
         lines += ["## Membrane potentials relative to the threshold, u = (v − A)/A (Fig. S10)", "",
@@ -174,6 +267,7 @@ def render_report(results: dict, cfg: ExperimentConfig) -> str:
         rows = [[lab, _pct(v["near_0.05"]), _pct(v["near_0.1"]), _pct(v["near_0.2"]), f"{v['scaled_std']:.3f}",
                  _pct(v["rate"])] for lab, v in mem.items()]
         lines += [markdown_table(["method", "\\|u\\| < 0.05 (%)", "\\|u\\| < 0.1 (%)", "\\|u\\| < 0.2 (%)", "std(u)", "spikes/step %"], rows), ""]
+    lines += _per_class_section(methods)
     lines += ["## Figures", ""] + [f"![{Path(p).stem}]({p})" for p in results.get("figures", [])]
     return "\n".join(lines) + "\n"
 
