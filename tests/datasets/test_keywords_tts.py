@@ -78,3 +78,18 @@ def test_no_voice_in_split_is_an_error():
     train_only = [v for v in DEFAULT_VOICES if voice_split(v) == "train"][:2]
     with pytest.raises(ValueError, match="split 'test'"):
         SyntheticKeywords(split="test", voices=train_only, use_cache=False)
+
+
+def test_clips_kept_for_augmentation(tmp_path):
+    from spikerobust.datasets.speech import SpeechFeatures
+
+    ds = SyntheticKeywords(split="test", voices=_voices(), clips_per_voice=1, cache_dir=tmp_path)
+    w = ds.waveforms()
+    assert w.shape == (len(ds), 16000) and w.dtype == np.float32
+    feats = SpeechFeatures()
+    for i in (0, 3, len(ds) - 1):  # the cached features are those of the kept clip (float16 rounding aside)
+        np.testing.assert_allclose(feats(w[i]), ds.data[i], atol=0.1, rtol=0.01)
+    noise = ds.noise_clips()
+    assert len(noise) == 4 and all(abs(float(np.abs(c).max()) - 1.0) < 1e-6 for c in noise)
+    again = SyntheticKeywords(split="test", voices=_voices(), clips_per_voice=1, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.waveforms(), w)  # read back from the cache

@@ -90,3 +90,29 @@ def test_standardize_is_an_option(fake_fsdd):
 def test_augment_must_be_a_bool():
     with pytest.raises(ValueError, match="augment"):
         make_config("speech", "quick", overrides={"augment": "no"})
+
+
+def test_speech_commands_silence_gets_the_noise_recordings(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPIKEROBUST_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "sc"
+    rng = np.random.default_rng(0)
+    for word in ("yes", "no", "bed"):
+        (root / word).mkdir(parents=True)
+        for s in range(40):
+            scipy.io.wavfile.write(root / word / f"{s:08x}_nohash_0.wav", 16000,
+                                   (rng.standard_normal(12000) * 2000).astype(np.int16))
+    (root / "_background_noise_").mkdir()
+    scipy.io.wavfile.write(root / "_background_noise_" / "hum.wav", 16000,
+                           (np.sin(np.arange(40000) * 0.05) * 20000).astype(np.int16))
+    data = _load(root)
+    factory = data.train_loader_factory
+    assert factory.silence_label == 0 and len(factory.augment.noise) == 1
+    assert "_background_noise_ recordings" in data.description
+    silent = int((factory.labels == 0).sum())
+    assert silent > 0 and torch.all(factory.waveforms[factory.labels == 0] == 0)
+    # in a training batch every silence clip carries noise (its clean clip is all zeros)
+    loader = data.loader(len(factory.labels), seed=0)
+    x, y = next(iter(loader))
+    zeros = SpeechFeatures()(np.zeros(16000, dtype=np.float32))
+    for j in torch.nonzero(y == 0).flatten().tolist():
+        assert float(np.abs(x[:, j].numpy() - zeros).max()) > 1.0
