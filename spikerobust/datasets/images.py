@@ -125,6 +125,16 @@ class Standardize:
         return f"Standardize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
 
 
+def _check_labels(labels: np.ndarray, n_classes: int, path: Path) -> None:
+    """Refuse labels outside ``0 .. n_classes - 1`` (they would count as wrong answers without a word)."""
+    labels = np.asarray(labels)
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{path}: label {labels[i].item()!r} of sample {i} is outside the {n_classes} classes "
+                         f"(0..{n_classes - 1}); {int(bad.sum())} such label(s)")
+
+
 def _find(folder: Path, stem: str) -> Optional[Path]:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():
@@ -166,7 +176,7 @@ class FashionMNIST(ArrayDataset):
         folder = next((c for c in candidates if _find(c, img_stem) and _find(c, lbl_stem)), None)
         if folder is None and download:
             folder = candidates[-1] if root is None else Path(root) / "FashionMNIST" / "raw"
-            for stem in (img_stem, lbl_stem):
+            for stem in (img_stem, lbl_stem):  # checked against the published MD5 (_download.KNOWN_CHECKSUMS)
                 download_file(FASHION_MNIST_URL + stem + ".gz", folder / (stem + ".gz"))
         if folder is None:
             raise ValueError(f"Fashion-MNIST files {img_stem}[.gz] / {lbl_stem}[.gz] not found in "
@@ -175,15 +185,44 @@ class FashionMNIST(ArrayDataset):
         images, labels = read_idx(_find(folder, img_stem)), read_idx(_find(folder, lbl_stem))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(f"inconsistent Fashion-MNIST files in {folder}: images {images.shape}, labels {labels.shape}")
+        _check_labels(labels, len(self.classes), _find(folder, lbl_stem))
         self.data = (images.astype(np.float32) / 255.0)[:, None]
         self.targets = labels.astype(np.int64)
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what a CIFAR-10 python batch holds: NumPy arrays and dtypes,
+    lists, dicts and bytes. Any other global (``os.system``, ``builtins.eval`` ...) is refused
+    before it is looked up, so a crafted batch cannot run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how protocol 2 spells bytes
+        *((mod, name) for mod in ("builtins", "__builtin__") for name in ("list", "dict", "bytes", "bytearray")),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not part of the CIFAR-10 batch format")
+        return super().find_class(module, name)
+
+
+def _load_batch(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        batch = _BatchUnpickler(fh, encoding="bytes").load()
+    if not isinstance(batch, dict):
+        raise ValueError(f"holds a {type(batch).__name__}, not a dict")
+    return batch
 
 
 class CIFAR10(ArrayDataset):
     """CIFAR-10 from its python pickle batches as ``[3, 32, 32]`` float32 in [0, 1].
 
-    The official batches are pickles, so only load files you trust (they are read with
-    ``pickle.load(..., encoding="bytes")``).
+    The official batches are pickles; they are read with a restricted unpickler that admits only
+    NumPy arrays, lists, dicts and bytes (what the format holds), so a crafted file cannot run code.
+    Labels outside 0-9 are refused.
 
     Args:
         root: folder containing ``cifar-10-batches-py``; default ``<cache_dir>``.
@@ -214,15 +253,15 @@ class CIFAR10(ArrayDataset):
             if not path.is_file():
                 raise ValueError(f"CIFAR-10 batch not found: {path} (pass download=True?)")
             try:
-                with open(path, "rb") as fh:
-                    batch = pickle.load(fh, encoding="bytes")
+                batch = _load_batch(path)
                 data = np.asarray(batch[b"data"], dtype=np.uint8)
                 labels = np.asarray(batch[b"labels"], dtype=np.int64)
             except Exception as exc:
-                raise ValueError(f"cannot read CIFAR-10 batch {path} ({type(exc).__name__}: {exc})") from exc
+                raise ValueError(f"cannot read CIFAR-10 batch {path} ({type(exc).__name__}: {exc})") from None
             if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
                 raise ValueError(f"CIFAR-10 batch {path} has data {data.shape} and {len(labels)} labels; "
                                  "expected [N, 3072] and N labels")
+            _check_labels(labels, len(self.classes), path)
             xs.append(data.reshape(-1, 3, 32, 32))
             ys.append(labels)
         self.root = folder

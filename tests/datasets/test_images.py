@@ -133,3 +133,101 @@ def test_standardize_per_channel():
         Standardize([0.0], [0.0])
     with pytest.raises(ValueError, match=r"\[3, H, W\]"):
         t(torch.zeros(1, 4, 4))
+
+
+# ----------------------------------------------------------------------------- hostile and broken files
+
+
+class _Shell:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar10_refuses_a_pickle_that_would_run_code(cifar_root, tmp_path):
+    marker = tmp_path / "ran"
+    with open(cifar_root / "cifar-10-batches-py" / "test_batch", "wb") as fh:
+        pickle.dump({b"data": _Shell(marker), b"labels": [0]}, fh)
+    with pytest.raises(ValueError, match=r"test_batch .*global (posix|os)\.system is not part of the CIFAR-10"):
+        CIFAR10(cifar_root, split="test")
+    assert not marker.exists()
+    with open(cifar_root / "cifar-10-batches-py" / "test_batch", "wb") as fh:  # protocol 2 spells bytes via _codecs
+        pickle.dump(_cifar_batch(3, 100), fh, protocol=2)
+    assert len(CIFAR10(cifar_root, split="test")) == 3
+
+
+def test_labels_outside_the_classes_are_refused(cifar_root, tmp_path):
+    raw = tmp_path / "fm"
+    raw.mkdir()
+    write_idx(raw / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), dtype=np.uint8))
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.array([9, 200, 4], dtype=np.uint8))
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte: label 200 of sample 1 is outside the 10 classes"):
+        FashionMNIST(raw, split="test")
+    batch = _cifar_batch(3, 100)
+    batch[b"labels"][2] = -1
+    with open(cifar_root / "cifar-10-batches-py" / "test_batch", "wb") as fh:
+        pickle.dump(batch, fh)
+    with pytest.raises(ValueError, match="label -1 of sample 2 is outside the 10 classes"):
+        CIFAR10(cifar_root, split="test")
+
+
+def _tar(path, members):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tf:
+        for name, kind, target in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(target)
+                tf.addfile(info, io.BytesIO(target))
+            else:
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = target
+                tf.addfile(info)
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("link", "symlink", "../outside"), ("link/file", "file", b"x")], "link 'link' -> '../outside' points outside"),
+    ([("link", "symlink", "sub"), ("link/file", "file", b"x")], "'link/file' passes through the link 'link'"),
+    ([("/abs/file", "file", b"x")], "'/abs/file' is an absolute path"),
+    ([("../up", "file", b"x")], "'../up' would be written outside"),
+    ([("hard", "hardlink", "../../etc/passwd")], "link 'hard' -> '../../etc/passwd' points outside"),
+    ([("abs", "symlink", "/etc")], "points to the absolute path '/etc'"),
+])
+def test_extraction_refuses_escaping_members(members, message, tmp_path):
+    from spikerobust.datasets._download import download_and_extract, file_digest
+
+    root = tmp_path / "root"
+    root.mkdir()
+    _tar(root / "a.tar.gz", members)
+    sha = ("sha256", file_digest(root / "a.tar.gz"))
+    with pytest.raises(ValueError, match=message):
+        download_and_extract("file:///unused/a.tar.gz", root, checksum=sha)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.tar.gz", "root"]
+
+
+def test_downloads_are_checked_against_their_checksum(tmp_path):
+    from spikerobust.datasets._download import KNOWN_CHECKSUMS, download_and_extract, download_file, file_digest
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    url = src.as_uri()
+    with pytest.raises(ValueError, match=f"checksum mismatch for {url}.*expected md5 0+, got {file_digest(src, 'md5')}"):
+        download_file(url, tmp_path / "out" / "f.bin", checksum=("md5", "0" * 32))
+    assert list((tmp_path / "out").iterdir()) == []  # nothing half-written is kept
+    assert download_file(url, tmp_path / "out" / "f.bin", checksum=("sha256", file_digest(src))).read_bytes() == b"payload"
+    root = tmp_path / "r"
+    _tar(tmp_path / "ok.tar.gz", [("d/f.txt", "file", b"hi")])
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        download_and_extract((tmp_path / "ok.tar.gz").as_uri(), root, checksum=("md5", "1" * 32))
+    assert download_and_extract((tmp_path / "ok.tar.gz").as_uri(), root,
+                                checksum=("md5", file_digest(tmp_path / "ok.tar.gz", "md5")))
+    assert (root / "d" / "f.txt").read_text() == "hi"
+    from spikerobust.datasets.images import CIFAR10_URL, FASHION_MNIST_URL
+
+    assert CIFAR10_URL in KNOWN_CHECKSUMS and FASHION_MNIST_URL + "t10k-images-idx3-ubyte.gz" in KNOWN_CHECKSUMS
