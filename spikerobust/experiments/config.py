@@ -33,8 +33,9 @@ TASKS = tuple(PRESETS)
 
 #: fields that do not change what is computed (ignored when a resumed run checks its config)
 RUNTIME_FIELDS = ("out_dir", "jobs", "progress")
-#: fields that decide only the evaluation, not the training
-EVAL_FIELDS = ("levels", "n_draws", "attack_eps", "attack_objective", "zetas", "landscape_points",
+#: fields that decide only the evaluation, not the training (``seeds``: how many models' mismatch draws
+#: are pooled; each model's training does not depend on it)
+EVAL_FIELDS = ("seeds", "levels", "n_draws", "attack_eps", "attack_objective", "zetas", "landscape_points",
                "landscape_directions", "membrane_samples")
 #: fields a resumed run may change deliberately (``--allow-change``): the schedule and the evaluation
 CHANGEABLE_FIELDS = ("lr", "epochs", "lr_drop_at") + EVAL_FIELDS
@@ -92,6 +93,9 @@ class ExperimentConfig:
         landscape_points, landscape_directions: weight-loss landscape resolution (SPEC §4).
         membrane_samples: test samples whose membrane potentials are histogrammed (LSNN only).
         seed: seed of data splits, initialisation, training and evaluation.
+        seeds: models trained per method in ``reproduce`` (the paper pooled 2): seeds ``seed``,
+            ``seed + 1``, ...; all on the data split of ``seed``; the mismatch statistics pool the
+            draws of all of them, the other measurements are the first model's.
         out_dir: output folder. jobs: methods trained in parallel processes. progress: tqdm bars.
     """
 
@@ -121,6 +125,7 @@ class ExperimentConfig:
     landscape_directions: int = 3
     membrane_samples: int = 200
     seed: int = 0
+    seeds: int = 1
     out_dir: str = "results/reproduce"
     jobs: int = 1
     progress: bool = True
@@ -143,7 +148,7 @@ class ExperimentConfig:
         if self.composition not in ("random", "paper"):
             bad("composition", '"random" or "paper"')
         for name in ("n_per_class", "n_hidden", "epochs", "batch_size", "n_draws", "landscape_points",
-                     "landscape_directions", "jobs"):
+                     "landscape_directions", "jobs", "seeds"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 bad(name, "an integer >= 1")

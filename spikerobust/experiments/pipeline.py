@@ -20,6 +20,7 @@ Layout of a run folder::
 
     config.json  report.md  results.json  *.png  .lock
     methods/<label>/model.pt  methods/<label>/results.json  methods/<label>/checkpoints/last.pt
+    seeds/seed<s>/methods/<label>/...   (with ``seeds`` > 1: the extra models, seeds seed + 1 ...)
 
 Run folders are protected: a folder that holds a run is only written into with ``resume=True``
 (same settings, checked field by field against ``config.json`` and the checkpoint's record of the
@@ -501,6 +502,8 @@ def _reproduce_locked(cfg: ExperimentConfig, out: Path, resume: bool, allow_chan
         for label in labels:
             per_method[label] = _run_method(cfg, label, data, resume, allow_change)
     methods = {label: per_method[label] for label in labels}
+    if cfg.seeds > 1:
+        methods = _pool_seeds(cfg, out, data, methods, resume, allow_change)
 
     tests: Dict[str, dict] = {}
     if "standard" in methods and "mismatch" in methods["standard"]:
@@ -520,6 +523,40 @@ def _reproduce_locked(cfg: ExperimentConfig, out: Path, resume: bool, allow_chan
                "elapsed_s": time.perf_counter() - start}
     write_report(results, cfg, out)
     return results
+
+
+def _seed_config(cfg: ExperimentConfig, out: Path, k: int) -> ExperimentConfig:
+    """The config of the ``k``-th extra model of every method: seed ``seed + k``, its own folder."""
+    from dataclasses import replace
+
+    return replace(cfg, seed=cfg.seed + k, seeds=1, out_dir=str(out / "seeds" / f"seed{cfg.seed + k}"))
+
+
+def _pool_seeds(cfg: ExperimentConfig, out: Path, data: TaskData, methods: Dict[str, dict], resume: bool,
+                allow_change: Sequence[str]) -> Dict[str, dict]:
+    """Train and evaluate models ``1 .. seeds - 1`` of every method (seed ``seed + k``, on the data
+    split of ``seed``, in ``out/seeds/seed<s>``; one after another, in this process), then pool the
+    mismatch draws of all models, as the paper did. Every other measurement stays the first model's;
+    ``seeds`` lists each model's clean accuracies and mismatch summary."""
+    from ..robust.mismatch import MismatchResult
+
+    def as_result(r: dict, label: str) -> MismatchResult:
+        levels = tuple(float(m) for m in r["mismatch"]["levels"])
+        return MismatchResult(levels, {m: torch.tensor(r["mismatch"]["accuracies"][str(m)], dtype=torch.float64)
+                                       for m in levels}, label)
+
+    pooled: Dict[str, dict] = {}
+    for label, first in methods.items():
+        runs = [first] + [_run_method(_seed_config(cfg, out, k), label, data, resume, allow_change)
+                          for k in range(1, cfg.seeds)]
+        res = dict(first)
+        if all("mismatch" in r for r in runs):
+            res["mismatch"] = MismatchResult.pool(*(as_result(r, label) for r in runs), label=label).to_dict()
+        res["seeds"] = [{"seed": cfg.seed + k, "test_accuracy": r["test_accuracy"], "val_accuracy": r.get("val_accuracy"),
+                         "best_epoch": r.get("best_epoch"), "mismatch_summary": r.get("mismatch", {}).get("summary")}
+                        for k, r in enumerate(runs)]
+        pooled[label] = res
+    return pooled
 
 
 def _as_completed(futures):
