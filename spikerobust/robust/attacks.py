@@ -52,6 +52,7 @@ __all__ = [
     "robustness_loss",
     "AttackResult",
     "pga_attack",
+    "pga_attack_dataset",
     "attack_weights",
     "random_perturbation",
     "perturbed_accuracy",
@@ -194,7 +195,7 @@ def pga_attack(
     generator: Optional[torch.Generator] = None,
     evaluate_end: bool = True,
 ) -> AttackResult:
-    """Sign-PGA in weight space (SPEC §2), in the model's current train/eval mode.
+    """Sign-PGA in weight space (SPEC §2) on one batch, in the model's current train/eval mode.
 
     Args:
         model: any ``nn.Module`` returning logits ``[B, C]``.
@@ -215,16 +216,72 @@ def pga_attack(
     Returns:
         :class:`AttackResult`.
     """
+    return _sign_pga(
+        model, [(x, y)], params, epsilon=epsilon, n_steps=n_steps, objective=objective,
+        sigma_init=sigma_init, eps_c=eps_c, targets=None if target_logits is None else [target_logits],
+        generator=generator, evaluate_end=evaluate_end, move=False,
+    )
+
+
+def pga_attack_dataset(
+    model: nn.Module,
+    data: Data,
+    params: Mapping[str, torch.Tensor],
+    *,
+    epsilon: float = 0.1,
+    n_steps: int = 10,
+    objective: str = "ce",
+    sigma_init: float = 1e-3,
+    eps_c: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+    evaluate_end: bool = False,
+) -> AttackResult:
+    """Sign-PGA for ONE θ* over a whole data set given in batches (the paper's test-time attack).
+
+    At every sign step the gradient of the objective on the whole set is accumulated batch by
+    batch: each batch's (batch-mean) objective is weighted by its share ``B_b / N`` of the ``N``
+    samples, so the summed gradient is the gradient of the objective over the concatenated set
+    (and θ* is the same as attacking the concatenated set in one batch, up to rounding). One
+    random start, one θ*; the cost is that of attacking every batch separately.
+
+    Args:
+        model: any ``nn.Module`` returning logits ``[B, C]``.
+        data: ``(x, y)`` or an iterable of ``(x, y)`` batches; each batch is moved to the device
+            of ``params`` when used.
+        params: name → the clean tensors θ to attack.
+        epsilon, n_steps, objective, sigma_init, eps_c, generator: as in :func:`pga_attack`.
+        evaluate_end: also evaluate the objective at the final θ* (one more pass over the data).
+
+    Returns:
+        :class:`AttackResult`; ``objective_start``/``objective_end`` are over the whole set.
+    """
+    return _sign_pga(
+        model, as_batches(data), params, epsilon=epsilon, n_steps=n_steps, objective=objective,
+        sigma_init=sigma_init, eps_c=eps_c, targets=None, generator=generator,
+        evaluate_end=evaluate_end, move=True,
+    )
+
+
+def _sign_pga(
+    model, batches, params, *, epsilon, n_steps, objective, sigma_init, eps_c, targets, generator,
+    evaluate_end, move,
+) -> AttackResult:
+    """The sign-PGA loop over a list of ``(x, y)`` batches (one θ* for all of them)."""
     _check_attack_args(epsilon, n_steps, sigma_init, eps_c)
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; expected one of {sorted(OBJECTIVES)}")
     theta = {n: p.detach() for n, p in params.items()}
     if not theta:
         raise ValueError("params: the parameter selection is empty")
-    if target_logits is None:
+    if move:
+        dev = next(iter(theta.values())).device
+        batches = [(x.to(dev), None if y is None else y.to(dev)) for x, y in batches]
+    n_total = sum(int(x.shape[0]) for x, _ in batches) if len(batches) > 1 else None
+    weights = [None] * len(batches) if n_total is None else [int(x.shape[0]) / n_total for x, _ in batches]
+    if targets is None:
         with torch.no_grad():
-            target_logits = functional_logits(model, x, theta, y)
-    target = target_logits.detach()
+            targets = [functional_logits(model, x, theta, y) for x, y in batches]
+    targets = [t.detach() for t in targets]
     noise = {n: _randn(t, generator) for n, t in theta.items()}
     start = {n: t + sigma_init * t.abs() * noise[n] for n, t in theta.items()}
     zeta = {n: (epsilon * t.abs() + eps_c) / max(int(n_steps), 1) for n, t in theta.items()}
@@ -237,27 +294,40 @@ def pga_attack(
     frozen = {
         n: p.detach() for n, p in model.named_parameters() if p.requires_grad and n not in theta
     }
-    obj_start = obj = None
+
+    def objective_at(point, x, y, target, w):
+        loss = robustness_loss(objective, target, functional_logits(model, x, point, y), y)
+        return loss if w is None else loss * w
+
+    obj_start = None
     for _ in range(int(n_steps)):
-        leaves = {n: current[n].detach().requires_grad_(True) for n in names}
-        with torch.enable_grad():
-            loss = robustness_loss(objective, target, functional_logits(model, x, {**frozen, **leaves}, y), y)
-            grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
+        total: Dict[str, torch.Tensor] = {}
+        value = 0.0
+        for (x, y), target, w in zip(batches, targets, weights):
+            leaves = {n: current[n].detach().requires_grad_(True) for n in names}
+            with torch.enable_grad():
+                loss = objective_at({**frozen, **leaves}, x, y, target, w)
+                grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
+            value += float(loss.detach())
+            del loss, leaves  # the pass's graph is freed before the next one is built
+            for n, g in zip(names, grads):
+                if g is not None:
+                    total[n] = g if n not in total else total[n].add_(g)
+            del grads
         if obj_start is None:
-            obj_start = float(loss.detach())
-        del loss, leaves  # the pass's graph is freed before the next one is built
-        used = [n for n, g in zip(names, grads) if g is not None]
+            obj_start = value
+        used = [n for n in names if n in total]
         if not used:
             continue
-        signs = torch._foreach_sign([g for g in grads if g is not None])
-        del grads
+        signs = torch._foreach_sign([total[n] for n in used])
+        del total
         torch._foreach_add_([sign_sum[n] for n in used], signs)
         # θ*_{t+1} = θ*_t + ζ ⊙ sign(g_t); ζ ⊙ sign is exact, so this rounds as ``θ*_t + ζ * s``
         torch._foreach_addcmul_([current[n] for n in used], [zeta[n] for n in used], signs)
     obj = float("nan")
     if evaluate_end or obj_start is None:
         with torch.no_grad():
-            obj = float(robustness_loss(objective, target, functional_logits(model, x, current, y), y))
+            obj = sum(float(objective_at(current, x, y, t, w)) for (x, y), t, w in zip(batches, targets, weights))
     if obj_start is None:
         obj_start = obj
     return AttackResult(
@@ -369,11 +439,15 @@ def attacked_accuracy(
     seed: int = 0,
     generator: Optional[torch.Generator] = None,
     progress: bool = True,
+    per_batch: bool = False,
 ) -> float:
-    """Test accuracy under the weight attack (or a random perturbation of equal size), SPEC §4.
+    """Test accuracy under the weight attack (or a random perturbation of equal size).
 
-    Each batch of ``data`` gets its own attacked parameters θ* (computed on that batch, eval
-    mode), and is then classified at θ*; pass the whole test set as one batch for a single θ*.
+    As in the paper, ONE attacked parameter set θ* is computed for the whole of ``data``
+    (:func:`pga_attack_dataset`: the objective's gradient over all batches at every sign step,
+    eval mode), and every sample is classified at that θ*; likewise one random point of the box
+    for ``attack="random"``. ``per_batch=True`` gives the older behaviour instead: a separate θ*
+    (or random point) per batch, each computed on that batch.
 
     Args:
         model: any ``nn.Module`` returning logits ``[B, C]``.
@@ -384,6 +458,7 @@ def attacked_accuracy(
         params, include, exclude: the attacked parameters.
         seed, generator: randomness of the starts / random points.
         progress: tqdm bar over batches.
+        per_batch: one θ* per batch instead of one for the whole set.
 
     Returns:
         accuracy in ``[0, 1]``.
@@ -393,18 +468,25 @@ def attacked_accuracy(
     selected = resolve_params(model, params, include, exclude)
     if generator is None:
         generator = torch.Generator().manual_seed(int(seed))
+    batches = as_batches(data)
+
+    def draw(part) -> Dict[str, torch.Tensor]:
+        if attack == "pga":
+            return _sign_pga(
+                model, part, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,
+                sigma_init=sigma_init, eps_c=eps_c, targets=None, generator=generator,
+                evaluate_end=False, move=True,
+            ).theta_star
+        return random_perturbation(selected, epsilon, eps_c, mode=random_mode, generator=generator)
+
     correct = total = 0
     with model_mode(model, False):
         dev = next(iter(selected.values())).device
-        for x, y in tqdm(as_batches(data), desc=f"{attack} eps={epsilon:g}", disable=not progress):
+        theta = None if per_batch else draw(batches)
+        for x, y in tqdm(batches, desc=f"{attack} eps={epsilon:g}", disable=not progress):
+            if per_batch:
+                theta = draw([(x, y)])
             x, y = x.to(dev), y.to(dev)
-            if attack == "pga":
-                theta = pga_attack(
-                    model, x, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,
-                    sigma_init=sigma_init, eps_c=eps_c, y=y, generator=generator,
-                ).theta_star
-            else:
-                theta = random_perturbation(selected, epsilon, eps_c, mode=random_mode, generator=generator)
             with torch.no_grad():
                 out = check_logits(functional_call(model, theta, (x,), strict=False), y)
             correct += int((out.argmax(-1) == y.to(out.device)).sum())

@@ -13,6 +13,7 @@ from spikerobust.robust.attacks import (
     attack_weights,
     attacked_accuracy,
     pga_attack,
+    pga_attack_dataset,
     random_perturbation,
     robustness_loss,
 )
@@ -186,3 +187,49 @@ def test_in_place_attack_equals_the_plain_loop_and_keeps_the_start():
         zeta = (0.2 * p.detach().abs() + 0.001) / 4
         torch.testing.assert_close(res.theta_star[n] - res.theta_start[n], zeta * res.sign_sum[n])
     assert model[0].bias.grad is None and all(p.grad is None for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- one θ* per test set
+
+
+@pytest.mark.parametrize("objective", ["ce", "kl", "l2"])
+def test_one_attack_over_two_batches_equals_the_attack_on_the_concatenated_set(objective):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+    x, y = torch.randn(50, 5, dtype=torch.float64), torch.randint(0, 3, (50,))
+    params = select_parameters(model)
+    settings = dict(epsilon=0.3, n_steps=6, objective=objective, sigma_init=0.01)
+    whole = pga_attack(model, x, params, y=y, generator=torch.Generator().manual_seed(4), **settings)
+    # unequal batches (30 + 20): each batch's mean objective counts with its share of the samples
+    parts = [(x[:30], y[:30]), (x[30:], y[30:])]
+    split = pga_attack_dataset(model, parts, params, generator=torch.Generator().manual_seed(4),
+                               evaluate_end=True, **settings)
+    for n in params:
+        assert torch.equal(split.theta_star[n], whole.theta_star[n]), n
+        assert not torch.equal(split.theta_star[n], split.theta_start[n])
+    assert split.objective_start == pytest.approx(whole.objective_start, rel=1e-12)
+    assert split.objective_end == pytest.approx(whole.objective_end, rel=1e-12)
+    # one θ* per batch is a different attack
+    first_batch_only = pga_attack(model, parts[0][0], params, y=parts[0][1],
+                                  generator=torch.Generator().manual_seed(4), **settings)
+    assert any(not torch.equal(first_batch_only.theta_star[n], whole.theta_star[n]) for n in params)
+
+
+def test_attacked_accuracy_uses_one_theta_star_for_the_whole_test_set():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+    x, y = torch.randn(60, 5, dtype=torch.float64), torch.randint(0, 3, (60,))
+    batches = [(x[:25], y[:25]), (x[25:], y[25:])]
+    params = select_parameters(model)
+    star = pga_attack_dataset(model, (x, y), params, epsilon=0.5, n_steps=5,
+                              generator=torch.Generator().manual_seed(2)).theta_star
+    with torch.no_grad():
+        expected = (torch.func.functional_call(model, star, (x,)).argmax(-1) == y).double().mean().item()
+    got = attacked_accuracy(model, batches, 0.5, n_steps=5, seed=2, progress=False)
+    assert got == pytest.approx(expected, abs=1e-12)
+    # the random comparison is one random point of the box for the whole set too
+    rnd = random_perturbation(params, 0.5, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected_rnd = (torch.func.functional_call(model, rnd, (x,)).argmax(-1) == y).double().mean().item()
+    assert attacked_accuracy(model, batches, 0.5, attack="random", seed=2, progress=False) == pytest.approx(
+        expected_rnd, abs=1e-12)
