@@ -334,6 +334,10 @@ def main(argv: Optional[Sequence[str]] = None, *, raise_errors: Optional[bool] =
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
+    if getattr(args, "no_progress", False):
+        # every bar, the datasets' (MIT-BIH records, FSDD files) and the pool workers' included; tqdm reads
+        # TQDM_* defaults when it is first imported, which in the command happens after this line
+        os.environ["TQDM_DISABLE"] = "1"
     from ._runtime import keep_freed_memory
 
     keep_freed_memory()

@@ -650,6 +650,10 @@ class MITBIH(ArrayDataset):
             counts = np.bincount(y, minlength=n_cls)
             if cap is None and self.composition == "random":
                 return np.arange(len(y))
+            absent = [self.classes[c] for c in range(n_cls) if counts[c] == 0]
+            if absent:  # balancing would keep 0 beats of every class
+                raise ValueError(f"MIT-BIH in {self.root}: no beat of class {', '.join(absent)} in the records used "
+                                 f"({len(y)} beats of the others); add records that hold it, or leave it out of classes")
             n = int(counts.min() if cap is None else min(cap, counts.min()))
             if cap is not None and n < cap:
                 logger.warning("balancing to %d beats per class (requested %d; rarest class has %d)",

@@ -254,8 +254,9 @@ class LSNNClassifier(nn.Module):
         rate_strength: float = 1e-3,
     ) -> None:
         super().__init__()
-        if n_classes is None or int(n_classes) < 1:
-            raise ValueError(f"LSNNClassifier: n_classes must be a positive integer, got {n_classes}")
+        for name, v in (("d_in", d_in), ("n_hidden", n_hidden), ("n_classes", n_classes)):
+            if isinstance(v, bool) or not hasattr(v, "__index__") or int(v) < 1:
+                raise ValueError(f"LSNNClassifier: {name} must be a positive integer, got {v!r}")
         self.n_classes = int(n_classes)
         self.rate_target = float(rate_target)
         self.rate_strength = float(rate_strength)

@@ -148,6 +148,15 @@ def check_logits(out, y: torch.Tensor, *, batched: bool = False) -> torch.Tensor
     return out
 
 
+def _check_labels(batches, n_classes: int) -> None:
+    """Refuse labels outside ``0 .. n_classes - 1``: they would count as wrong answers without a word."""
+    for i, (_, y) in enumerate(batches):
+        bad = (y < 0) | (y >= n_classes)
+        if bool(bad.any()):
+            raise ValueError(f"label {int(y[bad][0])} in batch {i} is outside the model's {n_classes} classes "
+                             f"(0..{n_classes - 1})")
+
+
 def _randn_like(t: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
     dev = generator.device if generator is not None else t.device
     return torch.randn(t.shape, generator=generator, device=dev, dtype=t.dtype).to(t.device)
@@ -388,8 +397,8 @@ def mismatch_evaluate(
         raise ValueError("levels is empty; expected mismatch levels such as (0, 0.1, 0.2, 0.3, 0.5, 0.7)")
     for m in levels:
         _check_level(m)
-    if int(n_draws) < 1:
-        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
+    if isinstance(n_draws, bool) or int(n_draws) != n_draws or int(n_draws) < 1:
+        raise ValueError(f"n_draws must be an integer >= 1, got {n_draws!r}")
     selected = resolve_params(model, params, include, exclude)
     batches = as_batches(data)
     if generator is None:
@@ -399,7 +408,8 @@ def mismatch_evaluate(
     with model_mode(model, False), torch.no_grad():
         dev = next(iter(selected.values())).device
         x0, y0 = batches[0]
-        check_logits(model(x0.to(dev)), y0)
+        n_classes = check_logits(model(x0.to(dev)), y0).shape[-1]
+        _check_labels(batches, n_classes)
         for m in tqdm(levels, desc="mismatch levels", disable=not progress):
             k = 1 if m == 0 else int(n_draws)
             correct = torch.zeros(k, dtype=torch.long)

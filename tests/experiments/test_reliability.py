@@ -308,3 +308,66 @@ def test_every_user_error_is_one_line_with_a_status(tmp_path, capsys):
     assert not marker.exists()
     with pytest.raises(ValueError, match="not valid JSON"):  # --debug: the exception and its traceback
         main(["train", "ecg", "--config", str(tmp_path / "bad.json"), "--debug"], raise_errors=False)
+
+
+# ----------------------------------------------------------------------------- 10, 11. silent wrong results, cosmetics
+
+
+def _record_without_class_r(folder):
+    """One record with N, V and L beats (the tiny record of tests/datasets/test_ecg_tiny.py, R → N)."""
+    import numpy as np
+
+    wfdb = pytest.importorskip("wfdb")
+    beats = [200, 500, 1100, 1450, 1700]
+    mlii = np.zeros(1800)
+    for a, nxt in zip(beats[:-1], beats[1:]):
+        mlii[a + 4], mlii[nxt - 25] = 100.0, 200.0
+    sig = np.stack([np.arange(3600, dtype=float), np.repeat(mlii, 2)], axis=1).astype(np.int64)
+    wfdb.wrsamp("900", fs=360, units=["mV", "mV"], sig_name=["V1", "MLII"], d_signal=sig, fmt=["16", "16"],
+                adc_gain=[1.0, 1.0], baseline=[0, 0], write_dir=str(folder))
+    ann = [(400, "N"), (1000, "V"), (1700, "+"), (2200, "L"), (2900, "N"), (3400, "N")]
+    wfdb.wrann("900", "atr", np.array([a for a, _ in ann]), symbol=[c for _, c in ann], write_dir=str(folder))
+
+
+def test_an_mitbih_folder_missing_a_class_names_it(tmp_path):
+    from spikerobust.datasets import MITBIH
+
+    _record_without_class_r(tmp_path)
+    with pytest.raises(ValueError, match="no beat of class R in the records used"):
+        MITBIH(tmp_path, split="train", records=["900"], beats_per_class=1, cache_dir=tmp_path / "c")
+
+
+def test_mismatch_and_model_arguments_are_checked():
+    from spikerobust.nn.lsnn import LSNNClassifier
+    from spikerobust.robust.mismatch import mismatch_evaluate
+
+    model, x = torch.nn.Linear(3, 4), torch.randn(8, 3)
+    for label in (7, -1):
+        with pytest.raises(ValueError, match=f"label {label} in batch 0 is outside the model's 4 classes"):
+            mismatch_evaluate(model, (x, torch.full((8,), label)), levels=(0, 0.1), n_draws=2, progress=False)
+    with pytest.raises(ValueError, match="n_draws must be an integer >= 1, got 2.5"):
+        mismatch_evaluate(model, (x, torch.zeros(8, dtype=torch.long)), levels=(0, 0.1), n_draws=2.5, progress=False)
+    with pytest.raises(ValueError, match="d_in must be a positive integer, got 2.5"):
+        LSNNClassifier(d_in=2.5, n_hidden=4, n_classes=2)
+
+
+NO_PROGRESS = textwrap.dedent("""
+    import sys
+    import spikerobust.cli as cli
+
+    def fake_train(args):  # what a dataset does: a bar without a disable= argument
+        from tqdm.auto import tqdm
+        print("disabled" if tqdm(range(2), desc="MIT-BIH records").disable else "enabled")
+        return 0
+
+    cli._train = fake_train
+    sys.exit(cli.main(["train", "ecg", *sys.argv[1:]], raise_errors=False))
+""")
+
+
+def test_no_progress_turns_off_the_datasets_bars_too():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")}
+    for flags, want in (([], "enabled"), (["--no-progress"], "disabled")):
+        proc = subprocess.run([sys.executable, "-c", NO_PROGRESS, *flags], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 0 and proc.stdout.split() == [want], (proc.stdout, proc.stderr)
