@@ -185,7 +185,8 @@ def test_torch_front_end_matches_librosa_on_a_real_recording(fsdd_dir):
     out32 = TorchSpeechFeatures(feats, dtype=torch.float32)(torch.from_numpy(y)[None])[0].numpy()
     np.testing.assert_allclose(out32, ref, rtol=1e-4, atol=5e-3)
     logmel = SpeechFeatures(kind="logmel", align="center")
-    np.testing.assert_allclose(TorchSpeechFeatures(logmel)(torch.from_numpy(y)).numpy(), logmel(y), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(TorchSpeechFeatures(logmel)(torch.from_numpy(y)).numpy(), logmel(y),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_nan_sample_names_the_file(tmp_path):
