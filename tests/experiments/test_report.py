@@ -54,10 +54,11 @@ def test_flatness_is_labelled_by_grid():
 
 
 def test_differences_name_composition_and_seeds():
-    cfg = make_config("ecg", "paper", overrides={"composition": "random", "n_draws": 30})
+    cfg = make_config("ecg", "paper", overrides={"composition": "random", "n_draws": 30, "seeds": 1})
     diffs = differences_from_paper(cfg, {"description": "MIT-BIH", "composition": None})
     text = "; ".join(diffs)
     assert 'composition "random"' in text and "mismatch draws 30 (paper 100)" in text
     assert "two seeds" in text
     same = differences_from_paper(make_config("ecg", "paper"), {"description": "MIT-BIH", "composition": COMP})
-    assert not any("neurons" in d or "epochs" in d for d in same)
+    assert not any("neurons" in d or "epochs" in d or "seeds" in d for d in same)
+    assert any("90 samples before the annotation" in d for d in same)  # our one assumption is named
