@@ -292,7 +292,9 @@ def _speech_augmentation(cfg: ExperimentConfig, train_set, train_labels: torch.T
     augment = SpeechAugment(train_set.noise_clips(seed=cfg.seed), n_samples=feats.n_samples,
                             sample_rate=feats.sample_rate)
     silence = 0 if isinstance(train_set, SpeechCommands) else None
-    return _SpeechLoaderFactory(pair[0], pair[1], augment, TorchSpeechFeatures(feats), silence, standardise)
+    # float32: 2-3x faster than float64 and within about 1e-3 of the librosa features (|x| up to ~200)
+    front_end = TorchSpeechFeatures(feats, dtype=torch.float32)
+    return _SpeechLoaderFactory(pair[0], pair[1], augment, front_end, silence, standardise)
 
 
 def _load_fmnist(cfg: ExperimentConfig) -> TaskData:
