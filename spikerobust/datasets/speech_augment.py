@@ -6,7 +6,9 @@ its defaults: every training clip is shifted in time by a random amount of up to
 (``time_shift_ms``), and with probability 0.8 (``background_frequency``) a random 1 s crop of a
 random background-noise recording, scaled by a volume uniform in [0, 0.1]
 (``background_volume``), is added; the sum is clipped to [-1, 1]. Silence clips get a noise crop
-at a volume uniform in [0, 1] and no speech. Validation and test clips are never augmented.
+at a volume uniform in [0, 1] and no speech. Validation and test clips are never augmented. (The
+TensorFlow example redraws the augmentation for every batch, as we do; a later version of the
+authors' code drew it once and saved the augmented training set as arrays.)
 
 :class:`SpeechAugment` draws these settings for a batch with a ``torch.Generator``
 (:meth:`SpeechAugment.draw`) and applies them to waveforms (:meth:`SpeechAugment.apply`), so a

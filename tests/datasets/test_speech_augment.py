@@ -211,3 +211,12 @@ def test_antiphase_stereo_uses_the_first_channel(tmp_path, caplog):
     path2 = tmp_path / "stereo.wav"
     soundfile.write(str(path2), np.stack([left, right], axis=1), 16000, subtype="FLOAT")
     np.testing.assert_allclose(load_wav(path2, 16000), 0.75 * left, atol=1e-7)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import spikerobust.datasets.speech_augment as module
+
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
