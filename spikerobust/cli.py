@@ -14,7 +14,18 @@ Examples:
 
 Configuration: a task's preset (``--preset quick|paper``), then ``--config FILE`` (JSON or TOML
 with the fields of :class:`spikerobust.experiments.ExperimentConfig`), then ``--set key=value``
-(values in JSON, e.g. ``--set levels=[0,0.5]``), then the named flags.
+(values in JSON, e.g. ``--set levels=[0,0.5]``), then the named flags. Every setting is checked
+before any data loads.
+
+Run folders: a folder that holds a run is only written into with ``--resume`` (the same settings;
+a deliberate change such as a lower learning rate goes through ``--allow-change lr`` and is
+recorded in the training history) or ``--overwrite``; one process at a time (a lock file).
+``evaluate``/``verify``/``pcm`` rebuild the data split from the model file's settings; another
+seed or split needs ``--resplit``.
+
+Errors: a failure you can cause ends with one line ``spikerobust CMD: error: ...`` naming the
+file or field, exit status 2 (a setting or input to fix) or 1 (the run failed); ``--debug``
+shows the traceback.
 """
 
 from __future__ import annotations
