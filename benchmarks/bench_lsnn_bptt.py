@@ -5,6 +5,8 @@ recurrent layer of ``N`` neurons fed ``d_in`` input features, batch ``B``. Measu
 run, with the same thread count, methods interleaved within every repeat (so a busy machine slows
 all of them alike); the median over repeats is reported:
 
+* ``ours-event``: :class:`spikerobust.nn.LSNN` with ``backend="event"`` (numba kernels that
+  compute on spikes: :mod:`spikerobust.functional.lsnn_event`);
 * ``ours-fused``: :class:`spikerobust.nn.LSNN` with ``backend="fused"`` (hand-written backward);
 * ``ours-reference``: the same layer with ``backend="reference"`` (autograd through the loop);
 * ``norse``: ``norse.torch.LSNNRecurrent`` (skipped with a message if Norse is not importable);
@@ -14,18 +16,27 @@ all of them alike); the median over repeats is reported:
   projection, ``T`` recurrent products forward, ``T`` backward, the recurrent-weight gradient as
   one product over all steps, and the two input-projection gradients.
 
+Spike-rate sweep (``--rates``): the event backend's work grows with the spike rate, so for each
+target rate the input of ``ours-*`` and ``snntorch`` is scaled (bisection on the input scale of a
+no-grad forward pass) until the layer spikes at about that rate; the rate actually measured on the
+warm-up run is printed. The floor does the same dense work at every rate.
+
 Both the process CPU time and the wall-clock time of each run are recorded (medians). On a
 machine shared with other jobs the CPU time is the fairer measure (it does not count the time the
 process waits for a core); with one thread the two agree on an idle machine. The samples/s column
 is ``B`` divided by the CPU time. Spike rate: mean spikes per neuron and step of the warm-up run.
 
-Target (issue 2): ours faster than both peers and within 3x of the floor.
+Targets: issue 2, ours (fused) faster than both peers and within 3x of the floor; issue 12, at
+spike rates up to 10 % the event backend at most 0.5x the floor and 3x faster than Norse.
+The allocator keeps freed memory (as the ``spikerobust`` command does) unless
+``--default-malloc``.
 
 Run::
 
     python benchmarks/bench_lsnn_bptt.py                       # B=100 T=100 N=256, d_in 2 and 40
     python benchmarks/bench_lsnn_bptt.py --repeats 9 --threads 2
     python benchmarks/bench_lsnn_bptt.py --methods ours-fused floor --d-in 40
+    python benchmarks/bench_lsnn_bptt.py --rates 0.01 0.05 0.1 0.2 --methods ours-event ours-fused norse floor
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from torch import nn
 
 from spikerobust.nn import LSNN
 
-METHODS = ("ours-fused", "ours-reference", "norse", "snntorch", "floor")
+METHODS = ("ours-event", "ours-fused", "ours-reference", "norse", "snntorch", "floor")
 
 
 def _zero_grads(params) -> None:
@@ -48,9 +59,35 @@ def _zero_grads(params) -> None:
         p.grad = None
 
 
+def _input(d_in: int, args) -> torch.Tensor:
+    g = torch.Generator().manual_seed(args.seed + d_in)
+    return args.scale * torch.randn(args.steps, args.batch, d_in, dtype=args.dtype, generator=g)
+
+
+def _layer(backend: str, d_in: int, args) -> LSNN:
+    torch.manual_seed(args.seed)
+    return LSNN(d_in, args.hidden, backend=backend).to(args.dtype)
+
+
+def calibrate_scale(d_in: int, rate: float, args) -> float:
+    """Input scale at which the (seeded) layer spikes at about ``rate`` (bisection in log scale)."""
+    layer = _layer("event", d_in, args)
+    g = torch.Generator().manual_seed(args.seed + d_in)
+    x = torch.randn(args.steps, args.batch, d_in, dtype=args.dtype, generator=g)
+    lo, hi = -6.0, 6.0  # log2 of the scale
+    with torch.no_grad():
+        for _ in range(20):
+            mid = 0.5 * (lo + hi)
+            if float(layer(2.0 ** mid * x).mean()) < rate:
+                lo = mid
+            else:
+                hi = mid
+    return 2.0 ** (0.5 * (lo + hi))
+
+
 def make_ours(backend: str, d_in: int, args) -> Callable[[], float]:
-    layer = LSNN(d_in, args.hidden, backend=backend).to(args.dtype)
-    x = torch.randn(args.steps, args.batch, d_in, dtype=args.dtype)
+    layer = _layer(backend, d_in, args)
+    x = _input(d_in, args)
 
     def run() -> float:
         _zero_grads(layer.parameters())
@@ -88,7 +125,7 @@ def make_snntorch(d_in: int, args) -> Optional[Callable[[], float]]:
         return None
     fc = nn.Linear(d_in, args.hidden, bias=False).to(args.dtype)
     lif = snn.RLeaky(beta=0.95, linear_features=args.hidden, all_to_all=True).to(args.dtype)
-    x = torch.randn(args.steps, args.batch, d_in, dtype=args.dtype)
+    x = _input(d_in, args)
     params = list(fc.parameters()) + list(lif.parameters())
 
     def run() -> float:
@@ -135,6 +172,8 @@ def make_floor(d_in: int, args) -> Callable[[], float]:
 
 
 def build(method: str, d_in: int, args) -> Optional[Callable[[], float]]:
+    if method == "ours-event":
+        return make_ours("event", d_in, args)
     if method == "ours-fused":
         return make_ours("fused", d_in, args)
     if method == "ours-reference":
@@ -170,46 +209,61 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=100, help="time steps T (100)")
     parser.add_argument("--hidden", type=int, default=256, help="neurons N (256)")
     parser.add_argument("--d-in", type=int, nargs="+", default=[2, 40], help="input sizes (2 40)")
+    parser.add_argument("--rates", type=float, nargs="+", default=None,
+                        help="target spike rates of the sweep, e.g. 0.01 0.05 0.1 0.2 (default: "
+                             "unscaled standard-normal input)")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats; the median is reported")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (1)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's allocator settings alone (default: keep freed memory, "
+                             "as the spikerobust command does)")
     args = parser.parse_args(argv)
     args.dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        from spikerobust._runtime import keep_freed_memory
+
+        keep_freed_memory()
 
     print(
         f"# torch {torch.__version__}, threads = {torch.get_num_threads()}, dtype = {args.dtype}, "
-        f"B = {args.batch}, T = {args.steps}, N = {args.hidden}, median of {args.repeats}"
+        f"B = {args.batch}, T = {args.steps}, N = {args.hidden}, median of {args.repeats}, "
+        f"keep freed memory: {not args.default_malloc}"
     )
     print(
-        f"{'d_in':>4} | {'method':<15} | {'cpu ms':>8} | {'wall ms':>8} | {'samples/s':>9} | "
-        f"{'spike rate':>10}"
+        f"{'d_in':>4} | {'target':>6} | {'scale':>6} | {'method':<15} | {'cpu ms':>8} | "
+        f"{'wall ms':>8} | {'samples/s':>9} | {'spike rate':>10}"
     )
-    print("-" * 70)
+    print("-" * 92)
     results = {}
     for d_in in args.d_in:
-        res = measure(d_in, args)
-        results[d_in] = res
-        for m, (cpu, wall, rate) in res.items():
-            rate_s = f"{rate:10.3f}" if m != "floor" else f"{'-':>10}"
-            print(
-                f"{d_in:>4} | {m:<15} | {1e3 * cpu:8.1f} | {1e3 * wall:8.1f} | "
-                f"{args.batch / cpu:9.0f} | {rate_s}"
-            )
+        for target in args.rates or [None]:
+            args.scale = 1.0 if target is None else calibrate_scale(d_in, target, args)
+            res = measure(d_in, args)
+            results[(d_in, target)] = res
+            tgt = "-" if target is None else f"{target:.2f}"
+            for m, (cpu, wall, rate) in res.items():
+                rate_s = f"{rate:10.3f}" if m != "floor" else f"{'-':>10}"
+                print(
+                    f"{d_in:>4} | {tgt:>6} | {args.scale:6.2f} | {m:<15} | {1e3 * cpu:8.1f} | "
+                    f"{1e3 * wall:8.1f} | {args.batch / cpu:9.0f} | {rate_s}"
+                )
     print()
-    print("# time ratios, CPU time (wall-clock in brackets); ours = ours-fused, < 1: ours is faster")
-    for d_in, res in results.items():
-        if "ours-fused" not in res:
-            continue
-        ours_cpu, ours_wall, _ = res["ours-fused"]
-        parts = [f"d_in={d_in}:"]
-        for other, label in (("norse", "ours/norse"), ("snntorch", "ours/snntorch"),
-                             ("ours-reference", "ours/reference"), ("floor", "ours/floor")):
-            if other in res:
-                cpu, wall, _ = res[other]
-                parts.append(f"{label} = {ours_cpu / cpu:.2f} ({ours_wall / wall:.2f})")
+    print("# time ratios, CPU time (wall-clock in brackets); < 1: the first is faster")
+    pairs = (("ours-event", "floor"), ("ours-event", "ours-fused"), ("ours-event", "norse"),
+             ("ours-fused", "floor"), ("ours-fused", "norse"), ("ours-fused", "snntorch"),
+             ("ours-fused", "ours-reference"))
+    for (d_in, target), res in results.items():
+        parts = [f"d_in={d_in}" + ("" if target is None else f" rate~{target:.2f}") + ":"]
+        for a, b in pairs:
+            if a in res and b in res:
+                parts.append(
+                    f"{a.replace('ours-', '')}/{b.replace('ours-', '')} = "
+                    f"{res[a][0] / res[b][0]:.2f} ({res[a][1] / res[b][1]:.2f})"
+                )
         print("  ".join(parts))
 
 

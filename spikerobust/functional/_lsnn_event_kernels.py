@@ -27,7 +27,7 @@ def n_chunks(batch: int) -> int:
     return max(1, min(batch, MAX_CHUNKS))
 
 
-@njit(cache=True, fastmath={"reassoc", "nsz"})
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
 def _dot(row, vec, n, acc):  # pragma: no cover - compiled
     """``acc + sum_k row[k] * vec[k]``, reassociated (vectorised); a fixed order once compiled."""
     for k in range(n):
@@ -45,13 +45,14 @@ def forward(
 
     ``consts = [dt, n_refr, 1, 0]`` in the arrays' dtype; ``mask`` ``[N]`` (0/1) multiplies the
     spikes (and so the surrogate's derivative) of every step. ``z_out`` receives the spikes; the
-    traces (``v_out``, ``b_out``: ``record_vb``; ``i_out``: ``record_i``; ``a_out``, ``s_out``,
-    ``al_out`` and, when ``tri_gamma[0] > 0``, the triangular surrogate's ``da_out``: ``keep``)
-    only when asked, else they may have a zero-length time axis.
+    traces (``v_out``, ``b_out``: ``record_vb``; ``i_out``: ``record_i``; ``a_out``, ``s_out``
+    and either the triangular surrogate's ``da_out`` (when ``tri_gamma[0] > 0``) or the
+    ``al_out`` mask of non-refractory steps: ``keep``) only when asked, else they may have a
+    zero-length time axis. The element-wise loop is branch-free (it vectorises); multiplying or
+    dividing by ``dt = 1`` is exact, so one code path serves every ``dt``.
     """
     t_steps, batch, n = c.shape
     dt, n_refr, one, zero = consts[0], consts[1], consts[2], consts[3]
-    unit_dt = dt == one
     gamma = tri_gamma[0]
     tri = gamma > zero
     for bi in prange(batch):
@@ -60,6 +61,10 @@ def forward(
         b = bs0[bi].copy()
         r = r0[bi].copy()
         rec = np.empty(n, c.dtype)
+        a = np.empty(n, c.dtype)
+        s = np.empty(n, c.dtype)
+        al = np.empty(n, c.dtype)
+        cur = np.empty(n, c.dtype)
         idx = np.empty(n, np.int64)
         ne = 0
         for k in range(n):
@@ -77,38 +82,40 @@ def forward(
                 for k in range(n):
                     rec[k] += zj * wj[k]
             ct = c[t, bi]
+            zo = z_out[t, bi]
             for k in range(n):
                 zk = z[k]
                 bk = rho[k] * b[k] + omr[k] * zk
                 ak = b0[k] + beta[k] * bk
-                cur = ct[k] + rec[k]
-                vk = alpha[k] * v[k] + oma[k] * cur - zk * ak * dt
+                ck = ct[k] + rec[k]
+                vk = alpha[k] * v[k] + oma[k] * ck - zk * ak * dt
                 allowed = (one if r[k] <= zero else zero) * mask[k]
                 sk = (vk - ak) / ak
-                zn = (one if sk > zero else zero) * allowed
-                if not unit_dt:
-                    zn = zn / dt
+                zn = (one if sk > zero else zero) * allowed / dt
                 rk = r[k] + n_refr * zn - one
-                rk = max(rk, zero)
-                r[k] = min(rk, n_refr)
+                r[k] = min(max(rk, zero), n_refr)
                 v[k] = vk
                 b[k] = bk
                 z[k] = zn
-                z_out[t, bi, k] = zn
-                if record_vb:
-                    v_out[t, bi, k] = vk
-                    b_out[t, bi, k] = bk
-                if record_i:
-                    i_out[t, bi, k] = cur
-                if keep:
-                    a_out[t, bi, k] = ak
-                    s_out[t, bi, k] = sk
-                    al_out[t, bi, k] = allowed
-                    if tri:
-                        d = gamma * max(one - abs(sk), zero) * allowed / ak
-                        if not unit_dt:
-                            d = d / dt
-                        da_out[t, bi, k] = d
+                zo[k] = zn
+                a[k] = ak
+                s[k] = sk
+                al[k] = allowed
+                cur[k] = ck
+            if keep:
+                a_out[t, bi] = a
+                s_out[t, bi] = s
+                if tri:
+                    dao = da_out[t, bi]
+                    for k in range(n):
+                        dao[k] = gamma * max(one - abs(s[k]), zero) * al[k] / a[k] / dt
+                else:
+                    al_out[t, bi] = al
+            if record_vb:
+                v_out[t, bi] = v
+                b_out[t, bi] = b
+            if record_i:
+                i_out[t, bi] = cur
             ne = 0
             for k in range(n):
                 if z[k] != zero:
@@ -117,6 +124,17 @@ def forward(
         v_last[bi] = v
         b_last[bi] = b
         r_last[bi] = r
+
+
+@njit(cache=True)
+def _support(d, idx, zero):  # pragma: no cover - compiled
+    """Write the indices of the non-zero entries of ``d`` into ``idx``; return their count."""
+    m = 0
+    for k in range(d.shape[0]):
+        if d[k] != zero:
+            idx[m] = k
+            m += 1
+    return m
 
 
 @njit(cache=True, parallel=True)
@@ -130,8 +148,14 @@ def backward(
 
     ``g_z_out`` has ``T`` or 0 steps; ``g_v_out``/``g_b_out`` ``T`` (traces), 1 (last value
     only) or 0 (no gradient). ``g_w`` ``[C, N, N]`` and ``g_alpha``.. ``g_beta`` ``[C, N]`` get
-    one partial sum per chunk. ``dL/dz_{t-1}`` is formed only where ``D_{t-1} != 0`` (it is
-    only ever used multiplied by it), except at ``t = 0`` when ``need_z0``.
+    one partial sum per chunk.
+
+    Sparsity: ``u = dL/dz_t * D_t`` lives on the support ``S_t`` of ``D_t``; ``-dL/dA_t`` on
+    ``S_t`` and the spikes of ``t - 1``; ``dL/dz_{t-1}`` (the masked product with ``W_rec^T``)
+    is formed only on ``S_{t-1}``, the only place it is used (all of it at ``t = 0`` when
+    ``need_z0``). Only the leaky adjoints of ``v`` and ``b`` and ``g_I`` are dense. Contraction
+    and reassociation are allowed here (a fixed order once compiled: the same bits for any
+    thread count).
     """
     t_steps, batch, n = z_all.shape
     dt, zero = consts[0], consts[3]
@@ -147,60 +171,88 @@ def backward(
         p_next = np.empty(n, z_all.dtype)
         g_t = np.empty(n, z_all.dtype)
         p_t = np.empty(n, z_all.dtype)
-        q_t = np.empty(n, z_all.dtype)
-        idx = np.empty(n, np.int64)
+        u = np.empty(n, z_all.dtype)
+        s_cur = np.empty(n, np.int64)
+        s_prev = np.empty(n, np.int64)
+        ev = np.empty(n, np.int64)
         for bi in range(lo, hi):
             for k in range(n):
                 carry[k] = zero
                 g_next[k] = zero
                 p_next[k] = zero
+            n_cur = _support(da_all[t_steps - 1, bi], s_cur, zero)
             for t in range(t_steps - 1, -1, -1):
                 zp = z_all[t - 1, bi] if t > 0 else z0[bi]
-                da, s, a = da_all[t, bi], s_all[t, bi], a_all[t, bi]
+                da, s = da_all[t, bi], s_all[t, bi]
                 gi = gi_all[t, bi]
+                # g_t = D_t dL/dz_t + alpha g_{t+1} (+ outer gradient of v_t)
                 for k in range(n):
-                    gz = carry[k]
-                    if tz > 0:
-                        gz += g_z_out[t, bi, k]
-                    u = gz * da[k]
-                    g = u + g_next[k] * alpha[k]
-                    if tv == t_steps:
-                        g += g_v_out[t, bi, k]
-                    elif tv == 1 and t == t_steps - 1:
-                        g += g_v_out[0, bi, k]
-                    q = u + u * s[k] + g * zp[k] * dt  # -dL/dA_t
-                    p = p_next[k] * rho[k] - q * beta[k]
-                    if tb == t_steps:
-                        p += g_b_out[t, bi, k]
-                    elif tb == 1 and t == t_steps - 1:
-                        p += g_b_out[0, bi, k]
-                    g_t[k] = g
-                    q_t[k] = q
-                    p_t[k] = p
-                    gi[k] = g * oma[k]
-                    carry[k] = omr[k] * p - dt * g * a[k]
-                # dL/dz_{t-1} through W_rec, only where D_{t-1} != 0 (all of it at t = 0 if asked)
+                    g_t[k] = g_next[k] * alpha[k]
+                if tz > 0:
+                    gzt = g_z_out[t, bi]
+                    for e in range(n_cur):
+                        k = s_cur[e]
+                        uk = (carry[k] + gzt[k]) * da[k]
+                        u[e] = uk
+                        g_t[k] += uk
+                else:
+                    for e in range(n_cur):
+                        k = s_cur[e]
+                        uk = carry[k] * da[k]
+                        u[e] = uk
+                        g_t[k] += uk
+                if tv == t_steps or (tv == 1 and t == t_steps - 1):
+                    gvt = g_v_out[t if tv == t_steps else 0, bi]
+                    for k in range(n):
+                        g_t[k] += gvt[k]
+                # p_t = rho p_{t+1} + beta dL/dA_t (+ outer gradient of b_t); -dL/dA_t = q is
+                # u (1 + s_t) on S_t plus dt g_t z_{t-1} at the spikes of t - 1
+                for k in range(n):
+                    p_t[k] = p_next[k] * rho[k]
+                bt = b_all[t, bi] if need_beta else zp
+                for e in range(n_cur):
+                    k = s_cur[e]
+                    q = u[e] + u[e] * s[k]
+                    p_t[k] -= q * beta[k]
+                    if need_q:
+                        gq[k] -= q
+                    if need_beta:
+                        gbe[k] -= q * bt[k]
+                n_ev = _support(zp, ev, zero)
+                for e in range(n_ev):
+                    k = ev[e]
+                    q = g_t[k] * zp[k] * dt
+                    p_t[k] -= q * beta[k]
+                    if need_q:
+                        gq[k] -= q
+                    if need_beta:
+                        gbe[k] -= q * bt[k]
+                if tb == t_steps or (tb == 1 and t == t_steps - 1):
+                    gbt = g_b_out[t if tb == t_steps else 0, bi]
+                    for k in range(n):
+                        p_t[k] += gbt[k]
+                for k in range(n):
+                    gi[k] = g_t[k] * oma[k]
+                # dL/dz_{t-1} = g_I W_rec^T - dt g_t A_t + (1 - rho) p_t, only on S_{t-1}
                 if t > 0:
-                    dprev = da_all[t - 1, bi]
-                    ns = 0
-                    for k in range(n):
-                        if dprev[k] != zero:
-                            idx[ns] = k
-                            ns += 1
-                    for e in range(ns):
-                        k = idx[e]
-                        carry[k] = _dot(w[k], gi, n, carry[k])
+                    a = a_all[t, bi]
+                    n_prev = _support(da_all[t - 1, bi], s_prev, zero)
+                    for e in range(n_prev):
+                        k = s_prev[e]
+                        carry[k] = _dot(w[k], gi, n, omr[k] * p_t[k] - dt * g_t[k] * a[k])
+                    s_cur, s_prev = s_prev, s_cur
+                    n_cur = n_prev
                 elif need_z0:
+                    a = a_all[t, bi]
                     for k in range(n):
-                        carry[k] = _dot(w[k], gi, n, carry[k])
-                # dL/dW_rec += z_{t-1}^T g_I: rows of the neurons that spiked at t-1
+                        carry[k] = _dot(w[k], gi, n, omr[k] * p_t[k] - dt * g_t[k] * a[k])
+                # dL/dW_rec += z_{t-1}^T g_I: rows of the neurons that spiked at t - 1
                 if need_w:
-                    for j in range(n):
+                    for e in range(n_ev):
+                        j = ev[e]
                         zj = zp[j]
-                        if zj != zero:
-                            row = gw[j]
-                            for k in range(n):
-                                row[k] += zj * gi[k]
+                        for k in range(n):
+                            gw[j, k] += zj * gi[k]
                 if need_alpha:  # dv_t/dalpha = v_{t-1} - I_t
                     vp = v_all[t - 1, bi] if t > 0 else v0[bi]
                     it = i_all[t, bi]
@@ -210,20 +262,12 @@ def backward(
                     bp = b_all[t - 1, bi] if t > 0 else bs0[bi]
                     for k in range(n):
                         gr[k] += p_t[k] * (bp[k] - zp[k])
-                if need_q:
-                    for k in range(n):
-                        gq[k] -= q_t[k]
-                if need_beta:
-                    bt = b_all[t, bi]
-                    for k in range(n):
-                        gbe[k] -= q_t[k] * bt[k]
-                for k in range(n):
-                    g_next[k] = g_t[k]
-                    p_next[k] = p_t[k]
+                g_next, g_t = g_t, g_next
+                p_next, p_t = p_t, p_next
             for k in range(n):
                 g_v0[bi, k] = g_next[k] * alpha[k]
                 g_bs0[bi, k] = p_next[k] * rho[k]
-                g_z0[bi, k] = carry[k]
+                g_z0[bi, k] = carry[k] if need_z0 else zero
 
 
 @njit(cache=True, parallel=True)

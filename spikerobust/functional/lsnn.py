@@ -217,7 +217,14 @@ def lsnn_unroll(
     if backend != "reference":
         from .lsnn_fused import functorch_compatible, lsnn_unroll_fused, resolve_backend
 
-        if resolve_backend(backend, params, (x, w_in, w_rec)) == "fused":
+        path = resolve_backend(backend, params, (x, w_in, w_rec, *(state or ())), n=w_in.shape[-1])
+        if path == "event" and (spike_mask is None or tuple(spike_mask.shape) == (w_in.shape[-1],)):
+            from .lsnn_event import lsnn_unroll_event
+
+            return lsnn_unroll_event(
+                x, params, w_in, w_rec, state, return_states=return_states, spike_mask=spike_mask
+            )
+        if path != "reference":
             return lsnn_unroll_fused(
                 x, params, w_in, w_rec, state, return_states=return_states, spike_mask=spike_mask
             )

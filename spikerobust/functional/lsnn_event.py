@@ -66,6 +66,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import threading
 from typing import Optional, Sequence
 
 import torch
@@ -84,8 +86,18 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+#: Serialises kernel launches: numba's ``workqueue`` threading layer is not thread-safe.
+_LAUNCH = threading.Lock()
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels():
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # numba's OpenMP layer shares the OpenMP runtime with PyTorch and resets its thread count
+        # (torch.set_num_threads(1) became 2 after the first launch); prefer TBB, else numba's own.
+        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
     from . import _lsnn_event_kernels
 
     return _lsnn_event_kernels
@@ -118,10 +130,14 @@ def event_unsupported_reason(
     return None
 
 
-def _set_threads() -> None:
+def _launch(kernel, *args) -> None:
+    """Run a compiled kernel on ``torch.get_num_threads()`` threads (at most numba's pool), one
+    launch at a time."""
     import numba
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    with _LAUNCH:
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        kernel(*args)
 
 
 def _vec(k, like: torch.Tensor, n: int) -> torch.Tensor:
@@ -159,12 +175,12 @@ def _run_forward(
 
     out = dict(
         z=_empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb), i=buf(record_i),
-        a=buf(keep), s=buf(keep), da=buf(tri), allowed=buf(keep),
+        a=buf(keep), s=buf(keep), da=buf(tri), allowed=buf(keep and not tri),
         v_last=torch.empty(batch, n, dtype=c.dtype), b_last=torch.empty(batch, n, dtype=c.dtype),
         r_last=torch.empty(batch, n, dtype=c.dtype),
     )
-    _set_threads()
-    _kernels().forward(
+    _launch(
+        _kernels().forward,
         _np(c), _np(w), *(v.numpy() for v in vecs), _np(v0), _np(z0), _np(bs0), _np(r0),
         mask.numpy(), consts.numpy(),
         *(out[k].numpy() for k in ("z", "v", "b", "i", "a", "s", "da", "allowed", "v_last", "b_last", "r_last")),
@@ -241,8 +257,8 @@ class _EventRecurrence(torch.autograd.Function):
         g_w = torch.zeros(chunks if need_w else 1, n, n, dtype=like.dtype)
         parts = torch.zeros(4, chunks, n, dtype=like.dtype)
         g_v0, g_z0, g_bs0 = (torch.empty(batch, n, dtype=like.dtype) for _ in range(3))
-        _set_threads()
-        kern.backward(
+        _launch(
+            kern.backward,
             _np(w), _np(z0.to(like.dtype)), _np(v0.to(like.dtype)), _np(bs0.to(like.dtype)),
             _np(z_all), _np(a_all), _np(da_all), _np(s_all),
             _np(v_all) if v_all.numel() else empty_n.numpy(),
@@ -260,7 +276,7 @@ class _EventRecurrence(torch.autograd.Function):
         def reduce(p: torch.Tensor) -> torch.Tensor:
             flat = p.reshape(p.shape[0], -1)
             res = torch.empty(flat.shape[1], dtype=p.dtype)
-            kern.reduce_chunks(flat.numpy(), res.numpy())
+            _launch(kern.reduce_chunks, flat.numpy(), res.numpy())
             return res.reshape(p.shape[1:])
 
         def to_const(g, k):

@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 #: Accepted values of ``backend``.
-BACKENDS = ("auto", "fused", "reference")
+BACKENDS = ("auto", "event", "fused", "reference")
 
 
 def _has_closed_form_derivative(surrogate) -> bool:
@@ -159,26 +159,46 @@ def functorch_compatible(params: LSNNParams) -> LSNNParams:
     return params._replace(surrogate=_FunctorchSurrogate(params.surrogate))
 
 
-def resolve_backend(backend: str, params: LSNNParams, tensors: Sequence[torch.Tensor] = ()) -> str:
-    """Turn ``"auto"``/``"fused"``/``"reference"`` into the path that will run.
+def resolve_backend(
+    backend: str, params: LSNNParams, tensors: Sequence[torch.Tensor] = (), *, n: Optional[int] = None
+) -> str:
+    """Turn ``"auto"``/``"event"``/``"fused"``/``"reference"`` into the path that will run.
 
-    ``"auto"`` picks ``"fused"`` whenever :func:`fused_unsupported_reason` finds nothing.
-    ``"fused"`` raises for a surrogate without a closed-form derivative (a configuration error)
-    and falls back to ``"reference"`` inside ``torch.func`` transforms or ``torch.compile``.
+    ``"auto"`` picks ``"event"`` (:mod:`spikerobust.functional.lsnn_event`, compiled kernels that
+    compute on spikes) whenever numba is installed and the inputs suit it (CPU tensors, constants
+    of shape ``[]`` or ``[N]``), else ``"fused"``, and ``"reference"`` where
+    :func:`fused_unsupported_reason` finds a reason (a ``torch.func`` transform, ``torch.compile``,
+    mixed dtypes, a surrogate without a closed-form derivative). ``"event"`` behaves the same,
+    running ``"fused"`` where the event kernels cannot. ``"fused"`` falls back to ``"reference"``
+    only for the dynamic reasons. ``"event"`` and ``"fused"`` raise for a surrogate without a
+    closed-form derivative (a configuration error).
+
+    Args:
+        backend: the requested backend, one of :data:`BACKENDS`.
+        params: neuron constants (the surrogate and the constants' shapes and dtypes matter).
+        tensors: the inputs (device and dtype matter).
+        n: number of neurons, to check the constants' shapes for ``"event"``.
 
     Raises:
-        ValueError: for an unknown ``backend``, or ``"fused"`` with an unsupported surrogate.
+        ValueError: for an unknown ``backend``, or ``"event"``/``"fused"`` with an unsupported
+            surrogate.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
         return "reference"
-    if backend == "fused" and not _has_closed_form_derivative(params.surrogate):
+    if backend in ("event", "fused") and not _has_closed_form_derivative(params.surrogate):
         raise ValueError(
-            f"backend='fused' needs a surrogate with a closed-form derivative(x); "
-            f"{params.surrogate!r} has none: use backend='auto' or 'reference'"
+            f"backend={backend!r} needs a surrogate with a closed-form derivative(x); "
+            f"{params.surrogate!r} has none: use backend='reference' (or 'auto', which picks it)"
         )
-    return "reference" if fused_unsupported_reason(params, tensors) is not None else "fused"
+    if fused_unsupported_reason(params, tensors) is not None:
+        return "reference"
+    if backend == "fused":
+        return "fused"
+    from .lsnn_event import event_unsupported_reason
+
+    return "event" if event_unsupported_reason(params, tensors, n) is None else "fused"
 
 
 class _Traces(NamedTuple):

@@ -145,7 +145,7 @@ class LSNN(nn.Module):
         self.n_refractory = int(params.n_refractory)
         self.dt = float(params.dt)
         self.surrogate = get_surrogate(surrogate if surrogate is not None else params.surrogate)
-        if backend == "fused":
+        if backend in ("event", "fused"):
             resolve_backend(backend, LSNNParams(surrogate=self.surrogate))  # raises if unsupported
         self.backend = backend
         self.w_in = nn.Parameter(torch.empty(self.d_in, self.n_hidden))

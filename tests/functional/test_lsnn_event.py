@@ -1,0 +1,279 @@
+"""The event-driven LSNN kernels against the reference path (autograd through ``lsnn_step_current``).
+
+The reference backend is the independent second implementation: the event forward pass must
+reproduce its spikes and traces bit for bit, and the compiled backward pass its gradients (to
+1e-10 relative in float64, 1e-5 in float32) for every input that can require a gradient, over
+spike rates from 0 to 50 %, refractory periods, per-neuron constants, ``dt != 1`` and ``T = 1``.
+The kernels compile once per process (and are cached on disk), so the problems are small.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call, vmap
+
+pytest.importorskip("numba")
+
+from spikerobust.functional import (  # noqa: E402
+    ATan,
+    FastSigmoid,
+    LSNNParams,
+    LSNNState,
+    Triangle,
+    from_snntorch,
+    lsnn_unroll,
+)
+from spikerobust.functional.lsnn_event import (  # noqa: E402
+    event_unsupported_reason,
+    lsnn_unroll_event,
+    numba_available,
+)
+from spikerobust.functional.lsnn_fused import resolve_backend  # noqa: E402
+from spikerobust.nn import LSNN, LSNNClassifier  # noqa: E402
+
+T, B, D, N = 30, 11, 3, 20  # B = 11: more samples than backward chunks, unevenly split
+RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+NAMES = ["x", "w_in", "w_rec", "tau_mem", "tau_adapt", "beta_adapt", "b0", "v0", "z0", "b_0"]
+
+
+def _problem(dtype, *, n_refr=2, dt=1.0, scale=1.5, t_steps=T, surrogate=None, seed=0, state_grad=True):
+    g = torch.Generator().manual_seed(seed)
+    kw = dict(dtype=dtype)
+    x = (scale * torch.randn(t_steps, B, D, generator=g, **kw)).requires_grad_()
+    w_in = torch.randn(D, N, generator=g, **kw).requires_grad_()
+    w_rec = (0.4 * torch.randn(N, N, generator=g, **kw)).requires_grad_()
+    consts = {
+        "tau_mem": 15.0 + 10.0 * torch.rand(N, generator=g, **kw),
+        "tau_adapt": 60.0 + 60.0 * torch.rand(N, generator=g, **kw),
+        "beta_adapt": 1.0 + 2.0 * torch.rand(N, generator=g, **kw),
+        "b0": 0.01 + 0.02 * torch.rand(N, generator=g, **kw),
+    }
+    consts = {k: v.requires_grad_() for k, v in consts.items()}
+    spiking = scale > 0.05  # the silent problems start from rest
+    state = LSNNState(
+        0.02 * torch.randn(B, N, generator=g, **kw) * spiking,
+        (torch.rand(B, N, generator=g) < 0.2).to(dtype) * spiking,
+        0.05 * torch.rand(B, N, generator=g, **kw),
+        torch.zeros(B, N, **kw),
+    )
+    if state_grad:
+        state = LSNNState(*(s.clone().requires_grad_() for s in state[:3]), state.r)
+    params = LSNNParams(**consts, n_refractory=n_refr, dt=dt, surrogate=surrogate or Triangle(0.3))
+    leaves = [x, w_in, w_rec, *consts.values()] + (list(state[:3]) if state_grad else [])
+    weights = torch.randn(t_steps, B, N, generator=g, **kw)
+    return x, w_in, w_rec, params, state, leaves, weights
+
+
+def _loss(z, final, trace, weights):
+    # spikes, the final state and the traces all carry gradient
+    return (
+        (z * weights).sum()
+        + 0.3 * (trace.v ** 2).sum()
+        + 2.0 * trace.threshold.sum()
+        + final.v.sum()
+        - 0.7 * final.b.sum()
+        + (final.z * weights[-1]).sum()
+    )
+
+
+def _run(backend, problem, **kw):
+    x, w_in, w_rec, params, state, leaves, weights = problem
+    z, final, trace = lsnn_unroll(
+        x, params, w_in, w_rec, state, return_states=True, backend=backend, **kw
+    )
+    grads = torch.autograd.grad(_loss(z, final, trace, weights), leaves)
+    return z.detach(), final, trace, grads
+
+
+def _assert_close(ref, got, dtype, what=""):
+    scale = ref.abs().max().clamp_min(1e-30)
+    err = ((ref - got).abs().max() / scale).item()
+    assert err <= RTOL[dtype], f"{what}: relative error {err:.2e} > {RTOL[dtype]:.0e}"
+
+
+def _assert_same_run(ref, got, dtype, *, nonzero=True):
+    z_ref, fin_ref, tr_ref, g_ref = ref
+    z_got, fin_got, tr_got, g_got = got
+    assert torch.equal(z_ref, z_got)
+    for a, b in zip((*tr_ref, *fin_ref), (*tr_got, *fin_got)):
+        assert torch.equal(a, b)
+    for name, a, b in zip(NAMES, g_ref, g_got):
+        if nonzero:
+            assert a.abs().max() > 0, f"reference gradient of {name} is zero: test would be vacuous"
+        _assert_close(a, b, dtype, name)
+
+
+def test_event_backend_is_available_and_chosen_by_auto():
+    assert numba_available()
+    assert resolve_backend("auto", LSNNParams()) == "event"
+    assert resolve_backend("event", LSNNParams()) == "event"
+    assert resolve_backend("fused", LSNNParams()) == "fused"
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n_refr,dt", [(0, 1.0), (1, 1.0), (2, 1.0), (5, 1.0), (2, 0.5)])
+def test_event_matches_reference_forward_and_gradients(dtype, n_refr, dt):
+    problem = _problem(dtype, n_refr=n_refr, dt=dt)
+    ref = _run("reference", problem)
+    z_ref, _, tr_ref, _ = ref
+    rate = (z_ref * dt).mean().item()
+    assert 0.02 < rate < 0.6, rate
+    blocked = ((tr_ref.v > tr_ref.threshold) & (z_ref == 0)).sum().item()
+    assert (blocked > 0) == (n_refr > 1), blocked  # n_refr = 1 blocks nothing beyond the spike step
+    _assert_same_run(ref, _run("event", problem), dtype)
+    assert torch.all(torch.diagonal(_run("event", problem)[3][2]) == 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("scale,low,high", [(0.01, 0.0, 0.0), (0.5, 0.01, 0.1), (2.0, 0.1, 0.3), (20.0, 0.35, 0.65)])
+def test_event_matches_reference_across_spike_rates(dtype, scale, low, high):
+    # n_refr = 0 so that rates up to 50 % and beyond are reachable
+    problem = _problem(dtype, n_refr=0, scale=scale, seed=4)
+    ref = _run("reference", problem)
+    rate = ref[0].mean().item()
+    assert low <= rate <= high, rate
+    if rate == 0.0:  # silent network: the surrogate is still non-zero below threshold
+        assert ref[3][1].abs().max() > 0
+    _assert_same_run(ref, _run("event", problem), dtype, nonzero=rate > 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_single_time_step(dtype):
+    problem = _problem(dtype, t_steps=1, scale=3.0, seed=2)
+    ref = _run("reference", problem)
+    assert ref[0].sum() > 0
+    got = _run("event", problem)
+    _assert_same_run(ref, got, dtype, nonzero=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_spike_mask_matches_reference(dtype):
+    problem = _problem(dtype, seed=3)
+    mask = (torch.rand(N, generator=torch.Generator().manual_seed(7)) >= 0.3).to(dtype)
+    assert 0 < int(mask.sum()) < N
+    ref = _run("reference", problem, spike_mask=mask)
+    assert float(ref[0][..., mask == 0].abs().sum()) == 0.0
+    _assert_same_run(ref, _run("event", problem, spike_mask=mask), dtype)
+
+
+@pytest.mark.parametrize("surrogate", [FastSigmoid(10.0), ATan(2.0), Triangle(0.5)])
+def test_other_surrogates(surrogate):
+    problem = _problem(torch.float64, surrogate=surrogate, seed=3)
+    _assert_same_run(_run("reference", problem), _run("event", problem), torch.float64)
+
+
+def test_surrogate_without_derivative_raises_naming_reference():
+    snn_surrogate = pytest.importorskip("snntorch.surrogate")
+    wrapped = LSNNParams(surrogate=from_snntorch(snn_surrogate.fast_sigmoid()))
+    with pytest.raises(ValueError, match="'reference'"):
+        lsnn_unroll(torch.zeros(2, 1, 1), wrapped, torch.ones(1, 1), torch.zeros(1, 1), backend="event")
+    with pytest.raises(ValueError, match="'reference'"):
+        lsnn_unroll_event(torch.zeros(2, 1, 1), wrapped, torch.ones(1, 1), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="derivative"):
+        LSNN(2, 4, backend="event", surrogate=snn_surrogate.atan())
+    assert resolve_backend("auto", wrapped) == "reference"
+
+
+def test_unsupported_inputs_fall_back_to_fused():
+    p = LSNNParams(tau_mem=torch.full((2, 4), 20.0))  # per-sample constants: not [N]
+    assert "tau_mem" in event_unsupported_reason(p, n=4)
+    assert resolve_backend("event", p, n=4) == "fused"
+    p64 = LSNNParams(tau_mem=torch.full((4,), 20.0, dtype=torch.float64))
+    assert resolve_backend("event", p64, (torch.zeros(1, 1, 1),)) == "reference"  # mixed dtypes
+
+
+def test_python_float_and_scalar_tensor_constants():
+    g = torch.Generator().manual_seed(2)
+    x = 2.0 * torch.randn(T, B, D, generator=g, dtype=torch.float64)
+    w_in = torch.randn(D, N, generator=g, dtype=torch.float64).requires_grad_()
+    w_rec = 0.4 * torch.randn(N, N, generator=g, dtype=torch.float64)  # no gradient
+    res = {}
+    for backend in ("reference", "event"):
+        consts = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (20.0, 98.0, 2.0, 0.01)]
+        z, _, trace = lsnn_unroll(x, LSNNParams(*consts), w_in, w_rec, return_states=True, backend=backend)
+        z_f, _, _ = lsnn_unroll(x, LSNNParams(), w_in, w_rec, backend=backend)  # Python floats
+        res[backend] = (z, z_f, torch.autograd.grad(z.sum() + trace.v.sum() + (z_f.sum(1) ** 2).sum(), consts + [w_in]))
+    assert torch.equal(res["reference"][0], res["event"][0])
+    assert torch.equal(res["reference"][1], res["event"][1])
+    for a, b in zip(res["reference"][2], res["event"][2]):
+        assert a.shape == b.shape
+        _assert_close(a, b, torch.float64)
+
+
+@pytest.mark.parametrize("return_states", [False, True])
+def test_no_grad_matches(return_states):
+    x, w_in, w_rec, params, state, _, _ = _problem(torch.float32)
+    with torch.no_grad():
+        z_e, fin_e, tr_e = lsnn_unroll(x, params, w_in, w_rec, state, return_states=return_states, backend="event")
+        z_r, fin_r, tr_r = lsnn_unroll(x, params, w_in, w_rec, state, return_states=return_states)
+    assert z_e.grad_fn is None
+    assert torch.equal(z_e, z_r)
+    for a, b in zip((*fin_e, *(tr_e or ())), (*fin_r, *(tr_r or ()))):
+        assert torch.equal(a, b)
+
+
+def test_gradients_without_traces_and_only_some_leaves():
+    x, w_in, w_rec, params, state, _, weights = _problem(torch.float64, state_grad=False, seed=6)
+    res = {}
+    for backend in ("reference", "event"):
+        z, final, _ = lsnn_unroll(x, params, w_in, w_rec, state, backend=backend)
+        loss = (z * weights).sum() + final.v.sum() + final.b.sum()
+        res[backend] = torch.autograd.grad(loss, [w_rec, params.b0])
+    for a, b in zip(res["reference"], res["event"]):
+        _assert_close(a, b, torch.float64)
+
+
+def test_same_bits_for_one_and_two_threads():
+    problem = _problem(torch.float32, seed=8)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run("event", problem)
+        torch.set_num_threads(2)
+        two = _run("event", problem)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one[0], two[0])
+    for a, b in zip(one[3], two[3]):
+        assert torch.equal(a, b)
+
+
+def _classifier(backend):
+    torch.manual_seed(0)
+    model = LSNNClassifier(D, n_hidden=N, n_classes=3, backend=backend, train_neuron_params=True)
+    return model.double()
+
+
+def test_functional_call_gradients_match_reference():
+    x = 2.0 * torch.randn(T, B, D, dtype=torch.float64)
+    y = torch.randint(0, 3, (B,))
+    res = {}
+    for backend in ("reference", "event"):
+        model = _classifier(backend)
+        params = {k: (1.1 * v).detach().requires_grad_() for k, v in model.named_parameters()}
+        logits, reg = functional_call(model, params, (x,), {"return_aux_loss": True})
+        loss = torch.nn.functional.cross_entropy(logits, y) + reg
+        res[backend] = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+    assert set(res["event"]) >= {"lsnn.w_in", "lsnn.w_rec", "lsnn.tau_mem", "lsnn.b0", "readout.weight"}
+    for name in res["reference"]:
+        _assert_close(res["reference"][name], res["event"][name], torch.float64, name)
+
+
+def test_vmap_falls_back_to_the_reference_path():
+    torch.manual_seed(1)
+    model = LSNNClassifier(D, n_hidden=N, n_classes=3, backend="event")
+    x = 2.0 * torch.randn(T, B, D)
+    draws = [
+        {k: v.detach() * (1 + 0.2 * torch.randn_like(v)) for k, v in model.named_parameters()}
+        for _ in range(3)
+    ]
+    stacked = {k: torch.stack([d[k] for d in draws]) for k in draws[0]}
+    with torch.no_grad():
+        batched = vmap(lambda p: functional_call(model, p, (x,)))(stacked)
+        looped = torch.stack([functional_call(model, d, (x,)) for d in draws])
+        model.lsnn.backend = "reference"
+        looped_ref = torch.stack([functional_call(model, d, (x,)) for d in draws])
+    assert torch.equal(looped, looped_ref)
+    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
+    assert "backend='event'" in repr(LSNN(2, 4, backend="event"))
