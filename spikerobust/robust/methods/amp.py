@@ -14,10 +14,11 @@ which clips every parameter tensor's perturbation separately. The loss is the cr
 an LSNN's rate regulariser. A small gradient gives a small Δ: the ball bounds the perturbation,
 it does not set its size.
 
-Defaults: ``radius = 0.1``, ``inner_lr = 1.0``, ``n_inner = 1``. The AMP paper's CIFAR setting is
-ε = 0.5, ζ = 1, one inner step; on the ECG LSNN (a 4-element readout bias, a 2 × N input matrix
-of norm ≈ 2) ε = 0.5 lets the ascent move the readout far enough to stall training, and the
-smaller ball trains to the clean accuracy of standard training (measured in the README).
+Defaults: ``radius = 0.1``, ``inner_lr = 1.0``, ``n_inner = 1`` (the AMP paper's CIFAR setting is
+ε = 0.5, ζ = 1, one inner step). On the quick ECG preset (MIT-BIH, 64 neurons, 30 epochs, three
+seeds) the defaults reached 84.4 % mean clean test accuracy against 81.3 % for standard
+training, and ε = 0.5 reached 80.0 % with one seed at 72.5 % (160 test beats, so one beat is
+0.6 %): the smaller ball trained more reliably there.
 
 Examples:
     >>> import torch
