@@ -56,7 +56,9 @@ def logit_bounds(model: nn.Module, x: torch.Tensor, zeta: float, **kwargs) -> Tu
         return sequential_logit_bounds(model, x, zeta, **kwargs)
     raise ValueError(
         f"logit_bounds: unsupported model {type(model).__name__}; expected an LSNNClassifier or an "
-        f"nn.Sequential of Conv2d/Linear/ReLU/MaxPool2d/Flatten/Dropout layers"
+        f"nn.Sequential of Conv2d/Linear/ReLU/MaxPool2d/Flatten/Dropout layers. Other spiking networks "
+        f"(snnTorch, Norse, a time loop in forward) are not verified: their threshold/reset dynamics have no "
+        f"interval rule here; mismatch_evaluate and attacked_accuracy work on them"
     )
 
 

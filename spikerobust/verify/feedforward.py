@@ -107,6 +107,7 @@ def _sequential(layer: nn.Sequential, x: Interval, zeta: float, dtype: torch.dty
             raise ValueError(
                 f"sequential_interval: unsupported layer [{i}] {type(sub).__name__} ({sub!r}); "
                 f"supported: {supported_layers()}"
+                + ("; spiking neuron layers (threshold and reset over time) have no interval rule" if hasattr(sub, "threshold") else "")
             )
         x = handler(sub, x, zeta, dtype)
     return x
