@@ -87,12 +87,13 @@ def test_lsnn_input_recurrent_and_readout_operations_from_its_spikes():
 
 def test_snntorch_leaky_spikes_are_counted_as_accumulates():
     snn = pytest.importorskip("snntorch")
+    snn_utils = pytest.importorskip("snntorch.utils")
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 6), snn.Leaky(beta=0.9, init_hidden=True), nn.Linear(6, 3))
     x = 2.0 * torch.randn(10, 4)
     with torch.no_grad():
         spk = (net[0](x) - 1.0 > 0).float()  # first step from rest: spike where the current exceeds threshold 1
-    snn.utils.reset(net)
+    snn_utils.reset(net)
     cost = hardware_cost(net, (x, torch.zeros(10, dtype=torch.long)))
     kinds = {layer["name"]: (layer["kind"], layer["effective"]) for layer in cost.layers}
     assert 0 < spk.sum() < spk.numel()
