@@ -318,8 +318,9 @@ def main(argv: Optional[Sequence[str]] = None, *, raise_errors: Optional[bool] =
                                          "potentials of a trained model")
     ev.add_argument("model", help="a model.pt written by train or reproduce")
     _config_flags(ev, task=False)
-    ev.add_argument("--parts", default="mismatch,attack,landscape,membrane",
-                    help="comma list of mismatch, attack, verify, landscape, membrane")
+    ev.add_argument("--parts", default="mismatch,attack,landscape,membrane,cost",
+                    help="comma list of mismatch, attack, verify, landscape, membrane, cost (synaptic ops, "
+                         "activation sparsity, parameters, footprint)")
     ev.add_argument("--n-draws", type=int, default=None)
     ev.add_argument("--levels", default=None)
     ev.add_argument("--attack-eps", default=None)

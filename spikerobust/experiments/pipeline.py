@@ -71,7 +71,7 @@ MODEL_FORMAT = "spikerobust.model/1"
 #: mismatch level of the per-class figures (sensitivity, PPV, confusion matrix), next to the clean ones
 PER_CLASS_LEVEL = 0.5
 #: evaluation parts, in the order they run
-PARTS = ("mismatch", "attack", "verify", "landscape", "membrane")
+PARTS = ("mismatch", "attack", "verify", "landscape", "membrane", "cost")
 #: histogram of the scaled voltage (v − A)/A kept in the results (range and bins)
 MEMBRANE_RANGE, MEMBRANE_BINS = (-3.0, 3.0), 120
 
@@ -330,6 +330,10 @@ def evaluate_model(model: nn.Module, data: TaskData, cfg: ExperimentConfig, *, l
                                          range=MEMBRANE_RANGE)
             return {**membrane_summary(rec), "hist_counts": counts.tolist(), "hist_edges": edges.tolist()}
         timed("membrane", membrane)
+    if "cost" in parts:
+        from ..analysis.cost import hardware_cost
+
+        timed("cost", lambda: hardware_cost(model, test).to_dict())  # NeuroBench: synaptic ops, sparsity, footprint
     return out
 
 

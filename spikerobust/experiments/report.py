@@ -278,6 +278,12 @@ def render_report(results: dict, cfg: ExperimentConfig) -> str:
         rows = [[lab, _pct(v["near_0.05"]), _pct(v["near_0.1"]), _pct(v["near_0.2"]), f"{v['scaled_std']:.3f}",
                  _pct(v["rate"])] for lab, v in mem.items()]
         lines += [markdown_table(["method", "\\|u\\| < 0.05 (%)", "\\|u\\| < 0.1 (%)", "\\|u\\| < 0.2 (%)", "std(u)", "spikes/step %"], rows), ""]
+    if all("cost" in r for r in methods.values()):
+        lines += ["## Hardware cost (NeuroBench definitions, per test sample; see spikerobust.analysis.cost)", ""]
+        rows = [[lab, f"{c['effective_acs']:,.0f}", f"{c['effective_macs']:,.0f}", f"{c['dense']:,.0f}",
+                 f"{c['activation_sparsity']:.3f}", f"{c['parameter_count']:,}", f"{c['footprint_bytes']:,}"]
+                for lab, c in ((lab, methods[lab]["cost"]) for lab in labels)]
+        lines += [markdown_table(["method", "ACs", "MACs", "dense ops", "activation sparsity", "parameters", "bytes"], rows), ""]
     lines += _per_class_section(methods)
     lines += ["## Figures", ""] + [f"![{Path(p).stem}]({p})" for p in results.get("figures", [])]
     return "\n".join(lines) + "\n"
