@@ -103,3 +103,19 @@ def test_unknown_composition_is_a_clear_error(records):
     root, _, _ = records
     with pytest.raises(ValueError, match="composition"):
         MITBIH(root, split="all", composition="first", use_cache=False)
+
+
+def test_report_composition_counts_beats_and_records(records):
+    from spikerobust.experiments.tasks import _ecg_composition
+
+    root, s100, s101 = records
+    sets = {s: MITBIH(root, split=s, composition="paper", beats_per_class=None, use_cache=False)
+            for s in ("train", "val", "test")}
+    comp = _ecg_composition(sets, "paper")
+    assert comp["composition"] == "paper" and comp["lead_in"] == REFERENCE_LEAD_IN
+    # from the rule (see the first test), two beats per class: N both from 100, L from 100 and 101,
+    # R both from 101, V from 100 and 101
+    want = {"N": (2, 1), "L": (2, 2), "R": (2, 1), "V": (2, 2)}
+    assert {c: (r["beats"], r["records"]) for c, r in comp["per_class"].items()} == want
+    assert comp["per_class"]["N"]["largest"] == [["100", 2]]
+    assert sum(comp["per_class"]["L"]["per_split"].values()) == 2
