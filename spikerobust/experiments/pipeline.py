@@ -184,7 +184,8 @@ def train_method(cfg: ExperimentConfig, label: str, data: TaskData, out_dir: Uni
     settings = _training_settings(cfg, label, data)
     fitted = fit(model, method, data.loader(cfg.batch_size, cfg.seed), data.batches("val"), epochs=cfg.epochs,
                  lr=cfg.lr, milestones=_milestones(cfg), checkpoint_dir=out_dir / "checkpoints", resume=resume,
-                 seed=cfg.seed, progress=progress, settings=settings, allow_change=tuple(allow_change))
+                 seed=cfg.seed, progress=progress, settings=settings, allow_change=tuple(allow_change),
+                 metrics_path=out_dir / "metrics.jsonl")
     model.eval()
     info = {"best_epoch": fitted.best_epoch, "history": fitted.history, "train_s": fitted.train_s,
             "changes": fitted.changes, "data_fingerprint": settings["data_fingerprint"],

@@ -9,6 +9,14 @@ steps the scheduler once per epoch, measures the clean validation accuracy (and,
 best clean-validation epoch (the paper's model selection, SPEC §1) and writes
 ``checkpoint_dir/last.pt`` after every epoch.
 
+Each epoch is logged as one line (``logging`` at INFO, logger ``spikerobust.robust.trainer``)::
+
+    standard  epoch  3/30  loss 0.4123  val 81.25 %  lr 0.01  12.3 s  ETA 5m 12s
+
+and appended to ``metrics.jsonl`` (one JSON object per epoch: the history row plus ``method``,
+``epochs``, ``seconds`` and ``eta_s``; NaN written as ``null``), for tools that plot training
+curves. A resumed run keeps the lines of the epochs its checkpoint holds and appends the rest.
+
 The checkpoint holds the model, optimiser, scheduler and method states, every global RNG state
 (and the training loader's generator, if it has one), the epoch count, the best state and the
 history: tensors and primitives only, loaded with ``torch.load(weights_only=True)``
@@ -38,6 +46,7 @@ Examples:
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import math
 import os
@@ -56,7 +65,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .methods import TrainingMethod, get_method
 
 __all__ = ["fit", "FitResult", "NonFiniteLossError", "ResumeMismatchError", "settings_diff", "evaluate_accuracy",
-           "unwrap_model", "CHECKPOINT_NAME"]
+           "unwrap_model", "format_epoch", "CHECKPOINT_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +172,58 @@ def _loader_generator(loader) -> Optional[torch.Generator]:
     return g if isinstance(g, torch.Generator) else None
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def format_epoch(method: str, row: Mapping[str, Any], epochs: int, seconds: float, eta_s: float) -> str:
+    """One readable log line for a history ``row``.
+
+    Examples:
+        >>> row = {"epoch": 3, "train_loss": 0.41234, "val_accuracy": 0.8125, "attacked_accuracy": None, "lr": 0.01}
+        >>> format_epoch("standard", row, 30, 12.3, 312.0)
+        'standard  epoch  3/30  loss 0.4123  val 81.25 %  lr 0.01  12.3 s  ETA 5m 12s'
+    """
+    width = len(str(epochs))
+    val = row.get("val_accuracy")
+    parts = [f"{method}  epoch {row['epoch']:>{width}}/{epochs}", f"loss {row['train_loss']:.4f}",
+             "val –" if val is None or not math.isfinite(val) else f"val {100 * val:.2f} %"]
+    if row.get("attacked_accuracy") is not None:
+        parts.append(f"attacked {100 * row['attacked_accuracy']:.2f} %")
+    parts += [f"lr {row['lr']:g}", f"{seconds:.1f} s", f"ETA {_duration(eta_s)}"]
+    return "  ".join(parts)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf floats as ``None`` (JSON has no NaN), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _restart_metrics(path: Path, start_epoch: int) -> None:
+    """Keep the lines of epochs ``<= start_epoch`` (those a resumed checkpoint holds), drop the rest."""
+    kept = []
+    if start_epoch > 0 and path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if int(json.loads(line)["epoch"]) <= start_epoch:
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _params_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
@@ -188,6 +249,7 @@ def fit(
     progress: bool = True,
     settings: Optional[Mapping[str, Any]] = None,
     allow_change: Sequence[str] = (),
+    metrics_path: Union[str, os.PathLike, None] = "auto",
 ) -> FitResult:
     """Train ``model`` with ``method`` for ``epochs`` epochs (see the module docstring).
 
@@ -222,6 +284,8 @@ def fit(
             every change is recorded in the history row of the first resumed epoch.
         allow_change: keys of ``settings`` (and ``lr``, ``milestones``, ``epochs``) that a
             resume may change deliberately.
+        metrics_path: the ``metrics.jsonl`` file (see the module docstring); ``"auto"`` is
+            ``checkpoint_dir/metrics.jsonl`` (none without ``checkpoint_dir``), ``None`` writes none.
 
     Returns:
         :class:`FitResult`.
@@ -302,7 +366,14 @@ def fit(
         np.random.seed(int(seed) % 2**32)
         torch.manual_seed(int(seed))
 
+    if metrics_path == "auto":
+        metrics_path = Path(checkpoint_dir) / "metrics.jsonl" if checkpoint_dir is not None else None
+    method_name = str(getattr(method, "name", type(method).__name__))
+    if metrics_path is not None and _is_main_process():
+        metrics_path = Path(metrics_path)
+        _restart_metrics(metrics_path, start_epoch)
     t_start = time.perf_counter()
+    epoch_times: List[float] = []
     epoch_bar = tqdm(range(start_epoch, int(epochs)), desc=f"{getattr(method, 'name', 'train')}",
                      disable=not progress, initial=start_epoch, total=int(epochs))
     for epoch in epoch_bar:
@@ -310,6 +381,7 @@ def fit(
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         model.train()
+        t_epoch = time.perf_counter()
         epoch_lr = float(optimizer.param_groups[0]["lr"])
         losses = []
         step = -1
@@ -360,7 +432,13 @@ def fit(
             row["changes"] = pending_change["fields"]
             pending_change = None
         history.append(row)
-        logger.info("epoch %d: %s", epoch + 1, row)
+        epoch_times.append(time.perf_counter() - t_epoch)
+        eta = float(np.mean(epoch_times)) * (int(epochs) - epoch - 1)
+        logger.info("%s", format_epoch(method_name, row, int(epochs), epoch_times[-1], eta))
+        if metrics_path is not None and _is_main_process():
+            record = {"method": method_name, **row, "epochs": int(epochs), "seconds": epoch_times[-1], "eta_s": eta}
+            with open(metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
         epoch_bar.set_postfix(loss=row["train_loss"], val=val_acc)
         if ckpt_path is not None and _is_main_process():
             g = _loader_generator(train_loader)

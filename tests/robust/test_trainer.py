@@ -162,7 +162,7 @@ def test_checkpoint_loads_with_weights_only_and_holds_everything(tmp_path):
         assert torch.equal(ckpt["model"][k], v)
     assert "generator_state" in ckpt["method"]
     assert [h["lr"] for h in ckpt["history"]] == pytest.approx([1e-2, 1e-3])
-    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT_NAME]  # no temporary file left
+    assert sorted(os.listdir(tmp_path)) == [CHECKPOINT_NAME, "metrics.jsonl"]  # no temporary file left
 
 
 def test_finished_run_resumes_to_a_no_op(tmp_path):
