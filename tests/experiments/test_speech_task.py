@@ -116,3 +116,25 @@ def test_speech_commands_silence_gets_the_noise_recordings(tmp_path, monkeypatch
     zeros = SpeechFeatures()(np.zeros(16000, dtype=np.float32))
     for j in torch.nonzero(y == 0).flatten().tolist():
         assert float(np.abs(x[:, j].numpy() - zeros).max()) > 1.0
+
+
+def test_resumed_training_draws_the_same_augmentation(fake_fsdd, tmp_path):
+    from spikerobust.models import get_model
+    from spikerobust.robust.trainer import fit
+
+    data = _load(fake_fsdd)
+
+    def train(epochs, folder, resume, loader_seed=0):
+        torch.manual_seed(0)
+        model = get_model(data.model, n_hidden=8, n_classes=3, d_in=40)
+        fit(model, "standard", data.loader(4, seed=loader_seed), None, epochs=epochs, lr=1e-2,  # keep the last epoch
+            checkpoint_dir=folder, resume=resume, seed=0, progress=False)
+        return model.state_dict()
+
+    whole = train(2, tmp_path / "a", False)
+    train(1, tmp_path / "b", False)
+    resumed = train(2, tmp_path / "b", True)  # a new loader: its generator state comes from the checkpoint
+    other = train(2, tmp_path / "c", False, loader_seed=1)
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+    assert any(not torch.equal(whole[k], other[k]) for k in whole)  # the draws matter
