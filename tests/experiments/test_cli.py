@@ -46,9 +46,15 @@ def test_verify_prints_table(trained, capsys):
     assert f"| 0 | {100 * meta['info']['test_accuracy']:.2f} |" in text
 
 
-def test_pcm_refuses_lsnn(trained):
-    with pytest.raises(ValueError, match="PCM model maps Conv2d/Linear"):
-        main(["pcm", str(trained / "model.pt"), "--reps", "1"])
+def test_pcm_runs_an_lsnn(trained, tmp_path):
+    out = tmp_path / "pcm"
+    assert main(["pcm", str(trained / "model.pt"), "--times", "25,86400", "--reps", "1", "--no-progress",
+                 "--out-dir", str(out)]) == 0
+    res = json.loads((out / "pcm.json").read_text())
+    _, meta = load_model(trained / "model.pt")
+    assert res["digital"] == pytest.approx(meta["info"]["test_accuracy"])
+    acc = torch.tensor(res["accuracy"])
+    assert acc.shape == (1, 2) and bool(((acc >= 0) & (acc <= 1)).all())
 
 
 def test_fmnist_train_then_pcm(fmnist_dir, tmp_path):

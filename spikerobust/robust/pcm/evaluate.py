@@ -87,8 +87,11 @@ class PCMAccuracy:
 def _batches(data, batch_size: int) -> List[Tuple[torch.Tensor, torch.Tensor]]:
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(d) for d in data):
         x, y = data
+        if y.dim() == 1 and x.dim() == 3 and x.shape[0] != y.shape[0] and x.shape[1] == y.shape[0]:  # time first
+            return [(x[:, i:i + batch_size], y[i:i + batch_size]) for i in range(0, y.shape[0], batch_size)]
         if x.shape[0] != y.shape[0] or y.dim() != 1:
-            raise ValueError(f"data must be (x [N, ...], y [N]), got shapes {tuple(x.shape)}, {tuple(y.shape)}")
+            raise ValueError(f"data must be (x [N, ...], y [N]) or time first (x [T, N, F], y [N]), got shapes "
+                             f"{tuple(x.shape)}, {tuple(y.shape)}")
         return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
     batches = [(xb, yb) for xb, yb in data]
     if not batches:
@@ -124,8 +127,9 @@ def pcm_accuracy_over_time(
     """Accuracy of ``model`` deployed on PCM at each time since programming.
 
     Args:
-        model: any classifier with Conv2d/Linear layers returning logits ``[B, C]``; evaluated
-            in eval mode (its mode is restored afterwards).
+        model: any classifier with Conv2d/Linear or LSNN layers (or ``tensors=``, see
+            :class:`PCMSimulator`) returning logits ``[B, C]``; evaluated in eval mode (its mode
+            is restored afterwards).
         data: ``(x, y)`` tensors or a re-iterable of ``(x, y)`` batches (e.g. a ``DataLoader``).
         times: seconds since programming, each ≥ ``config.t0`` (SPEC §6: 25 s, 1 h, 1 d, 30 d, 1 y).
         n_reps: programming repetitions (25).
@@ -134,7 +138,7 @@ def pcm_accuracy_over_time(
         batch_size: batch size when ``data`` is a pair of tensors.
         digital: also measure the unperturbed model's accuracy.
         progress: show a tqdm bar.
-        **sim_kwargs: passed to :class:`PCMSimulator` (``include``/``exclude``).
+        **sim_kwargs: passed to :class:`PCMSimulator` (``include``/``exclude``/``tensors``).
 
     Returns:
         :class:`PCMAccuracy`.
