@@ -2,7 +2,8 @@
 
 Modules: :mod:`.devices` (programming noise, drift, read noise — pure functions),
 :mod:`.crossbar` (differential mapping, tiles, DAC/ADC), :mod:`.simulator` (:class:`PCMSimulator`,
-which runs any model's Conv2d/Linear layers on the crossbars without changing the model) and
+which runs a model's Conv2d/Linear layers, an LSNN's input and recurrent weights (read at every time
+step) and any other selected weight tensor on the crossbars without changing the model) and
 :mod:`.evaluate` (accuracy over time since programming, and its plot).
 
 Choices where SPEC §6 leaves room (all documented again where they are made):
