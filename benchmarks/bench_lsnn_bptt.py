@@ -74,7 +74,7 @@ def calibrate_scale(d_in: int, rate: float, args) -> float:
     layer = _layer("event", d_in, args)
     g = torch.Generator().manual_seed(args.seed + d_in)
     x = torch.randn(args.steps, args.batch, d_in, dtype=args.dtype, generator=g)
-    lo, hi = -6.0, 6.0  # log2 of the scale
+    lo, hi = -6.0, 10.0  # log2 of the scale
     with torch.no_grad():
         for _ in range(20):
             mid = 0.5 * (lo + hi)

@@ -6,9 +6,14 @@ chunk of draws in one ``torch.func.vmap`` call; this script times both paths and
 Models: the LSNN (N = 256) on a synthetic ECG-sized test set (1340 beats, T = 100, 2 leads) and
 the F-MNIST CNN on random 28x28 images. Data are random: timing does not depend on accuracy.
 
+``--lsnn-backends event,fused`` times the LSNN loop once per backend in the same run (the event
+kernels against the fused backend's forward loop, the loop's backend before issue 12) and prints
+their ratio; ``vmap`` always runs the reference path (``torch.func`` transform).
+
 Usage::
 
     python benchmarks/bench_mismatch.py --draws 100 --threads 1
+    python benchmarks/bench_mismatch.py --models lsnn --modes loop --lsnn-backends event,fused
 """
 
 from __future__ import annotations
@@ -36,8 +41,25 @@ def timed(fn, repeats=1):
     return best
 
 
-def bench(name, model, batches, draws, chunk_size, modes):
+def bench(name, model, batches, draws, chunk_size, modes, backends=(None,)):
     model.eval()
+    results = {}
+    for backend in backends:
+        if backend is not None:
+            model.lsnn.backend = backend
+        results[backend] = _bench(f"{name}" + ("" if backend is None else f" [backend {backend}]"),
+                                  model, batches, draws, chunk_size, modes)
+    if len(backends) > 1:
+        first = backends[0]
+        for other in backends[1:]:
+            for mode, t in results[first].items():
+                if mode in results[other]:
+                    label = {True: "vmap", False: "loop"}[mode]
+                    print(f"{name}: {label} {other} / {first} = {results[other][mode] / t:.2f}x")
+
+
+def _bench(name, model, batches, draws, chunk_size, modes):
+    out = {}
 
     def clean():
         with torch.no_grad():
@@ -57,6 +79,8 @@ def bench(name, model, batches, draws, chunk_size, modes):
         ratio = t / t_clean * (100.0 / draws)
         label = {True: "vmap", False: "loop"}.get(mode, str(mode))
         print(f"{name}: {draws} draws [{label}, chunk {chunk_size}] {t:.2f} s -> 100 draws = {ratio:.1f}x clean")
+        out[mode] = t
+    return out
 
 
 def main():
@@ -71,6 +95,8 @@ def main():
     parser.add_argument("--cnn-batch", type=int, default=1000)
     parser.add_argument("--modes", default="vmap,loop", help="comma list of vmap, loop")
     parser.add_argument("--models", default="lsnn,cnn")
+    parser.add_argument("--lsnn-backends", default=None,
+                        help="comma list of LSNN backends to time in turn, e.g. event,fused (default: the model's auto)")
     parser.add_argument("--wall", action="store_true", help="time with the wall clock instead of process CPU time")
     args = parser.parse_args()
     global CLOCK
@@ -87,7 +113,9 @@ def main():
         y = torch.randint(0, 4, (args.ecg_samples,), generator=g)
         batches = [(x[:, i : i + args.ecg_batch].to(dev), y[i : i + args.ecg_batch].to(dev))
                    for i in range(0, args.ecg_samples, args.ecg_batch)]
-        bench(f"LSNN N=256, {args.ecg_samples} ECG-sized samples", model, batches, args.draws, args.chunk_size, modes)
+        backends = tuple(args.lsnn_backends.split(",")) if args.lsnn_backends else (None,)
+        bench(f"LSNN N=256, {args.ecg_samples} ECG-sized samples", model, batches, args.draws, args.chunk_size, modes,
+              backends)
     if "cnn" in args.models:
         model = get_model("cnn_fmnist").to(dev)
         x = torch.randn(args.cnn_samples, 1, 28, 28, generator=g)

@@ -11,9 +11,17 @@ after the previous pass. That cost is the allocator's, not the step's arithmetic
 disappears when freed memory is kept, which the ``spikerobust`` command and this benchmark do by
 default (:func:`spikerobust._runtime.keep_freed_memory`; ``--default-malloc`` measures without).
 
+``--lsnn-backends event,fused`` runs the LSNN's steps once per backend, all alternating in the
+same run, and prints the robust step's ratio between them (issue 12: event >= 3x faster than
+fused). ``--thread-sweep 1,2`` alternates ``torch.set_num_threads`` between the listed counts
+step by step and reports wall-clock medians (the speed-up of a second thread is a wall-clock
+quantity; on a loaded machine it is only indicative).
+
 Usage::
 
     python benchmarks/bench_robust_step.py --repeats 5 --threads 1
+    python benchmarks/bench_robust_step.py --models lsnn --lsnn-backends event,fused
+    python benchmarks/bench_robust_step.py --models lsnn --lsnn-backends event --thread-sweep 1,2
 """
 
 from __future__ import annotations
@@ -57,15 +65,63 @@ def timed_step(method, model, x, y, opt):
     return t, u1 - u0, s1 - s0, f1 - f0
 
 
-def median_times(methods, model, x, y, opt, repeats):
-    """Per method, the medians of :func:`timed_step` over ``repeats`` alternating rounds."""
-    for method in methods:
+def median_times(methods, model, x, y, opt, repeats, setups=None):
+    """Per method, the medians of :func:`timed_step` over ``repeats`` alternating rounds.
+
+    ``setups`` (one callable per method, or ``None``) runs untimed before each of its steps
+    (e.g. choosing the LSNN backend or the thread count)."""
+    setups = setups or [None] * len(methods)
+    for method, setup in zip(methods, setups):
+        if setup is not None:
+            setup()
         method.step(model, x, y, opt)  # warm-up
     samples = [[] for _ in methods]
     for _ in range(repeats):
-        for method, out in zip(methods, samples):
+        for method, setup, out in zip(methods, setups, samples):
+            if setup is not None:
+                setup()
             out.append(timed_step(method, model, x, y, opt))
     return [tuple(statistics.median(col) for col in zip(*out)) for out in samples]
+
+
+def _setter(model, backend=None, threads=None):
+    def setup():
+        if backend is not None:
+            model.lsnn.backend = backend
+        if threads is not None:
+            torch.set_num_threads(threads)
+    return setup
+
+
+def lsnn_backend_table(model, x, y, opt, args):
+    """Standard and robust steps for every (backend, thread count), alternating in one run."""
+    global CLOCK
+    backends = args.lsnn_backends.split(",") if args.lsnn_backends else [None]
+    threads = [int(t) for t in args.thread_sweep.split(",")] if args.thread_sweep else [None]
+    if args.thread_sweep:
+        CLOCK = time.perf_counter  # a second thread shortens wall-clock time, not CPU time
+    combos = [(b, t) for b in backends for t in threads]
+    methods, setups = [], []
+    for b, t in combos:
+        methods += [get_method("standard"), get_method("adversarial", beta=0.25, n_steps=args.n_steps, seed=0)]
+        setups += [_setter(model, b, t)] * 2
+    res = median_times(methods, model, x, y, opt, args.repeats, setups)
+    clock = "wall" if CLOCK is time.perf_counter else "CPU"
+    robust = {}
+    for i, (b, t) in enumerate(combos):
+        (t_std, u_std, s_std, _), (t_rob, u_rob, s_rob, _) = res[2 * i], res[2 * i + 1]
+        robust[(b, t)] = t_rob
+        print(f"LSNN N=256 T=100, batch {args.batch}, backend {b or 'auto'}, threads {t or args.threads}: "
+              f"standard {t_std * 1e3:.1f} ms, robust (N_steps={args.n_steps}) {t_rob * 1e3:.1f} ms {clock} "
+              f"(user/system {u_rob * 1e3:.0f}/{s_rob * 1e3:.0f} ms) -> ratio {t_rob / t_std:.2f}x")
+    for t in threads:
+        for b in backends[1:]:
+            print(f"  robust step, threads {t or args.threads}: {b} / {backends[0]} = "
+                  f"{robust[(b, t)] / robust[(backends[0], t)]:.2f}x ({clock} time)")
+    for b in backends:
+        for t in threads[1:]:
+            print(f"  robust step, backend {b or 'auto'}: threads {threads[0]} / threads {t} = "
+                  f"{robust[(b, threads[0])] / robust[(b, t)]:.2f}x ({clock} time)")
 
 
 def main():
@@ -76,6 +132,8 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", default="lsnn,cnn")
+    parser.add_argument("--lsnn-backends", default=None, help="comma list, e.g. event,fused: LSNN steps per backend")
+    parser.add_argument("--thread-sweep", default=None, help="comma list of thread counts alternated, e.g. 1,2 (wall clock)")
     parser.add_argument("--wall", action="store_true", help="time with the wall clock instead of process CPU time")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's allocator as it is (by default the allocator keeps freed memory, "
@@ -101,6 +159,9 @@ def main():
     for name, model, x, y in cases:
         model, x, y = model.to(dev).train(), x.to(dev), y.to(dev)
         opt = torch.optim.Adam(model.parameters(), 1e-4)
+        if name.startswith("LSNN") and (args.lsnn_backends or args.thread_sweep):
+            lsnn_backend_table(model, x, y, opt, args)
+            continue
         methods = [get_method("standard"), get_method("adversarial", beta=0.25, n_steps=args.n_steps, seed=0)]
         (t_std, u_std, s_std, f_std), (t_rob, u_rob, s_rob, f_rob) = median_times(
             methods, model, x, y, opt, args.repeats

@@ -10,6 +10,7 @@ from .lsnn import (
     lsnn_unroll,
     zero_diagonal,
 )
+from .lsnn_event import lsnn_unroll_event
 from .lsnn_fused import lsnn_unroll_fused
 from .readout import rate_regulariser, time_average_readout
 from .surrogate import ATan, FastSigmoid, Surrogate, Triangle, from_snntorch, get_surrogate, heaviside
@@ -22,6 +23,7 @@ __all__ = [
     "lsnn_step",
     "lsnn_step_current",
     "lsnn_unroll",
+    "lsnn_unroll_event",
     "lsnn_unroll_fused",
     "zero_diagonal",
     "time_average_readout",

@@ -198,9 +198,13 @@ def lsnn_unroll(
     Args:
         backend: ``"reference"`` (default: this loop of :func:`lsnn_step_current`, BPTT by
             autograd), ``"fused"`` (:func:`~spikerobust.functional.lsnn_fused.lsnn_unroll_fused`:
-            same results, hand-written backward pass, much faster) or ``"auto"`` (fused wherever
-            it applies: a surrogate with a closed-form derivative, no ``torch.func`` transform;
-            inside ``vmap``/``grad`` this loop runs with a surrogate those transforms accept).
+            same results, hand-written backward pass, much faster), ``"event"``
+            (:func:`~spikerobust.functional.lsnn_event.lsnn_unroll_event`: compiled CPU kernels
+            that compute on spikes and on the surrogate's support; fused where they cannot run)
+            or ``"auto"`` (event wherever it applies, i.e. numba is installed and the tensors are
+            on the CPU, else fused, both needing a surrogate with a closed-form derivative and no
+            ``torch.func`` transform; inside ``vmap``/``grad`` this loop runs with a surrogate
+            those transforms accept). Every backend gives the same spikes bit for bit.
         spike_mask: optional 0/1 tensor ``[N]`` (broadcast over the batch and time) multiplied
             into every ``z_t`` inside the recurrence, as the reference's dropout does (one mask
             per optimisation step, no rescaling): a masked neuron never spikes, so it feeds

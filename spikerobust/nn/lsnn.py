@@ -95,11 +95,12 @@ class LSNN(nn.Module):
             per-neuron, so mismatch and interval analysis can target them.
         surrogate: overrides ``params.surrogate``: a name (``"triangle"``, ``"fast_sigmoid"``,
             ``"atan"``), a :class:`~spikerobust.functional.Surrogate` or an snnTorch surrogate.
-        backend: how BPTT runs: ``"auto"`` (default: the fused hand-written backward pass of
-            :mod:`spikerobust.functional.lsnn_fused` wherever it applies, else the reference),
-            ``"fused"`` or ``"reference"`` (autograd through the time loop). Both give the same
-            spikes bit for bit and the same gradients up to rounding. Under ``torch.func``
-            transforms (``vmap``, ``grad``) the reference path runs.
+        backend: how BPTT runs: ``"auto"`` (default: the compiled event-driven kernels of
+            :mod:`spikerobust.functional.lsnn_event` on the CPU when numba is installed, else
+            the fused hand-written backward pass of :mod:`spikerobust.functional.lsnn_fused`,
+            else the reference), ``"event"``, ``"fused"`` or ``"reference"`` (autograd through
+            the time loop). All give the same spikes bit for bit and the same gradients up to
+            rounding. Under ``torch.func`` transforms (``vmap``, ``grad``) the reference path runs.
 
     Attributes:
         neuron_mask: ``None`` (default), or a 0/1 tensor ``[N]`` that every forward pass
