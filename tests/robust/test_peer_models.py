@@ -263,3 +263,32 @@ def test_a_sequential_with_an_snntorch_neuron_names_the_layer_it_cannot_bound():
     model = nn.Sequential(nn.Linear(D, H), snn.Leaky(beta=0.8, init_hidden=True), nn.Linear(H, C))
     with pytest.raises(ValueError, match=r"\[1\] Leaky.*spiking neuron layers"):
         logit_bounds(model, torch.randn(2, D), zeta=0.01)
+
+
+def test_an_snntorch_network_survives_the_nir_round_trip_with_the_same_spikes(tmp_path):
+    """examples/snntorch_nir_ecg.py's network: export, write, read, import; identical spikes and logits."""
+    nir = pytest.importorskip("nir", reason="nir is not installed (pip install --no-deps nir nirtorch h5py)")
+    pytest.importorskip("nirtorch", reason="nirtorch is not installed")
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "snntorch_nir_ecg", Path(__file__).resolve().parents[2] / "examples" / "snntorch_nir_ecg.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    torch.manual_seed(0)
+    model = example.build(n_hidden=12)
+    with torch.no_grad():
+        model.net[0].weight.mul_(3.0)
+    x = torch.randn(20, 5, 2)
+    y = torch.arange(5) % 4
+    trip = example.round_trip(model, [(x, y)], tmp_path / "net.nir")
+    assert (tmp_path / "net.nir").stat().st_size > 0
+    assert list(trip["nodes"].values()) == ["Input", "Affine", "LIF", "Affine", "LIF", "Output"]
+    assert 0 < trip["hidden_spikes_per_step"] < 1
+    assert trip["hidden_spike_agreement"] == 1.0 and trip["output_spike_agreement"] == 1.0
+    assert trip["prediction_agreement"] == 1.0
+    with torch.no_grad():  # the example's step-wise logits are the model's own forward
+        acc = float((model(x).argmax(1) == y).float().mean())
+    assert trip["accuracy_original"] == pytest.approx(acc)
+    assert nir is not None
