@@ -233,7 +233,7 @@ def _activation_output(module: nn.Module, output) -> Union[torch.Tensor, None]:
         return output[0] if isinstance(output, tuple) else output
     is_torch_act = type(module).__module__ == "torch.nn.modules.activation"
     # snnTorch neurons carry a ``threshold``; Norse neuron modules return ``(spikes, state)``
-    is_norse = type(module).__module__.startswith("norse.torch.module.") and "LI" in type(module).__name__
+    is_norse = type(module).__module__.startswith("norse.torch.module.") and "LIF" in type(module).__name__
     is_neuron = (hasattr(module, "threshold") or is_norse) and not isinstance(module, nn.Threshold)
     if not (is_torch_act or is_neuron):
         return None
