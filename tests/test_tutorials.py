@@ -1,4 +1,4 @@
-"""Every numbered tutorial executes top to bottom (its own asserts are checked in the process)."""
+"""Every numbered tutorial executes top to bottom, quietly (no error, no warning), and is stored without outputs."""
 
 from pathlib import Path
 
@@ -32,5 +32,17 @@ def test_tutorial_executes(path, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors
+    # a reader should see no warning: nothing on stderr (Python warnings, tqdm bars and its
+    # widget notice all go there) and no warning text in any printed output
+    stderr = [o["text"] for o in outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, f"{path.name} writes to stderr:\n" + "".join(stderr)[:2000]
+    printed = [
+        o["text"] if o.get("output_type") == "stream" else o.get("data", {}).get("text/plain", "")
+        for o in outputs
+        if o.get("output_type") in ("stream", "execute_result", "display_data")
+    ]
+    noisy = [t for t in printed if "Warning" in t or "<torch._C.Generator" in t]
+    assert not noisy, f"{path.name} prints a warning or a stray repr:\n" + "".join(noisy)[:2000]
