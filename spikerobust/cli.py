@@ -64,6 +64,18 @@ def _floats(spec: str, name: str = "value") -> list:
         raise ValueError(f"--{name.replace('_', '-')}: expected a comma list of numbers, got {spec!r}") from None
 
 
+def recorded_config(meta: dict) -> dict:
+    """The settings a model file was trained with, completed for files written by older versions.
+
+    A speech model saved before the ``standardize`` field existed was trained on MFCCs standardised
+    with training statistics, so its features are rebuilt that way.
+    """
+    d = dict(meta["config"])
+    if d.get("task") == "speech":
+        d.setdefault("standardize", True)
+    return d
+
+
 def _overrides(args: argparse.Namespace) -> dict:
     """``--set`` pairs, then the named flags that were given."""
     d = _parse_set(getattr(args, "set", None))
@@ -141,7 +153,7 @@ def _loaded(args: argparse.Namespace):
     from .experiments.pipeline import data_fingerprint
 
     model, meta = load_model(args.model)
-    d = dict(meta["config"])
+    d = recorded_config(meta)
     over = _overrides(args)
     changed = {k: (d.get(k), v) for k, v in over.items() if k in DATA_FIELDS and k != "data_dir" and d.get(k) != v}
     if changed and not args.resplit:

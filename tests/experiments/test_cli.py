@@ -85,3 +85,12 @@ def test_help_of_every_subcommand():
     for args in ([], ["reproduce"], ["train"], ["evaluate"], ["verify"], ["pcm"]):
         proc = subprocess.run([sys.executable, "-m", "spikerobust.cli", *args, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "usage: spikerobust" in proc.stdout
+
+
+def test_old_speech_model_files_keep_their_standardised_features():
+    from spikerobust.cli import recorded_config
+
+    # written before 'standardize' existed: those models were trained on standardised MFCCs
+    assert recorded_config({"config": {"task": "speech"}})["standardize"] is True
+    assert recorded_config({"config": {"task": "speech", "standardize": False}})["standardize"] is False
+    assert "standardize" not in recorded_config({"config": {"task": "ecg"}})
