@@ -277,3 +277,42 @@ def test_vmap_falls_back_to_the_reference_path():
     assert torch.equal(looped, looped_ref)
     torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
     assert "backend='event'" in repr(LSNN(2, 4, backend="event"))
+
+
+def test_trained_network_gradients_match_reference():
+    """After some training (weights no longer random), gradients still agree with the reference."""
+    g = torch.Generator().manual_seed(11)
+    x = 2.0 * torch.randn(T, 16, D, generator=g, dtype=torch.float64)
+    y = (x[:, :, 0].mean(0) > 0).long()  # a learnable label
+    model = _classifier("event")
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(15):
+        opt.zero_grad()
+        logits, reg = model(x, return_aux_loss=True)
+        (torch.nn.functional.cross_entropy(logits, y) + reg).backward()
+        opt.step()
+    res = {}
+    for backend in ("reference", "event"):
+        model.lsnn.backend = backend
+        model.zero_grad()
+        logits, reg = model(x, return_aux_loss=True)
+        (torch.nn.functional.cross_entropy(logits, y) + reg).backward()
+        res[backend] = {k: p.grad.clone() for k, p in model.named_parameters()}
+    with torch.no_grad():
+        assert 0.0 < float(model.lsnn(x).mean()) < 0.5
+    for name, ref in res["reference"].items():
+        assert ref.abs().max() > 0, name
+        _assert_close(ref, res["event"][name], torch.float64, name)
+
+
+def test_a_launch_leaves_torch_thread_count_alone():
+    # numba's OpenMP threading layer shares the runtime with PyTorch and used to reset this
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        x, w_in, w_rec, params, state, _, _ = _problem(torch.float32)
+        z, _, _ = lsnn_unroll(x, params, w_in, w_rec, state, backend="event")
+        z.sum().backward()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
