@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple, Union
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = ["download_file", "download_and_extract", "file_digest", "KNOWN_CHECKSUMS"]
 

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._base import ArrayDataset, check_split, stratified_split_indices
 from .cache import cache_file, cache_root, files_fingerprint, load_arrays, save_arrays, settings_hash

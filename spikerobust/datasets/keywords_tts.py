@@ -36,7 +36,7 @@ import threading
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._base import ArrayDataset, check_split
 from .cache import cache_file, load_arrays, save_arrays, settings_hash

@@ -305,7 +305,7 @@ def compute_features(
     Returns:
         ``[N, n_frames, n_features]`` float32.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out = np.zeros((len(paths), features.n_frames, features.n_features), dtype=np.float32)
     for i, p in enumerate(tqdm(paths, desc=desc, unit="file", leave=False)):

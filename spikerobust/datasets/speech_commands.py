@@ -48,7 +48,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._base import ArrayDataset, check_split
 from ._download import download_and_extract

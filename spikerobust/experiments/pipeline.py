@@ -492,7 +492,7 @@ def _reproduce_locked(cfg: ExperimentConfig, out: Path, resume: bool, allow_chan
     if jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         log.info("training %d methods in %d processes (%d thread(s) each)", len(labels), jobs, threads)
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                  initargs=(os.getpid(),)) as pool:

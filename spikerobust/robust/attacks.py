@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .mismatch import Data, as_batches, check_logits, model_mode, resolve_params
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .params import select_parameters
 from .stats import summarise

@@ -19,7 +19,7 @@ from typing import Iterable, Optional, Tuple, Union
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .feedforward import sequential_logit_bounds
 from .lsnn import lsnn_logit_bounds

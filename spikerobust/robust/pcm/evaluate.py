@@ -29,7 +29,7 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .simulator import PCMConfig, PCMSimulator
 
