@@ -2,7 +2,7 @@
 
 For each task, every method trains the same model from the same seed (``spikerobust.robust.fit``,
 best clean validation epoch kept), then the test accuracy is measured under mismatch
-θ ⊙ (1 + m·N(0, 1)) at m ∈ --levels (mean / std / min over --draws draws, SPEC §4), and for
+θ ⊙ (1 + m·N(0, 1)) at m ∈ --levels (mean / std / min over --draws draws, docs/evaluation.md), and for
 the standard model the accuracy under the sign-PGA weight attack versus a random corner of the
 same box (the paper's Fig. S5 effect).
 
@@ -173,7 +173,7 @@ def main(argv=None) -> Dict[str, dict]:
     ap.add_argument("--beta", type=float, default=0.25, help="beta_rob of 'adversarial'")
     ap.add_argument("--beta-fn", type=float, default=0.1, help="beta_rob of 'forward_noise_beta'")
     ap.add_argument("--n-steps", type=int, default=3,
-                    help="attack steps of the robust loss (SPEC default 10, the paper's ResNet setting 3; 3 keeps "
+                    help="attack steps of the robust loss (default 10, the paper's ResNet setting 3; 3 keeps "
                          "each task near 10 min on one core)")
     ap.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7])
     ap.add_argument("--draws", type=int, default=None, help="mismatch draws per level (default: lsnn 50, fmnist 10)")

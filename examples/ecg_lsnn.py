@@ -1,7 +1,7 @@
 """Train an LSNN on ECG beats with one training method, then measure its accuracy under mismatch.
 
-The network is the registered ``lsnn_ecg`` model (SPEC §1): the two ECG leads are its input
-currents over T = 100 steps, and it classifies each beat as N, L, R or V (SPEC §7).
+The network is the registered ``lsnn_ecg`` model (docs/lsnn.md): the two ECG leads are its input
+currents over T = 100 steps, and it classifies each beat as N, L, R or V (docs/tasks.md).
 
 Data:
   * ``--data-dir DIR`` with the MIT-BIH Arrhythmia records (``100.hea`` ...): beats balanced per
@@ -16,7 +16,7 @@ the preset's fraction of the epochs, the best clean-validation epoch kept. ``--m
 method (``spikerobust methods``) or one of the paper's labels (``beta`` = adversarial with the
 ECG's β = 0.25, ``fn+beta`` = forward noise + β = 0.1), with optional settings after a colon:
 ``adversarial:beta=0.5;n_steps=3``. Then the test accuracy under mismatch θ ⊙ (1 + m·N(0, 1)),
-mean / std / min over ``--draws`` draws per level m (SPEC §4).
+mean / std / min over ``--draws`` draws per level m (docs/evaluation.md).
 
 Defaults are the ``quick`` preset (``spikerobust.experiments.PRESETS``; flag help shows its
 values): minutes for ``standard`` on one core (measured times in examples/README.md), a few times

@@ -1,9 +1,9 @@
 """The paper's Fashion-MNIST CNN trained with one method: accuracy under mismatch, and the worst-case
 weight attack against a random perturbation of the same size.
 
-The network is the registered ``cnn_fmnist`` model (SPEC §7): conv 64@4×4 "same" → ReLU →
+The network is the registered ``cnn_fmnist`` model (docs/tasks.md): conv 64@4×4 "same" → ReLU →
 max-pool 2 → conv 64@4×4 "valid" → ReLU → max-pool 2 → dense 256 → 64 → 10, on images
-standardised per channel with training statistics. Training follows SPEC §7's schedule, Adam
+standardised per channel with training statistics. Training follows docs/tasks.md's schedule, Adam
 1e-4 then 1e-5 (after 3/4 of the epochs), scaled down: a seeded subset of ``--n-train`` images
 (10 % of it for validation, the best clean-validation epoch kept) and ``--epochs`` epochs.
 ``--method`` is any registered method (``spikerobust methods``) or one of the paper's labels
@@ -12,7 +12,7 @@ on the dense inputs ...), with optional settings after a colon (``adversarial:be
 
 Then, on ``--n-test`` test images:
   * the accuracy under mismatch θ ⊙ (1 + m·N(0, 1)), mean / std / min over ``--draws`` draws per
-    level (Table 1's protocol, SPEC §4);
+    level (Table 1's protocol, docs/evaluation.md);
   * for each ``--attack-eps`` ζ: the accuracy at the weights found by the sign-PGA attack inside
     the box |δ| ≤ ζ·|θ| (cross-entropy, ``--attack-steps`` steps, one attack per batch of 500)
     against the accuracy at ``--random-draws`` random corners of the same box. The attack finds
@@ -20,8 +20,8 @@ Then, on ``--n-test`` test images:
 
 Data: the Fashion-MNIST IDX files from ``--data-dir``, by default Debian's dataset-fashion-mnist
 (``/usr/share/datasets/fashion-mnist``). Defaults are the ``quick`` preset's sizes
-(``spikerobust.experiments.PRESETS``; flag help shows them), 10 mismatch draws per level and SPEC
-§7's learning rate: minutes for ``standard`` on one core (measured times in examples/README.md).
+(``spikerobust.experiments.PRESETS``; flag help shows them), 10 mismatch draws per level and the
+paper's learning rate (docs/tasks.md): minutes for ``standard`` on one core (measured times in examples/README.md).
 At this scale 1e-4 leaves the network under-trained (about 75 % clean accuracy; ``--lr 1e-3`` or
 more ``--epochs`` get further); ``--preset paper`` uses all 60 000 images, 50 epochs, 100 draws.
 
@@ -71,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-test", type=int, default=None, help=f"test images (quick {q['n_test']}, paper all)")
     p.add_argument("--epochs", type=int, default=None, help=f"quick {q['epochs']}, paper {pp['epochs']}")
     p.add_argument("--lr", type=float, default=None,
-                   help="Adam learning rate, /10 after --lr-drop-at of the epochs (default SPEC §7's 1e-4)")
+                   help="Adam learning rate, /10 after --lr-drop-at of the epochs (default docs/tasks.md's 1e-4)")
     p.add_argument("--lr-drop-at", type=float, default=0.75, help="fraction of the epochs before the drop")
     p.add_argument("--batch-size", type=int, default=None, help=f"quick {q['batch_size']}, paper {pp['batch_size']}")
     p.add_argument("--levels", type=float, nargs="+", default=None, help="mismatch levels m (must include 0)")

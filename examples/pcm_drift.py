@@ -1,6 +1,6 @@
 """Accuracy over time on simulated PCM crossbars: FP baseline vs noise injection vs noise injection + robust loss.
 
-Reproduces, scaled down, the PCM experiment of Büchel et al. (2022, Fig. 4 / SPEC §6): three
+Reproduces, scaled down, the PCM experiment of Büchel et al. (2022, Fig. 4 / docs/pcm.md): three
 networks are deployed on the PCM simulator (programming noise, per-device drift, 1/f read noise,
 global drift compensation, 256 × 256 tiles) and tested at t = 25 s, 1 h, 1 d, 30 d and 1 y after
 programming, over several programming repetitions:
@@ -16,7 +16,7 @@ same training budget:
 3. ``ni+rob``: the same noise injection plus the robust loss (β = ``--beta``, attack size
    ``--epsilon``, N_steps = 3) — the paper's method for PCM, which starts from a pretrained model.
 
-The paper uses ResNet32 on CIFAR-10; this script defaults to the F-MNIST CNN (SPEC §7), which is
+The paper uses ResNet32 on CIFAR-10; this script defaults to the F-MNIST CNN (docs/tasks.md), which is
 what fits on one CPU core. ``--model resnet32 --dataset cifar10 --data-root DIR`` runs the paper's
 pair where CIFAR-10 is available (it is not downloaded here). Default scale (one core, ~10 min):
 10 000 training images, 3 pretraining epochs, 1 fine-tuning epoch on 5 000 images, 1 000 test
@@ -100,7 +100,7 @@ def load_data(args):
 
     x_tr, y_tr = subset(train, args.n_train)
     x_te, y_te = subset(test, args.n_test)
-    mean, std = channel_stats(x_tr.numpy())  # per-channel standardisation from the training subset (SPEC §7)
+    mean, std = channel_stats(x_tr.numpy())  # per-channel standardisation from the training subset (docs/tasks.md)
     mean, std = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te
 

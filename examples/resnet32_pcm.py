@@ -1,16 +1,16 @@
-"""Train ResNet32 on CIFAR-10 as SPEC §6 prescribes, deploy it on simulated PCM crossbars, and report
+"""Train ResNet32 on CIFAR-10 as docs/pcm.md prescribes, deploy it on simulated PCM crossbars, and report
 its test accuracy over time since programming.
 
 The network is the registered ``resnet32`` model (CIFAR-style, [5, 5, 5] blocks, widths 16/32/64,
 option-A shortcuts). Training (``spikerobust.robust.fit``): SGD with Nesterov momentum 0.9 and
 weight decay 5e-4, the learning rate divided by 10 at ``--milestones`` (fractions of the epochs),
-every weight tensor clipped to ±``--clip-sigma``·σ of itself after each optimiser step (SPEC §6:
+every weight tensor clipped to ±``--clip-sigma``·σ of itself after each optimiser step (docs/pcm.md:
 2σ), the best clean-validation epoch kept. ``--method`` is any registered method
 (``spikerobust methods``) with optional settings after a colon, e.g. ``noise_injection:eta=0.1``
 (hardware-aware training) or ``noise_injection:eta=0.1;beta=0.1;epsilon=0.1`` (noise injection
 plus the robust loss); clipping is this script's ``--clip-sigma``, for every method.
 
-Deployment (``spikerobust.robust.pcm``, SPEC §6): programming noise, conductance drift, 1/f read
+Deployment (``spikerobust.robust.pcm``, docs/pcm.md): programming noise, conductance drift, 1/f read
 noise and global drift compensation on 256 × 256 tiles; for each of ``--n-reps`` programmings the
 test accuracy at t = 25 s, 1 h, 1 d, 30 d and 1 y (``--times``). To compare FP training, noise
 injection and noise injection + robust loss fine-tuned from one pretrained network, use
@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-val", type=int, default=None, help=f"of which validation (default {DEFAULTS['n_val']})")
     p.add_argument("--n-test", type=int, default=None, help=f"test images (default {DEFAULTS['n_test']}; 0 = all)")
     p.add_argument("--epochs", type=int, default=None, help=f"default {DEFAULTS['epochs']}")
-    p.add_argument("--batch-size", type=int, default=None, help=f"default {DEFAULTS['batch_size']} (SPEC §6: 256)")
+    p.add_argument("--batch-size", type=int, default=None, help=f"default {DEFAULTS['batch_size']} (docs/pcm.md: 256)")
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate")
     p.add_argument("--milestones", type=float, nargs="*", default=[0.5, 0.75],
                    help="fractions of the epochs after which the learning rate is divided by 10")

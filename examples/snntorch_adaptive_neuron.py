@@ -1,6 +1,6 @@
 """Train a small snnTorch-style network built around spikerobust's adaptive-threshold neuron.
 
-The hidden layer is :class:`spikerobust.nn.AdaptiveLeaky` (the LSNN neuron of SPEC §1, with an
+The hidden layer is :class:`spikerobust.nn.AdaptiveLeaky` (the LSNN neuron of docs/lsnn.md, with an
 snnTorch surrogate as ``spike_grad``), stepped in snnTorch's single-step style next to an
 ``snntorch.Leaky`` output layer. The task is generated here, offline: which of two input channels
 carries a burst of activity. The script prints the loss every few steps; it goes down.

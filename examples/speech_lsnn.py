@@ -24,7 +24,7 @@ the preset's fraction of the epochs, the best clean-validation epoch kept. ``--m
 method (``spikerobust methods``) or one of the paper's labels (``beta`` = adversarial with the
 speech task's β = 0.5, ``fn+beta``), with optional settings after a colon
 (``forward_noise:eta=0.2``). Then the test accuracy under mismatch θ ⊙ (1 + m·N(0, 1)), mean /
-std / min over ``--draws`` draws per level (SPEC §4).
+std / min over ``--draws`` draws per level (docs/evaluation.md).
 
 Defaults are the ``quick`` preset (``spikerobust.experiments.PRESETS``; flag help shows its
 values): minutes for

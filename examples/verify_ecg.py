@@ -1,8 +1,8 @@
 """Verified accuracy against the weight-box size ζ for a standard and a robust-trained ECG LSNN.
 
-Trains two LSNN classifiers on MIT-BIH beats (N, L, R, V; SPEC §7) from the same initialisation —
-one with standard training, one with the adversarial robust loss (SPEC §2, β_rob = 0.25 for
-ECG) — then certifies the test set with interval bound propagation (SPEC §5): a beat counts when
+Trains two LSNN classifiers on MIT-BIH beats (N, L, R, V; docs/tasks.md) from the same initialisation —
+one with standard training, one with the adversarial robust loss (docs/robust-training.md, β_rob = 0.25 for
+ECG) — then certifies the test set with interval bound propagation (docs/verification.md): a beat counts when
 every network with ``|p' - p| <= ζ|p|`` for every weight and bias classifies it correctly. The
 paper's claim (Fig. S9): the robust-trained network keeps a higher verified accuracy as ζ grows.
 
@@ -11,7 +11,7 @@ paper (N = 256, 13 400 beats, 150 + 50 epochs), and fewer attack steps per train
 the budget both models start from one shared standard-trained network (``--pretrain-epochs``) and
 then train ``--epochs`` more epochs each, one with the standard loss and one with the robust loss
 (the paper trains the ECG models from scratch; it fine-tunes from a pretrained model only for
-PCM). The model with the best clean validation accuracy of each run is kept (SPEC §1).
+PCM). The model with the best clean validation accuracy of each run is kept (docs/lsnn.md).
 
 Run::
 

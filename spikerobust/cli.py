@@ -338,13 +338,13 @@ def main(argv: Optional[Sequence[str]] = None, *, raise_errors: Optional[bool] =
     ev.add_argument("--out-dir", default=None, help="default: MODEL's folder/evaluation")
     ev.set_defaults(func=_evaluate)
 
-    ve = sub.add_parser("verify", help="verified test accuracy under weight intervals (SPEC §5)")
+    ve = sub.add_parser("verify", help="verified test accuracy under weight intervals (docs/verification.md)")
     ve.add_argument("model")
     _config_flags(ve, task=False)
     ve.add_argument("--zetas", default=None, help="e.g. 0,1e-5,5e-5,1e-4 (default: the config's)")
     ve.set_defaults(func=_verify)
 
-    pc = sub.add_parser("pcm", help="accuracy over time on simulated PCM crossbars (SPEC §6; CNN and LSNN models)")
+    pc = sub.add_parser("pcm", help="accuracy over time on simulated PCM crossbars (docs/pcm.md; CNN and LSNN models)")
     pc.add_argument("model")
     _config_flags(pc, task=False)
     pc.add_argument("--times", default="25,3600,86400,2592000,31536000", help="seconds since programming")

@@ -1,6 +1,6 @@
 """Membrane potentials relative to the adaptive threshold (the paper's Fig. S10 argument).
 
-A spike is decided by the scaled voltage ``u = (v − A) / A`` (SPEC §1): ``u > 0`` spikes outside
+A spike is decided by the scaled voltage ``u = (v − A) / A`` (docs/lsnn.md): ``u > 0`` spikes outside
 the refractory period. A weight perturbation flips a spike only where ``|u|`` is small, so a
 robust network should keep less of its distribution near ``u = 0``. :func:`record_membrane`
 records ``u`` (and ``v``, ``A`` and the spikes) of a model's LSNN layer over a test set; :func:`near_threshold_fraction`

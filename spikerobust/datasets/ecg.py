@@ -1,4 +1,4 @@
-"""MIT-BIH Arrhythmia beats (SPEC §7): N, L, R, V beats as time-first ``[100, 2]`` currents.
+"""MIT-BIH Arrhythmia beats (docs/tasks.md): N, L, R, V beats as time-first ``[100, 2]`` currents.
 
 Preprocessing of one record (:func:`extract_beats`, a pure function):
 
@@ -15,12 +15,12 @@ Preprocessing of one record (:func:`extract_beats`, a pure function):
 4. Each lead of the segment is z-scored with the segment's own mean and standard deviation.
 5. The main peak is the sample of largest ``|z|`` of lead 0 within ``peak_radius`` samples (default
    18, i.e. 0.1 s at 180 Hz) of the beat's own annotation. (Searching the whole segment, as a
-   literal reading of SPEC §7 would, lets the *next* beat's R upstroke at the end of the segment
+   literal reading of docs/tasks.md would, lets the *next* beat's R upstroke at the end of the segment
    win: measured on the 44 non-paced MIT-BIH records, for 12 % of the N/L/R/V beats the largest
    ``|z|`` of the whole segment lies in its last 0.1 s.) The ``window`` (100) samples from ``peak - window // 2`` are
    kept. With ``crop_source="record"`` (default) they come from the surrounding signal, z-scored
    with the segment's statistics (edge-padded at the record's ends), so the window holds the whole
-   P-QRS-T; with ``crop_source="segment"`` (the SPEC wording) samples outside the segment are zero
+   P-QRS-T; with ``crop_source="segment"`` (the wording of docs/tasks.md) samples outside the segment are zero
    (the z-scored mean), so about half of every window is empty.
 
 Composition (which beats make up the data set, ``composition=``):

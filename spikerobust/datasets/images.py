@@ -1,7 +1,7 @@
 """Images for the CNN experiments: Fashion-MNIST (IDX files) and CIFAR-10 (python pickle batches).
 
 Samples are ``[C, H, W]`` float32 in [0, 1] with an int label; per-channel standardisation
-(SPEC §7) is the transform :class:`Standardize`, whose statistics come from the training split
+(docs/tasks.md) is the transform :class:`Standardize`, whose statistics come from the training split
 (:func:`channel_stats`). Nothing is cached: parsing the raw files takes well under a second and
 there is no other preprocessing.
 

@@ -1,4 +1,4 @@
-"""Speech front end (SPEC §7): 1 s at 16 kHz -> 98 frames x 40 MFCCs (or 40 log-mel bands).
+"""Speech front end (docs/tasks.md): 1 s at 16 kHz -> 98 frames x 40 MFCCs (or 40 log-mel bands).
 
 The pipeline of :class:`SpeechFeatures`:
 
@@ -155,7 +155,7 @@ def _mel(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarr
 
 @dataclass(frozen=True)
 class SpeechFeatures:
-    """The SPEC §7 front end as a callable: waveform ``[L]`` -> features ``[n_frames, n_features]``.
+    """The docs/tasks.md front end as a callable: waveform ``[L]`` -> features ``[n_frames, n_features]``.
 
     Attributes:
         sample_rate: 16 000 Hz. clip_seconds: 1.0. win_length/hop_length/n_fft: 480/160/512.

@@ -1,4 +1,4 @@
-"""Google Speech Commands v0.02 keyword spotting (SPEC §7): 6 words + silence + unknown.
+"""Google Speech Commands v0.02 keyword spotting (docs/tasks.md): 6 words + silence + unknown.
 
 Layout (the standard archive): ``<root>/<word>/<speaker>_nohash_<n>.wav``, background noise in
 ``<root>/_background_noise_/*.wav``, and the official ``validation_list.txt`` /

@@ -1,8 +1,8 @@
 """Transforms for time-first samples ``x [T, F]``: per-feature standardisation.
 
-MFCCs differ in scale by orders of magnitude (coefficient 0 of the SPEC §7 front end is about
+MFCCs differ in scale by orders of magnitude (coefficient 0 of the docs/tasks.md front end is about
 -100, the others of order 1), so an LSNN fed raw MFCC currents sees little but coefficient 0.
-Standardising each feature with training-set statistics is optional and not part of SPEC §7.
+Standardising each feature with training-set statistics is optional and not part of docs/tasks.md.
 
 Examples:
     >>> import numpy as np, torch

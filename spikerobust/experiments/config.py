@@ -87,10 +87,10 @@ class ExperimentConfig:
         epochs, lr, lr_drop_at, batch_size: Adam with the learning rate divided by 10 after
             ``round(lr_drop_at · epochs)`` epochs (ECG 150/200, speech 80/100).
         methods: label → ``{"method": registered name, **kwargs}``.
-        levels, n_draws: mismatch protocol (SPEC §4).
-        attack_eps, attack_objective: worst-case attack sizes ζ and objective (SPEC §4: CE).
-        zetas: interval half-widths for verified accuracy (SPEC §5).
-        landscape_points, landscape_directions: weight-loss landscape resolution (SPEC §4).
+        levels, n_draws: mismatch protocol (docs/evaluation.md).
+        attack_eps, attack_objective: worst-case attack sizes ζ and objective (docs/evaluation.md: CE).
+        zetas: interval half-widths for verified accuracy (docs/verification.md).
+        landscape_points, landscape_directions: weight-loss landscape resolution (docs/evaluation.md).
         membrane_samples: test samples whose membrane potentials are histogrammed (LSNN only).
         seed: seed of data splits, initialisation, training and evaluation.
         seeds: models trained per method in ``reproduce`` (the paper pooled 2): seeds ``seed``,

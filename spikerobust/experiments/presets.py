@@ -1,6 +1,6 @@
 """Presets of the paper's experiments (``quick`` and ``paper``) and the paper's reported numbers.
 
-``paper`` follows SPEC §1–§4 and §7 (sizes, epochs, schedules, 100 draws); ``quick`` scales each
+``paper`` follows docs/lsnn.md, docs/robust-training.md, docs/evaluation.md and docs/tasks.md (sizes, epochs, schedules, 100 draws); ``quick`` scales each
 task down to minutes on two CPU cores on data available offline. The reported numbers
 (:data:`PAPER_TABLE1`, :data:`PAPER_FLATNESS`) are printed next to ours in every report; they are
 never used to compute anything.
@@ -12,8 +12,8 @@ from typing import Dict
 
 __all__ = ["PRESETS", "PAPER_METHODS", "EXTRA_METHODS", "PAPER_TABLE1", "PAPER_FLATNESS", "preset", "preset_methods"]
 
-#: The paper's comparison (SPEC §8): label → registered method and its kwargs, per task (β_rob per
-#: SPEC §2: ECG 0.25 / 0.1 with forward noise, speech 0.5, CNN 0.25 / 0.1 with forward noise).
+#: The paper's comparison (docs/evaluation.md): label → registered method and its kwargs, per task (β_rob per
+#: docs/robust-training.md: ECG 0.25 / 0.1 with forward noise, speech 0.5, CNN 0.25 / 0.1 with forward noise).
 _BETA = {"ecg": (0.25, 0.1), "speech": (0.5, 0.5), "fmnist": (0.25, 0.1)}
 
 
@@ -31,7 +31,7 @@ def PAPER_METHODS(task: str) -> Dict[str, dict]:
     }
 
 
-#: The quick presets attack with 3 sign steps instead of 10 in the robust loss and AWP (as SPEC §2
+#: The quick presets attack with 3 sign steps instead of 10 in the robust loss and AWP (as docs/robust-training.md
 #: does for ResNet32), which makes those methods about 2.4× cheaper per step.
 QUICK_ATTACK_STEPS = 3
 
@@ -59,7 +59,7 @@ _EVAL_QUICK = dict(levels=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7), n_draws=30,
 #: task → preset → config fields (see :class:`~spikerobust.experiments.config.ExperimentConfig`).
 PRESETS: Dict[str, Dict[str, dict]] = {
     "ecg": {
-        # SPEC §1, §7: 3350 beats/class, N = 256, Adam 1e-3 → 1e-4 after 150 of 200 epochs, batch 100
+        # docs/lsnn.md and docs/tasks.md: 3350 beats/class, N = 256, Adam 1e-3 → 1e-4 after 150 of 200 epochs, batch 100
         # composition "paper": the authors' beat choice (first beats of each class in record order);
         # seeds=2: two models per method, their mismatch draws pooled (as the paper's Table 1)
         "paper": dict(n_per_class=3350, n_hidden=256, epochs=200, lr=1e-3, lr_drop_at=0.75, batch_size=100,
@@ -70,12 +70,12 @@ PRESETS: Dict[str, Dict[str, dict]] = {
                       **_EVAL_QUICK),
     },
     "speech": {
-        # SPEC §1, §7: Speech Commands, N = 256, Adam 1e-3 → 1e-4 after 80 of 100 epochs, batch 100
+        # docs/lsnn.md and docs/tasks.md: Speech Commands, N = 256, Adam 1e-3 → 1e-4 after 80 of 100 epochs, batch 100
         "paper": dict(n_hidden=256, epochs=100, lr=1e-3, lr_drop_at=0.8, batch_size=100, **_EVAL_PAPER),
         "quick": dict(n_hidden=64, epochs=12, lr=5e-3, lr_drop_at=0.75, batch_size=32, **_EVAL_QUICK),
     },
     "fmnist": {
-        # SPEC §7: Adam 1e-4 then 1e-5; the paper does not give the epoch count (we use 50, drop at 0.8)
+        # docs/tasks.md: Adam 1e-4 then 1e-5; the paper does not give the epoch count (we use 50, drop at 0.8)
         "paper": dict(epochs=50, lr=1e-4, lr_drop_at=0.8, batch_size=100, **_EVAL_PAPER),
         "quick": dict(n_train=4000, n_test=1000, epochs=8, lr=1e-3, lr_drop_at=0.75, batch_size=64,
                       **_EVAL_QUICK),
@@ -96,7 +96,7 @@ def preset(task: str, name: str) -> dict:
     return dict(PRESETS[task][name])
 
 
-#: SPEC §8 (Table 1): task → level → label → mean test accuracy (%) over 100 draws.
+#: docs/evaluation.md (Table 1): task → level → label → mean test accuracy (%) over 100 draws.
 PAPER_TABLE1: Dict[str, Dict[float, Dict[str, float]]] = {
     "fmnist": {
         0.0: {"fn+beta": 91.88, "beta": 92.11, "standard": 91.30, "forward_noise": 92.00, "awp": 92.35, "dropout": 92.42, "amp": 91.34},
@@ -118,7 +118,7 @@ PAPER_TABLE1: Dict[str, Dict[float, Dict[str, float]]] = {
     },
 }
 
-#: SPEC §4 (Table S1): task → label → flatness number (lower is flatter).
+#: docs/evaluation.md (Table S1): task → label → flatness number (lower is flatter).
 PAPER_FLATNESS: Dict[str, Dict[str, float]] = {
     "fmnist": {"standard": 0.3375, "beta": 0.0480, "forward_noise": 0.0332, "fn+beta": 0.0190, "dropout": 0.3022, "awp": 0.0841},
     "ecg": {"standard": 0.1605, "beta": 0.0879, "forward_noise": 0.0180, "fn+beta": 0.0187, "dropout": 0.0952, "awp": 0.1013},

@@ -1,4 +1,4 @@
-r"""Pure LSNN dynamics (Bellec et al. 2018, the variant of SPEC §1).
+r"""Pure LSNN dynamics (Bellec et al. 2018, the variant of docs/lsnn.md).
 
 One recurrent layer of ``N`` adaptive leaky integrate-and-fire neurons, dimensionless time steps.
 With :math:`\alpha = e^{-dt/\tau_{mem}}`, :math:`\rho = e^{-dt/\tau_{adapt}}` and all state zero at
@@ -56,7 +56,7 @@ Scalar = Union[float, torch.Tensor]
 
 
 class LSNNParams(NamedTuple):
-    """Neuron constants of an LSNN layer (SPEC §1 defaults).
+    """Neuron constants of an LSNN layer (docs/lsnn.md defaults).
 
     ``tau_mem``, ``tau_adapt``, ``beta_adapt`` and ``b0`` may be Python floats, 0-d tensors or
     per-neuron tensors of shape ``[N]`` (and may require gradients or be perturbed like weights).
@@ -130,7 +130,7 @@ def lsnn_step_current(
     rho: Optional[Scalar] = None,
     spike_mask: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, LSNNState]:
-    """One LSNN step given the feed-forward current ``i_in = x_t @ W_in`` (SPEC §1).
+    """One LSNN step given the feed-forward current ``i_in = x_t @ W_in`` (docs/lsnn.md).
 
     ``w_rec`` is used as given: pass it through :func:`zero_diagonal` first (the unroll does).
     ``alpha``/``rho`` may be precomputed decays (``exp(-dt/tau)``) to save work in a time loop.
@@ -164,7 +164,7 @@ def lsnn_step(
     w_in: torch.Tensor,
     w_rec: torch.Tensor,
 ) -> tuple[torch.Tensor, LSNNState]:
-    """One LSNN step from the input frame ``x_t`` (SPEC §1); the diagonal of ``w_rec`` is ignored.
+    """One LSNN step from the input frame ``x_t`` (docs/lsnn.md); the diagonal of ``w_rec`` is ignored.
 
     Shape:
         ``x_t`` ``[B, d_in]``, ``w_in`` ``[d_in, N]``, ``w_rec`` ``[N, N]`` → ``z_t`` ``[B, N]``.

@@ -4,7 +4,7 @@ r"""Fast BPTT for the LSNN: the whole recurrence as one ``torch.autograd.Functio
 about twenty nodes per time step; backpropagating through it costs far more than the matrix
 products it contains. :func:`lsnn_unroll_fused` computes the same thing with a hand-written pass:
 
-* **forward**: the time loop of SPEC §1 with autograd off, performing exactly the reference's
+* **forward**: the time loop of docs/lsnn.md with autograd off, performing exactly the reference's
   floating-point operations in the same order (into preallocated buffers), so spikes, membrane
   and threshold traces are bit-identical to the reference path. For the backward pass it keeps
   the thresholds ``A_t``, the scaled voltages ``s_t`` and ``D_t / A_t`` (below); the traces of
@@ -225,7 +225,7 @@ def _forward_loop(
     c, w, alpha, rho, b0, beta, state, n_refr, dt, *, derivative=None, record_vb=False, record_i=False,
     mask=None,
 ) -> _Traces:
-    """The SPEC §1 time loop without autograd, op for op the reference's arithmetic.
+    """The docs/lsnn.md time loop without autograd, op for op the reference's arithmetic.
 
     Every operation writes into preallocated buffers (``out=``/in place) and Python-float
     constants become 0-d tensors of the input's dtype; neither changes a value: spikes and

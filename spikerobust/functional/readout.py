@@ -1,4 +1,4 @@
-"""Time-averaged readout (SPEC §1): ``logits = mean_t(z_t) @ W_out + b_out``, no output time constant.
+"""Time-averaged readout (docs/lsnn.md): ``logits = mean_t(z_t) @ W_out + b_out``, no output time constant.
 
 Shape:
     ``spikes`` ``[T, B, N]``, ``weight`` ``[C, N]`` (``nn.Linear`` layout), ``bias`` ``[C]`` →
@@ -29,5 +29,5 @@ def time_average_readout(
 
 
 def rate_regulariser(spikes: torch.Tensor, target: float = 0.01, strength: float = 1e-3) -> torch.Tensor:
-    """Firing-rate regulariser ``λ Σ_{batch, neuron} (mean_t z − target)²`` (SPEC §1, λ = 0.001)."""
+    """Firing-rate regulariser ``λ Σ_{batch, neuron} (mean_t z − target)²`` (docs/lsnn.md, λ = 0.001)."""
     return strength * ((spikes.mean(dim=0) - target) ** 2).sum()

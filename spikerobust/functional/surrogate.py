@@ -1,7 +1,7 @@
 """Surrogate gradients for the Heaviside spike non-linearity.
 
 The forward pass of every surrogate is the exact Heaviside step ``H(x) = 1[x > 0]``; only the
-backward pass is replaced. The paper's default (SPEC §1) is the triangular surrogate
+backward pass is replaced. The paper's default (docs/lsnn.md) is the triangular surrogate
 
 .. math::  \\frac{dz}{dx} = \\gamma \\max(0, 1 - |x|), \\qquad \\gamma = 0.3,
 

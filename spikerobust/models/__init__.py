@@ -1,7 +1,7 @@
 """Registered model builders: ``get_model(name, **kwargs)``, ``list_models()``.
 
-Registered: ``lsnn_ecg``, ``lsnn_speech`` (SPEC §1, §7), ``cnn_fmnist`` (SPEC §7) and
-``resnet32`` (SPEC §6).
+Registered: ``lsnn_ecg``, ``lsnn_speech`` (docs/lsnn.md and docs/tasks.md), ``cnn_fmnist`` (docs/tasks.md) and
+``resnet32`` (docs/pcm.md).
 """
 
 from . import cnn, lsnn, resnet  # noqa: F401  (their @register_model decorators run on import)

@@ -1,4 +1,4 @@
-"""The paper's Fashion-MNIST CNN (SPEC §7) as a plain ``nn.Sequential``.
+"""The paper's Fashion-MNIST CNN (docs/tasks.md) as a plain ``nn.Sequential``.
 
 Layers: conv 64@4×4 "same" → ReLU → max-pool 2 → conv 64@4×4 "valid" → ReLU → max-pool 2 →
 flatten (64·5·5 = 1600) → dense 256 → ReLU → dense 64 → ReLU → dense 10.
@@ -8,7 +8,7 @@ Spatial sizes for a 28×28 image: "same" keeps 28, pooling gives 14; the "valid"
 PyTorch's ``padding="same"`` with an even kernel pads one more row/column at the bottom/right.
 Weights are Glorot normal and biases zero (:func:`glorot_normal_init_`), as in the reference.
 
-The per-channel input standardisation of SPEC §7 belongs to the dataset transform, not to the
+The per-channel input standardisation of docs/tasks.md belongs to the dataset transform, not to the
 model. The model is a flat ``nn.Sequential`` of standard layers so that layer-walking tools (the
 interval verifier, PCM conversion) can treat it layer by layer.
 
@@ -40,7 +40,7 @@ def cnn_fmnist(
     image_size: int = 28,
     dropout: float = 0.0,
 ) -> nn.Sequential:
-    """Build the F-MNIST CNN of SPEC §7.
+    """Build the F-MNIST CNN of docs/tasks.md.
 
     Args:
         n_classes: outputs of the last dense layer (10 for Fashion-MNIST).

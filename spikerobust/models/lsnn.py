@@ -1,4 +1,4 @@
-"""LSNN builders for the paper's two spiking tasks (SPEC §1, §7)."""
+"""LSNN builders for the paper's two spiking tasks (docs/lsnn.md and docs/tasks.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ResNet32 for CIFAR-10 (He et al. 2016, the CIFAR variant used for the PCM experiments, SPEC §6).
+"""ResNet32 for CIFAR-10 (He et al. 2016, the CIFAR variant used for the PCM experiments, docs/pcm.md).
 
 A 3×3 conv with 16 channels, three stages of five basic blocks with widths 16, 32, 64 (the first
 block of stages 2 and 3 halves the spatial size with stride 2), global average pooling and a

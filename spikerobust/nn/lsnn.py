@@ -83,7 +83,7 @@ def neuron_constants_as_params(module: nn.Module, surrogate) -> LSNNParams:
 
 
 class LSNN(nn.Module):
-    """A recurrent layer of adaptive-threshold LIF neurons (SPEC §1).
+    """A recurrent layer of adaptive-threshold LIF neurons (docs/lsnn.md).
 
     Args:
         d_in: input features per time step.
@@ -223,7 +223,7 @@ class LSNNClassifier(nn.Module):
         n_hidden: neurons (reference: 256).
         n_classes: output classes (required).
         params, train_neuron_params, surrogate, backend: passed to :class:`LSNN`.
-        rate_target, rate_strength: firing-rate regulariser (SPEC §1: 0.01 and 0.001).
+        rate_target, rate_strength: firing-rate regulariser (docs/lsnn.md: 0.01 and 0.001).
 
     Shape:
         ``[T, B, d_in]`` → logits ``[B, n_classes]``.
@@ -284,7 +284,7 @@ class LSNNClassifier(nn.Module):
         return self.lsnn.d_in
 
     def rate_loss(self, spikes: torch.Tensor) -> torch.Tensor:
-        """Firing-rate regulariser of SPEC §1 for spikes ``[T, B, N]``."""
+        """Firing-rate regulariser of docs/lsnn.md for spikes ``[T, B, N]``."""
         return rate_regulariser(spikes, self.rate_target, self.rate_strength)
 
     def forward(

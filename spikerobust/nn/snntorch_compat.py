@@ -1,4 +1,4 @@
-"""An adaptive-threshold LIF neuron (the LSNN neuron of SPEC §1) in snnTorch's single-step style.
+"""An adaptive-threshold LIF neuron (the LSNN neuron of docs/lsnn.md) in snnTorch's single-step style.
 
 snnTorch's neurons (``Leaky``, ``RLeaky``, ...) are called once per time step inside the user's
 own loop: ``spk, mem = lif(cur, mem)``. snnTorch has no neuron with an adaptive threshold;
@@ -30,7 +30,7 @@ not even imported unless you pass one of its surrogates. :meth:`AdaptiveLeaky.de
 Differences from snnTorch's ``Leaky`` to keep in mind: the threshold is adaptive and the spike
 condition is ``v > A`` (snnTorch: ``mem > threshold``); constants are time constants in steps
 (``tau_mem = 20`` means a decay ``exp(-1/20)`` per step; snnTorch takes the decay ``beta``);
-the input current is scaled by ``1 - alpha`` as in SPEC §1.
+the input current is scaled by ``1 - alpha`` as in docs/lsnn.md.
 
 Shape:
     - ``cur``: ``[B, N]`` (one time step; or any shape the constants broadcast against)
@@ -63,7 +63,7 @@ __all__ = ["AdaptiveLeaky"]
 
 
 class AdaptiveLeaky(nn.Module):
-    """Adaptive-threshold LIF neuron (SPEC §1) stepped like an snnTorch neuron.
+    """Adaptive-threshold LIF neuron (docs/lsnn.md) stepped like an snnTorch neuron.
 
     Args:
         tau_mem: membrane time constant in steps (20); scalar or per-neuron ``[N]``.

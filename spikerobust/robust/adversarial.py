@@ -1,4 +1,4 @@
-r"""The paper's robust loss (SPEC §2, Algorithm 1) and its gradient through the diagonal Jacobian.
+r"""The paper's robust loss (docs/robust-training.md, Algorithm 1) and its gradient through the diagonal Jacobian.
 
 For a batch X, the attack (:func:`~spikerobust.robust.attacks.pga_attack`, objective ``"kl"`` by
 default) finds θ* near θ; the robust loss is
@@ -47,7 +47,7 @@ def diagonal_jacobian(
     n_steps: int,
     sigma_init: float,
 ) -> torch.Tensor:
-    """``J = 1 + sign(θ) ⊙ (σ_init·R + (ε/N_steps)·Σ_t sign(g_t))`` (SPEC §2).
+    """``J = 1 + sign(θ) ⊙ (σ_init·R + (ε/N_steps)·Σ_t sign(g_t))`` (docs/robust-training.md).
 
     Examples:
         >>> import torch
@@ -88,7 +88,7 @@ def robust_loss_backward(
         model: any ``nn.Module`` returning logits ``[B, C]``.
         x: the batch (the model's input layout, e.g. ``[T, B, d_in]`` for an LSNN).
         beta: weight β_rob of the robust loss.
-        n_steps: attack steps N_steps (SPEC default 10).
+        n_steps: attack steps N_steps (default 10, as the paper).
         epsilon: relative attack size ε (0.1).
         sigma_init: relative size of the random start (1e-3).
         eps_c: constant term of the box (0).

@@ -1,4 +1,4 @@
-r"""Adversarial attack in weight space: the sign-PGA of SPEC §2 / §4, and a random perturbation of equal size.
+r"""Adversarial attack in weight space: the sign-PGA of docs/robust-training.md and docs/evaluation.md, and a random perturbation of equal size.
 
 Starting from a random point near the clean parameters,
 
@@ -195,7 +195,7 @@ def pga_attack(
     generator: Optional[torch.Generator] = None,
     evaluate_end: bool = True,
 ) -> AttackResult:
-    """Sign-PGA in weight space (SPEC §2) on one batch, in the model's current train/eval mode.
+    """Sign-PGA in weight space (docs/robust-training.md) on one batch, in the model's current train/eval mode.
 
     Args:
         model: any ``nn.Module`` returning logits ``[B, C]``.
@@ -351,7 +351,7 @@ def attack_weights(
     generator: Optional[torch.Generator] = None,
     train_mode: bool = False,
 ) -> Dict[str, torch.Tensor]:
-    """Worst-case parameters θ* for the batch ``(x, y)``: the test-time attack of SPEC §4.
+    """Worst-case parameters θ* for the batch ``(x, y)``: the test-time attack of docs/evaluation.md.
 
     Runs in eval mode (``train_mode=False``) and restores the model's mode.
 

@@ -27,7 +27,7 @@ noise. Give the method a ``seed=`` to make every rank draw the same noise (then 
 single process exactly). Checkpoints are written by rank 0 only and hold rank 0's RNG state.
 
 Equivalence holds for losses that are means over the batch. An LSNN's rate regulariser is a SUM
-over the batch (SPEC §1), so under data parallelism it is effectively divided by the number of
+over the batch (docs/lsnn.md), so under data parallelism it is effectively divided by the number of
 ranks; scale ``rate_strength`` by the world size to compensate.
 
 Examples:

@@ -1,4 +1,4 @@
-r"""Weight-loss landscape and the flatness number of the paper's Table S1 (SPEC §4).
+r"""Weight-loss landscape and the flatness number of the paper's Table S1 (docs/evaluation.md).
 
 For ``n_directions = 5`` random directions :math:`d = 0.2\,|\theta| \odot \mathcal{N}(0, I)` (one
 per selected tensor, element-wise relative to the clean parameters), the test cross-entropy is
@@ -125,7 +125,7 @@ def loss_landscape(
     label: str = "",
     progress: bool = True,
 ) -> LandscapeResult:
-    """Test loss at ``θ + α·d`` along random relative directions (SPEC §4, Table S1).
+    """Test loss at ``θ + α·d`` along random relative directions (docs/evaluation.md, Table S1).
 
     Args:
         model: any ``nn.Module`` returning logits ``[B, C]``.

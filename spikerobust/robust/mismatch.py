@@ -1,4 +1,4 @@
-r"""Device mismatch (SPEC §4, Eq. 1) and Monte-Carlo evaluation of a model under it.
+r"""Device mismatch (docs/evaluation.md, Eq. 1) and Monte-Carlo evaluation of a model under it.
 
 Mismatch multiplies every element of every selected parameter tensor by an independent factor,
 
@@ -368,7 +368,7 @@ def mismatch_evaluate(
     label: str = "",
     progress: bool = True,
 ) -> MismatchResult:
-    """Monte-Carlo test accuracy under mismatch (SPEC §4): ``n_draws`` draws per level, one at m = 0.
+    """Monte-Carlo test accuracy under mismatch (docs/evaluation.md): ``n_draws`` draws per level, one at m = 0.
 
     Args:
         model: any ``nn.Module`` returning logits ``[B, C]`` (LSNN classifier, CNN, ResNet ...).

@@ -1,6 +1,6 @@
 """Which parameters are perturbed: the selection shared by mismatch, attacks, methods and PCM.
 
-Default (SPEC preamble): every trainable tensor, except the affine parameters of normalisation
+Default (docs/robust-training.md, notation): every trainable tensor, except the affine parameters of normalisation
 layers (BatchNorm/LayerNorm/GroupNorm/InstanceNorm); running statistics are buffers and never
 selected. ``include``/``exclude`` are lists of glob patterns over parameter names
 (``"lsnn.*"``, ``"*.bias"``); buffers (e.g. an LSNN's neuron constants) can be selected by name

@@ -6,7 +6,7 @@ model selection, periodic attacked validation, atomic checkpoints and resume.
 steps the scheduler once per epoch, measures the clean validation accuracy (and, every
 ``attack_every`` epochs, the accuracy under the weight attack of
 :func:`~spikerobust.robust.attacks.attacked_accuracy`), keeps a copy of the state dict of the
-best clean-validation epoch (the paper's model selection, SPEC §1) and writes
+best clean-validation epoch (the paper's model selection, docs/lsnn.md) and writes
 ``checkpoint_dir/last.pt`` after every epoch.
 
 Each epoch is logged as one line (``logging`` at INFO, logger ``spikerobust.robust.trainer``)::

@@ -1,4 +1,4 @@
-"""Interval-arithmetic verification under relative parameter boxes (SPEC §5).
+"""Interval-arithmetic verification under relative parameter boxes (docs/verification.md).
 
 - :class:`Interval`: element-wise bounds, checked ``lower <= upper``.
 - :mod:`~spikerobust.verify.rules`: one propagation rule per operation, in a registry

@@ -1,4 +1,4 @@
-"""Certificates: logit bounds for any supported model, and verified accuracy (SPEC §5).
+"""Certificates: logit bounds for any supported model, and verified accuracy (docs/verification.md).
 
 A sample ``(x, y)`` is *verified* at ``ζ`` iff, for the logit intervals ``[l_c, u_c]`` over the
 box ``|p' - p| <= ζ|p|`` of every weight and bias, the label has the largest lower bound and its

@@ -2,7 +2,7 @@
 
 Each supported layer type has a handler registered with :func:`register_layer`; a handler maps an
 input :class:`~spikerobust.verify.interval.Interval` to an output interval, with the layer's
-weight and bias as relative intervals (SPEC §5). Supported: ``nn.Conv2d`` (zero padding),
+weight and bias as relative intervals (docs/verification.md). Supported: ``nn.Conv2d`` (zero padding),
 ``nn.Linear``, ``nn.ReLU``, ``nn.MaxPool2d``, ``nn.Flatten``, ``nn.Dropout`` and ``nn.Identity``
 (identity: the network is certified in evaluation mode) and nested ``nn.Sequential``.
 

@@ -1,4 +1,4 @@
-"""The :class:`Interval` type: element-wise lower and upper bounds on a tensor (SPEC §5).
+"""The :class:`Interval` type: element-wise lower and upper bounds on a tensor (docs/verification.md).
 
 An interval ``[lower, upper]`` stands for every tensor ``x`` with ``lower <= x <= upper`` element
 by element. Parameters under relative noise become ``[p - ζ|p|, p + ζ|p|]``
@@ -191,7 +191,7 @@ def as_interval(x: IntervalLike) -> Interval:
 
 
 def relative_interval(p: torch.Tensor, zeta: float) -> Interval:
-    """``[p - ζ|p|, p + ζ|p|]``: the box of SPEC §5 around a parameter tensor.
+    """``[p - ζ|p|, p + ζ|p|]``: the box of docs/verification.md around a parameter tensor.
 
     Args:
         p: the nominal parameter.

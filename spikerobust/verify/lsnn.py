@@ -1,4 +1,4 @@
-r"""Interval simulation of an :class:`~spikerobust.nn.LSNNClassifier` under relative weight boxes (SPEC §5).
+r"""Interval simulation of an :class:`~spikerobust.nn.LSNNClassifier` under relative weight boxes (docs/verification.md).
 
 Every weight and bias ``p`` (``W_in``, ``W_rec``, readout weight and bias) becomes the interval
 ``[p - ζ|p|, p + ζ|p|]``; optionally the neuron constants ``τ_mem``, ``τ_adapt``, ``b0`` and

@@ -1,4 +1,4 @@
-r"""Interval propagation rules, one per operation (SPEC §5), all vectorised tensor code.
+r"""Interval propagation rules, one per operation (docs/verification.md), all vectorised tensor code.
 
 Every rule accepts :class:`Interval` operands or plain tensors (degenerate intervals) and returns
 an :class:`Interval` containing the exact result for every choice of operands in their intervals.

@@ -1,4 +1,4 @@
-"""Speech front end against an independent numpy/scipy implementation written from SPEC §7."""
+"""Speech front end against an independent numpy/scipy implementation written from docs/tasks.md."""
 
 from __future__ import annotations
 

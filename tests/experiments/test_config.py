@@ -1,4 +1,4 @@
-"""Presets against SPEC, config files and overrides, and clear errors for bad fields."""
+"""Presets against the paper's protocols (docs/), config files and overrides, and clear errors for bad fields."""
 
 import doctest
 
@@ -11,20 +11,20 @@ from spikerobust.experiments.pipeline import _milestones
 
 def test_paper_presets_follow_spec():
     ecg = make_config("ecg", "paper")
-    # SPEC §1/§7: 3350 beats per class, N = 256, Adam 1e-3 for 150 epochs then 1e-4 for 50, batch 100
+    # docs/lsnn.md and docs/tasks.md: 3350 beats per class, N = 256, Adam 1e-3 for 150 epochs then 1e-4 for 50, batch 100
     assert (ecg.n_per_class, ecg.n_hidden, ecg.epochs, ecg.lr, ecg.batch_size) == (3350, 256, 200, 1e-3, 100)
     assert _milestones(ecg) == (150,)
     speech = make_config("speech", "paper")  # 80 + 20 epochs
     assert (speech.epochs, _milestones(speech), speech.n_hidden) == (100, (80,), 256)
     fm = make_config("fmnist", "paper")  # Adam 1e-4 then 1e-5
     assert fm.lr == 1e-4 and len(_milestones(fm)) == 1
-    for cfg in (ecg, speech, fm):  # SPEC §4/§5 protocols
+    for cfg in (ecg, speech, fm):  # docs/evaluation.md and docs/verification.md protocols
         assert cfg.levels == (0.0, 0.1, 0.2, 0.3, 0.5, 0.7) and cfg.n_draws == 100
         assert cfg.attack_eps == (0.0, 0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
         assert cfg.zetas == (0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3)
         assert (cfg.landscape_directions, cfg.landscape_points) == (5, 50)
         assert list(cfg.methods) == ["standard", "forward_noise", "beta", "fn+beta", "awp", "dropout", "amp"]
-    # SPEC §2: β_rob ECG 0.25 (0.1 with forward noise), speech 0.5, CNN 0.25 (0.1); η = 0.3
+    # docs/robust-training.md: β_rob ECG 0.25 (0.1 with forward noise), speech 0.5, CNN 0.25 (0.1); η = 0.3
     assert ecg.methods["beta"] == {"method": "adversarial", "beta": 0.25}
     assert ecg.methods["fn+beta"] == {"method": "forward_noise", "eta": 0.3, "beta": 0.1}
     assert speech.methods["beta"]["beta"] == 0.5 and fm.methods["fn+beta"]["beta"] == 0.1
@@ -93,7 +93,7 @@ def test_parse_methods():
 
 
 def test_parse_method_takes_the_preset_kwargs_and_exactly_one_method():
-    # the paper preset keeps the method's own N_steps (SPEC §2: 10); quick shortens the attack to 3
+    # the paper preset keeps the method's own N_steps (docs/robust-training.md: 10); quick shortens the attack to 3
     assert parse_method("beta", "ecg", "paper") == ("beta", {"method": "adversarial", "beta": 0.25})
     assert parse_method("beta", "ecg", "quick") == ("beta", {"method": "adversarial", "beta": 0.25, "n_steps": 3})
     with pytest.raises(ValueError, match="expected one method, got 2"):

@@ -1,4 +1,4 @@
-"""The LSNN dynamics pinned by numbers derived by hand from SPEC §1."""
+"""The LSNN dynamics pinned by numbers derived by hand from docs/lsnn.md."""
 
 import math
 
@@ -51,7 +51,7 @@ def test_first_steps_by_hand():
 
 
 def _scalar_reference(x, w_in, w_rec, tau_mem, tau_adapt, beta, b0, n_refr, steps):
-    """Second implementation: plain Python floats, one neuron at a time, straight from SPEC §1."""
+    """Second implementation: plain Python floats, one neuron at a time, straight from docs/lsnn.md."""
     n = len(w_in[0])
     d = len(w_in)
     alpha = [math.exp(-1 / tau_mem[i]) for i in range(n)]

@@ -1,4 +1,4 @@
-"""The F-MNIST CNN (SPEC §7) and ResNet32 (SPEC §6): sizes and parameter counts computed by hand."""
+"""The F-MNIST CNN (docs/tasks.md) and ResNet32 (docs/pcm.md): sizes and parameter counts computed by hand."""
 
 import pytest
 import torch

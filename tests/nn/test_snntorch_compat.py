@@ -1,4 +1,4 @@
-"""AdaptiveLeaky: snnTorch-style single-step neuron with the dynamics of SPEC §1."""
+"""AdaptiveLeaky: snnTorch-style single-step neuron with the dynamics of docs/lsnn.md."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_recurrent_variant_equals_the_lsnn_layer():
 
 
 def test_hand_computed_first_steps():
-    # SPEC §1 by hand, N = 1, current 1 then 0: v1 = 1 - e^{-1/20}, spike; b2 = 1 - e^{-1/98}
+    # docs/lsnn.md by hand, N = 1, current 1 then 0: v1 = 1 - e^{-1/20}, spike; b2 = 1 - e^{-1/98}
     neuron = AdaptiveLeaky()
     spk, s = neuron(torch.ones(1, 1), neuron.init_leaky())
     alpha, rho = math.exp(-1 / 20), math.exp(-1 / 98)

@@ -1,4 +1,4 @@
-"""The robust loss of SPEC §2 (Algorithm 1): its gradient against autograd, β = 0, the method."""
+"""The robust loss of docs/robust-training.md (Algorithm 1): its gradient against autograd, β = 0, the method."""
 
 import math
 
@@ -108,7 +108,7 @@ def test_beta_zero_equals_hand_computed_cross_entropy_gradient():
 
 
 def test_method_equals_natural_plus_robust_backward():
-    """The fused step equals L_nat.backward() followed by robust_loss_backward (SPEC §2 sum)."""
+    """The fused step equals L_nat.backward() followed by robust_loss_backward (docs/robust-training.md sum)."""
     model = small_model()
     x = torch.randn(8, 3, dtype=torch.float64)
     y = torch.randint(0, 4, (8,))

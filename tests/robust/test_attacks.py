@@ -1,4 +1,4 @@
-"""The weight-space sign-PGA (SPEC §2/§4): box, zero parameters, ascent, objectives, random points."""
+"""The weight-space sign-PGA (docs/robust-training.md and docs/evaluation.md): box, zero parameters, ascent, objectives, random points."""
 
 import math
 
@@ -151,7 +151,7 @@ def test_lsnn_attack_kl_in_box():
 
 
 def _plain_sign_pga(model, x, params, *, epsilon, n_steps, sigma_init, eps_c, generator, y=None):
-    """SPEC §2's loop written out directly: a fresh θ* dict each step, every parameter live."""
+    """docs/robust-training.md's loop written out directly: a fresh θ* dict each step, every parameter live."""
     from torch.func import functional_call
 
     theta = {n: p.detach() for n, p in params.items()}

@@ -1,4 +1,4 @@
-"""Weight-loss landscape (SPEC §4, Table S1): flatness by hand on linear and quadratic curves."""
+"""Weight-loss landscape (docs/evaluation.md, Table S1): flatness by hand on linear and quadratic curves."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Mismatch (SPEC §4, Eq. 1): draws, batched == looped evaluation, Table-1 summary, errors."""
+"""Mismatch (docs/evaluation.md, Eq. 1): draws, batched == looped evaluation, Table-1 summary, errors."""
 
 import math
 

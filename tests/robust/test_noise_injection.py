@@ -1,4 +1,4 @@
-"""Noise-injection training (SPEC §3 forward noise, §6 layer-range noise and 2σ clipping, + robust loss).
+"""Noise-injection training (docs/robust-training.md forward noise, §6 layer-range noise and 2σ clipping, + robust loss).
 
 The reference updates are computed here by hand with plain autograd on explicitly built noisy
 weights (same generator, same draw order), independently of the method's code path.

@@ -1,6 +1,6 @@
-"""PCM simulation (SPEC §6): device statistics against the formulas, GDC, tiling, converters, no side effects.
+"""PCM simulation (docs/pcm.md): device statistics against the formulas, GDC, tiling, converters, no side effects.
 
-Expected numbers are computed here from SPEC §6 by hand (plain ``math``/numpy) or by scipy's
+Expected numbers are computed here from docs/pcm.md by hand (plain ``math``/numpy) or by scipy's
 folded normal, never read off the implementation. Statistical tolerances are a fixed number of
 standard errors of the estimator, with the seeds fixed.
 """
@@ -47,7 +47,7 @@ def gen(seed=0):
 
 
 def sigma_p_us(g):
-    """SPEC §6 by hand: σ_p in µS for normalised g."""
+    """docs/pcm.md by hand: σ_p in µS for normalised g."""
     return 0.26348 + 1.9650 * g - 1.1731 * g * g
 
 

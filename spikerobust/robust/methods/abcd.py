@@ -1,4 +1,4 @@
-r"""Adversarial block coordinate descent, ABCD (Cicek & Soatto 2019), as specified in SPEC §3.
+r"""Adversarial block coordinate descent, ABCD (Cicek & Soatto 2019), as specified in docs/robust-training.md.
 
 Per batch, ``n_inner = 2`` iterations, each from the CURRENT stored parameters w:
 
@@ -90,7 +90,7 @@ def abcd_iteration(
 
 @register_method("abcd")
 class ABCD(SeededMixin, TrainingMethod):
-    """``n_inner`` ABCD iterations per batch (SPEC: 2) with ascent size ``eta_a`` (0.1).
+    """``n_inner`` ABCD iterations per batch (the paper: 2) with ascent size ``eta_a`` (0.1).
 
     Args:
         n_inner: inner iterations L per batch.

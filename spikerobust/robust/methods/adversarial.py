@@ -1,4 +1,4 @@
-"""The paper's method: adversarial regularisation in weight space, ``L = L_nat + β_rob·L_rob`` (SPEC §2).
+"""The paper's method: adversarial regularisation in weight space, ``L = L_nat + β_rob·L_rob`` (docs/robust-training.md).
 
 Examples:
     >>> import torch
@@ -33,7 +33,7 @@ class Adversarial(SeededMixin, TrainingMethod):
     θ* branch is added through the diagonal Jacobian (:func:`robust_loss_backward`).
 
     Args:
-        beta: β_rob (SPEC §2: speech 0.5, ECG 0.25, CNN 0.25).
+        beta: β_rob (docs/robust-training.md: speech 0.5, ECG 0.25, CNN 0.25).
         n_steps: attack steps (10).
         epsilon: relative attack size (0.1).
         sigma_init: random-start size (1e-3).

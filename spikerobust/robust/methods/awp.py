@@ -1,4 +1,4 @@
-r"""Adversarial weight perturbation, AWP (Wu et al. 2020), as specified in SPEC §3.
+r"""Adversarial weight perturbation, AWP (Wu et al. 2020), as specified in docs/robust-training.md.
 
 Per step, on the batch ``(X, y)``:
 
@@ -40,7 +40,7 @@ __all__ = ["AWP"]
 
 @register_method("awp")
 class AWP(TrainingMethod):
-    """Train on the task loss at the scaled-down sign-PGA point θ* (SPEC §3).
+    """Train on the task loss at the scaled-down sign-PGA point θ* (docs/robust-training.md).
 
     Args:
         epsilon: relative box of the raw attack ε (0.2).

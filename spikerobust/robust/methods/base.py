@@ -82,7 +82,7 @@ def task_loss(
     y: torch.Tensor,
     params: Optional[Mapping[str, torch.Tensor]] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``L_nat = CE(f(x, θ), y) + aux`` (SPEC §2) and the logits."""
+    """``L_nat = CE(f(x, θ), y) + aux`` (docs/robust-training.md) and the logits."""
     logits, aux = forward_with_aux(model, x, params)
     if logits.dim() != 2 or logits.shape[0] != y.shape[0]:
         raise ValueError(

@@ -1,4 +1,4 @@
-r"""Entropy-SGD (Chaudhari et al. 2019), as specified in SPEC §3.
+r"""Entropy-SGD (Chaudhari et al. 2019), as specified in docs/robust-training.md.
 
 Entropy-SGD descends the local entropy of the loss. Per optimisation step ``t`` (counted from 0
 by this method), with x the stored parameters and the scoping coupling

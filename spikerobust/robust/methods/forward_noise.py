@@ -1,4 +1,4 @@
-r"""Forward noise (Murray & Edwards 1994), alone or combined with the robust loss (SPEC §3).
+r"""Forward noise (Murray & Edwards 1994), alone or combined with the robust loss (docs/robust-training.md).
 
 Each step draws a fresh relative Gaussian perturbation of the selected parameters and evaluates
 the task loss there, with the perturbation held constant (a stop-gradient), so the gradient of
@@ -66,9 +66,9 @@ class ForwardNoise(Adversarial):
     """Task loss at ``θ + stopgrad(η|θ|⊙N(0,1))``, a fresh draw each step; optional ``+ β·L_rob``.
 
     Args:
-        eta: relative noise level η (SPEC: 0.3).
-        beta: weight of the robust loss (0: forward noise alone; SPEC uses 0.1 for ECG and CNN).
-        n_steps, epsilon, sigma_init, eps_c, objective: robust-loss attack settings (SPEC §2),
+        eta: relative noise level η (the paper: 0.3).
+        beta: weight of the robust loss (0: forward noise alone; the paper uses 0.1 for ECG and CNN).
+        n_steps, epsilon, sigma_init, eps_c, objective: robust-loss attack settings (docs/robust-training.md),
             used only when ``beta > 0``.
         include, exclude: glob patterns of the perturbed parameters (default: every trainable
             tensor except normalisation layers).

@@ -1,18 +1,18 @@
-"""Hardware-aware training by weight-noise injection, optionally with the robust loss (SPEC §3, §6).
+"""Hardware-aware training by weight-noise injection, optionally with the robust loss (docs/robust-training.md and docs/pcm.md).
 
 Each step draws fresh Gaussian noise and evaluates the task loss at the noisy weights via
 ``torch.func.functional_call``; the noise is a constant (no gradient), so the gradient is applied
 to the clean θ. Two noise scales:
 
-* ``mode="relative"``: ``θ + η·|θ| ⊙ N(0, 1)`` (the forward noise of SPEC §3, per weight);
+* ``mode="relative"``: ``θ + η·|θ| ⊙ N(0, 1)`` (the forward noise of docs/robust-training.md, per weight);
 * ``mode="layer_range"``: ``θ + η·max|θ_layer| · N(0, 1)`` (one std per parameter tensor, the
   additive noise used for PCM training, where device noise scales with the layer's mapped range).
 
-With ``beta > 0`` the robust loss of SPEC §2 is added (``L_rob`` at the clean θ, attack of
+With ``beta > 0`` the robust loss of docs/robust-training.md is added (``L_rob`` at the clean θ, attack of
 ``n_steps`` sign steps, default 3 as in the paper's PCM runs) through
 :func:`spikerobust.robust.adversarial.robust_loss_backward`, which accumulates ``β·∇L_rob`` into
 ``.grad``. After the optimiser step, weights can be clipped to ``±clip_sigma·std`` of their own
-tensor (SPEC §6: 2σ); the clip is applied to every selected tensor with ≥ 2 dimensions (weight
+tensor (docs/pcm.md: 2σ); the clip is applied to every selected tensor with ≥ 2 dimensions (weight
 matrices and kernels), not to biases.
 
 Examples:
@@ -88,9 +88,9 @@ class NoiseInjection(SeededMixin, TrainingMethod):
         eta: noise size η (relative to |θ| or to the layer's max |θ|).
         mode: ``"relative"`` or ``"layer_range"``.
         beta: weight of the robust loss (0: noise injection alone).
-        n_steps, epsilon, sigma_init, objective: the attack of the robust loss (SPEC §2; 3 steps
+        n_steps, epsilon, sigma_init, objective: the attack of the robust loss (docs/robust-training.md; 3 steps
             for the PCM experiments).
-        clip_sigma: after each step clip weight tensors to ±clip_sigma·std (``None``: off; SPEC §6: 2).
+        clip_sigma: after each step clip weight tensors to ±clip_sigma·std (``None``: off; docs/pcm.md: 2).
         include, exclude: glob patterns of the noisy/attacked parameters (default: all trainable
             tensors except normalisation layers).
         seed: seed of the noise and attack start (``None``: global RNG); the private generator's

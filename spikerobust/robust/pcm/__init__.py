@@ -1,4 +1,4 @@
-"""PCM compute-in-memory simulation (SPEC §6): device statistics, crossbars, simulator, evaluation.
+"""PCM compute-in-memory simulation (docs/pcm.md): device statistics, crossbars, simulator, evaluation.
 
 Modules: :mod:`.devices` (programming noise, drift, read noise — pure functions),
 :mod:`.crossbar` (differential mapping, tiles, DAC/ADC), :mod:`.simulator` (:class:`PCMSimulator`,
@@ -6,7 +6,7 @@ which runs a model's Conv2d/Linear layers, an LSNN's input and recurrent weights
 step) and any other selected weight tensor on the crossbars without changing the model) and
 :mod:`.evaluate` (accuracy over time since programming, and its plot).
 
-Choices where SPEC §6 leaves room (all documented again where they are made):
+Choices where docs/pcm.md leaves room (all documented again where they are made):
 
 * ``g_p`` in the read-noise ``Q_s`` is the programmed normalised conductance (after programming
   noise, before drift); the drift exponent's μ_ν, σ_ν use the target ``g_T``; ν is drawn once per

@@ -1,4 +1,4 @@
-"""Statistical models of one phase-change-memory device (SPEC §6), as pure tensor functions.
+"""Statistical models of one phase-change-memory device (docs/pcm.md), as pure tensor functions.
 
 Conductances are *normalised*: ``g = G / g_max`` with ``g_max = 25 µS``, so a fully-on device has
 ``g = 1``. The device equations, for a target conductance ``g_T`` in [0, 1]:
@@ -20,7 +20,7 @@ read (1/f) noise (a fresh draw at every evaluation time)::
     Q_s  = min(0.0088 / g_p^0.65, 0.2)
     g_r  = max(g(t) + |g(t)|·Q_s·sqrt(ln((t + t_read) / (2·t_read)))·N(0, 1), 0)
 
-Choices where SPEC §6 leaves room, and what this module does:
+Choices where docs/pcm.md leaves room, and what this module does:
 
 * The polynomial of σ_p is in µS for a 25 µS device and is divided by ``g_max`` (in µS) to get a
   normalised σ; with the default ``g_max = 25`` this is σ_p / 25.
@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 G_MAX_US = 25.0
-"""Maximum device conductance in µS (SPEC §6)."""
+"""Maximum device conductance in µS (docs/pcm.md)."""
 PROG_COEFFS_US = (0.26348, 1.9650, -1.1731)
 """Coefficients (c0, c1, c2) of σ_p(g_T) = c0 + c1·g_T + c2·g_T² in µS."""
 T_READ = 250e-9

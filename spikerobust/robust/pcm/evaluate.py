@@ -1,4 +1,4 @@
-"""Accuracy of a PCM-deployed model over time since programming, and its plot (SPEC §6).
+"""Accuracy of a PCM-deployed model over time since programming, and its plot (docs/pcm.md).
 
 Each repetition programs the devices afresh (programming noise and drift exponents), then, for
 every time ``t`` in increasing order, drifts to ``t``, draws read noise, applies global drift
@@ -38,7 +38,7 @@ __all__ = ["PCM_TIMES", "PCMAccuracy", "format_time", "pcm_accuracy_over_time", 
 logger = logging.getLogger(__name__)
 
 PCM_TIMES = (25.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0)
-"""SPEC §6 evaluation times: 25 s, 1 hour, 1 day, 30 days, 1 year."""
+"""docs/pcm.md evaluation times: 25 s, 1 hour, 1 day, 30 days, 1 year."""
 
 _UNITS = ((365 * 86400.0, "y"), (86400.0, "d"), (3600.0, "h"), (60.0, "min"), (1.0, "s"))
 
@@ -131,9 +131,9 @@ def pcm_accuracy_over_time(
             :class:`PCMSimulator`) returning logits ``[B, C]``; evaluated in eval mode (its mode
             is restored afterwards).
         data: ``(x, y)`` tensors or a re-iterable of ``(x, y)`` batches (e.g. a ``DataLoader``).
-        times: seconds since programming, each ≥ ``config.t0`` (SPEC §6: 25 s, 1 h, 1 d, 30 d, 1 y).
+        times: seconds since programming, each ≥ ``config.t0`` (docs/pcm.md: 25 s, 1 h, 1 d, 30 d, 1 y).
         n_reps: programming repetitions (25).
-        config: :class:`PCMConfig` (default SPEC §6).
+        config: :class:`PCMConfig` (default docs/pcm.md).
         seed: seed of all device randomness (``None``: global RNG).
         batch_size: batch size when ``data`` is a pair of tensors.
         digital: also measure the unperturbed model's accuracy.

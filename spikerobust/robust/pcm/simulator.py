@@ -1,4 +1,4 @@
-"""Run a model's weights on simulated PCM crossbars (SPEC §6; docs/pcm.md): Conv2d and Linear layers,
+"""Run a model's weights on simulated PCM crossbars (docs/pcm.md; docs/pcm.md): Conv2d and Linear layers,
 an LSNN's input and recurrent weights read at every time step, or any other weight tensor.
 
 :class:`PCMSimulator` wraps a model without changing its class or its parameters. It keeps, per
@@ -81,7 +81,7 @@ ANALOG_LAYERS = (nn.Linear, nn.Conv2d)
 
 @dataclass(frozen=True)
 class PCMConfig:
-    """Settings of the PCM simulation; defaults follow SPEC §6.
+    """Settings of the PCM simulation; defaults follow docs/pcm.md.
 
     Args:
         g_max: conductance of a fully-on device in µS (25).
@@ -90,7 +90,7 @@ class PCMConfig:
         prog_noise_scale: multiplier of the programming-noise σ (0 switches it off).
         read_noise_scale: multiplier of the read-noise σ (0 switches it off).
         drift: whether conductances drift.
-        drift_nu: ``None``: draw ν per device from the SPEC model; a float: every device drifts
+        drift_nu: ``None``: draw ν per device from the device model of docs/pcm.md; a float: every device drifts
             with this exponent (a pure global drift).
         drift_compensation: ``"layer"`` (one GDC gain per layer), ``"tile"`` (one per tile) or
             ``None`` (no compensation).
@@ -100,7 +100,7 @@ class PCMConfig:
             ``"random"`` avoids that.
         n_calibration: number of random calibration vectors.
         tile_size: crossbar tile ``rows × cols`` (256; an int or a pair; ``None``: unbounded).
-        dac_bits, adc_bits: converter resolutions (``None``: ideal; SPEC option: 8).
+        dac_bits, adc_bits: converter resolutions (``None``: ideal; the paper's option: 8).
         adc_bound: ADC range in units of a full-scale input on a fully-on device.
         clip_sigma: clip each layer's weights to ±clip_sigma·std before mapping (``None``: off).
         explicit_tiles: always compute tile by tile (for checking; slower).
@@ -203,7 +203,7 @@ class PCMSimulator:
 
     Args:
         model: any ``nn.Module``; its class and parameters are left unchanged.
-        config: :class:`PCMConfig` (default: SPEC §6).
+        config: :class:`PCMConfig` (default: docs/pcm.md).
         include, exclude: glob patterns over module names choosing the analog layers (default:
             every ``nn.Linear``, ``nn.Conv2d`` and :class:`~spikerobust.nn.LSNN`).
         tensors: glob patterns over parameter names of further weight tensors to map (any
