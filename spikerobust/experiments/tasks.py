@@ -303,8 +303,10 @@ def _load_fmnist(cfg: ExperimentConfig) -> TaskData:
     try:
         sets = {s: FashionMNIST(cfg.data_dir, split=s) for s in ("train", "test")}
     except (FileNotFoundError, ValueError, RuntimeError) as err:
-        raise ValueError(f"task 'fmnist' needs the Fashion-MNIST IDX files: set data_dir (--data-dir) or install "
-                         f"Debian's dataset-fashion-mnist ({err})") from err
+        if isinstance(err, FileNotFoundError) or "not found" in str(err):
+            raise ValueError(f"task 'fmnist' needs the Fashion-MNIST IDX files: set data_dir (--data-dir) or "
+                             f"install Debian's dataset-fashion-mnist ({err})") from err
+        raise ValueError(f"task 'fmnist': {err}") from err  # files found but unreadable: say what is wrong
     train, val = _split_off(_subset(_arrays(sets["train"]), cfg.n_train, cfg.seed, time_first=False), 0.1, cfg.seed,
                             time_first=False)
     test = _subset(_arrays(sets["test"]), cfg.n_test, cfg.seed, time_first=False)

@@ -294,7 +294,7 @@ def test_every_user_error_is_one_line_with_a_status(tmp_path, capsys):
         (["evaluate", str(tmp_path / "text.pt")], 2, "text.pt' is not a readable PyTorch checkpoint"),
         (["verify", str(tmp_path / "evil.pt")], 2, "refused to load .*evil.pt'.*could run code"),
         (["train", "fmnist", "--data-dir", str(tmp_path / "fm"), "--out-dir", str(tmp_path / "f"), "--epochs", "1",
-          "--no-progress"], 2, f"cannot read IDX file {truncated}"),
+          "--no-progress"], 2, f"task 'fmnist': .*cannot read IDX file {truncated}"),  # found, not "needs the files"
         (["train", "ecg", "--out-dir", str(tmp_path / "o"), "--set", "lr=1e38", *tiny], 1,
          "numerical overflow at epoch 1, step 1 .*learning rate 1e\\+38"),
     ]
