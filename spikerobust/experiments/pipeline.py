@@ -397,16 +397,25 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-alive", daemon=True).start()
 
 
-def _worker(cfg_dict: dict, label: str, resume: bool, threads: int, allow_change: Sequence[str] = ()) -> dict:
+def _worker(cfg_dict: dict, label: str, resume: bool, threads: int, allow_change: Sequence[str] = (),
+            data_cfg_dict: Optional[dict] = None) -> dict:
+    """Run one method in a pool process; ``data_cfg_dict``: build the data from this config instead
+    (the extra seeds of a method train on the first seed's data split)."""
     from .._runtime import keep_freed_memory
 
     keep_freed_memory()
     torch.set_num_threads(threads)
-    # a worker process runs several methods in turn: label its log lines with the current one
-    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{label}] %(message)s", force=True)
     cfg = ExperimentConfig.from_dict(cfg_dict)
     cfg.progress = False
-    return _run_method(cfg, label, None, resume, allow_change)
+    tag = label if data_cfg_dict is None else f"{label} seed {cfg.seed}"
+    # a worker process runs several methods in turn: label its log lines with the current one
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{tag}] %(message)s", force=True)
+    data = None
+    if data_cfg_dict is not None:
+        data_cfg = ExperimentConfig.from_dict(data_cfg_dict)
+        data_cfg.progress = False
+        data = load_task(data_cfg)
+    return _run_method(cfg, label, data, resume, allow_change)
 
 
 def _check_allow(allow_change: Sequence[str], resume: bool) -> Tuple[str, ...]:
@@ -487,28 +496,35 @@ def _reproduce_locked(cfg: ExperimentConfig, out: Path, resume: bool, allow_chan
     cfg.save(out / "config.json")
     data = load_task(cfg)
     labels = list(cfg.methods)
-    per_method: Dict[str, dict] = {}
-    jobs = min(int(cfg.jobs), len(labels))
+    runs: Dict[Tuple[str, int], dict] = {}  # (label, k) -> results of the model with seed seed + k
+    jobs = min(int(cfg.jobs), len(labels) * cfg.seeds)
     if jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        log.info("training %d methods in %d processes (%d thread(s) each)", len(labels), jobs, threads)
+        log.info("training %d methods x %d seed(s) in %d processes (%d thread(s) each)", len(labels), cfg.seeds,
+                 jobs, threads)
         from tqdm import tqdm
 
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                  initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(_worker, cfg.to_dict(), label, resume, threads, allow_change): label
-                       for label in labels}
-            bar = tqdm(total=len(labels), desc="methods", disable=not cfg.progress)
+            futures = {}
+            for k in range(cfg.seeds):  # every method's first model before any extra seed
+                for label in labels:
+                    if k == 0:
+                        args = (cfg.to_dict(), label, resume, threads, allow_change)
+                    else:
+                        args = (_seed_config(cfg, out, k).to_dict(), label, resume, threads, allow_change, cfg.to_dict())
+                    futures[pool.submit(_worker, *args)] = (label, k)
+            bar = tqdm(total=len(futures), desc="models", disable=not cfg.progress)
             for fut in _as_completed(futures):
-                per_method[futures[fut]] = fut.result()
+                runs[futures[fut]] = fut.result()
                 bar.update(1)
             bar.close()
     else:
         for label in labels:
-            per_method[label] = _run_method(cfg, label, data, resume, allow_change)
-    methods = {label: per_method[label] for label in labels}
+            runs[label, 0] = _run_method(cfg, label, data, resume, allow_change)
+    methods = {label: runs[label, 0] for label in labels}
     if cfg.seeds > 1:
-        methods = _pool_seeds(cfg, out, data, methods, resume, allow_change)
+        methods = _pool_seeds(cfg, out, data, methods, resume, allow_change, runs)
 
     tests: Dict[str, dict] = {}
     if "standard" in methods and "mismatch" in methods["standard"]:
@@ -538,11 +554,14 @@ def _seed_config(cfg: ExperimentConfig, out: Path, k: int) -> ExperimentConfig:
 
 
 def _pool_seeds(cfg: ExperimentConfig, out: Path, data: TaskData, methods: Dict[str, dict], resume: bool,
-                allow_change: Sequence[str]) -> Dict[str, dict]:
+                allow_change: Sequence[str], done: Optional[Mapping[Tuple[str, int], dict]] = None
+                ) -> Dict[str, dict]:
     """Train and evaluate models ``1 .. seeds - 1`` of every method (seed ``seed + k``, on the data
-    split of ``seed``, in ``out/seeds/seed<s>``; one after another, in this process), then pool the
-    mismatch draws of all models, as the paper did. Every other measurement stays the first model's;
-    ``seeds`` lists each model's clean accuracies and mismatch summary."""
+    split of ``seed``, in ``out/seeds/seed<s>``; in this process, unless ``done`` already holds the
+    results of ``(label, k)`` from the pool), then pool the mismatch draws of all models, as the
+    paper did. Every other measurement stays the first model's; ``seeds`` lists each model's clean
+    accuracies and mismatch summary."""
+    done = done or {}
     from ..robust.mismatch import MismatchResult
 
     def as_result(r: dict, label: str) -> MismatchResult:
@@ -552,7 +571,8 @@ def _pool_seeds(cfg: ExperimentConfig, out: Path, data: TaskData, methods: Dict[
 
     pooled: Dict[str, dict] = {}
     for label, first in methods.items():
-        runs = [first] + [_run_method(_seed_config(cfg, out, k), label, data, resume, allow_change)
+        runs = [first] + [done[label, k] if (label, k) in done
+                          else _run_method(_seed_config(cfg, out, k), label, data, resume, allow_change)
                           for k in range(1, cfg.seeds)]
         res = dict(first)
         if all("mismatch" in r for r in runs):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from spikerobust.experiments import make_config, run_reproduce
 
@@ -47,3 +48,15 @@ def first_fp(out: Path) -> str:
 def test_paper_preset_pools_two_seeds():
     assert make_config("ecg", "paper").seeds == 2
     assert make_config("ecg", "quick").seeds == 1
+
+
+def test_parallel_seeds_equal_the_serial_ones(tmp_path):
+    """With jobs > 1 the extra seeds run in the pool too, on the first seed's data: same results as one process."""
+    serial = run_reproduce(make_config("ecg", "quick", overrides={**TINY, "seeds": 2, "out_dir": str(tmp_path / "s")}))
+    par = run_reproduce(make_config("ecg", "quick", overrides={**TINY, "seeds": 2, "jobs": 2,
+                                                              "out_dir": str(tmp_path / "p")}))
+    for key in ("test_accuracy", "seeds"):
+        assert par["methods"]["standard"][key] == serial["methods"]["standard"][key]
+    assert par["methods"]["standard"]["mismatch"]["accuracies"] == serial["methods"]["standard"]["mismatch"]["accuracies"]
+    raw = torch.load(tmp_path / "p" / "seeds" / "seed1" / "methods" / "standard" / "model.pt", weights_only=True)
+    assert raw["config"]["seed"] == 1 and raw["info"]["data_fingerprint"] == first_fp(tmp_path / "s")
