@@ -72,7 +72,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .lsnn import LSNNParams, LSNNState, LSNNTrace, _decay, initial_state, zero_diagonal
+from .lsnn import LSNNParams, LSNNState, LSNNTrace
 from .surrogate import Triangle
 
 __all__ = ["numba_available", "event_unsupported_reason", "lsnn_unroll_event"]
@@ -336,27 +336,10 @@ def lsnn_unroll_event(
         >>> w_rec.grad.shape
         torch.Size([16, 16])
     """
-    from .lsnn_fused import _has_closed_form_derivative
+    from .lsnn_fused import unroll_inputs, unroll_outputs
 
-    if not _has_closed_form_derivative(params.surrogate):
-        raise ValueError(
-            f"lsnn_unroll_event: surrogate {params.surrogate!r} has no closed-form derivative(x); "
-            f"use lsnn_unroll(..., backend='reference')"
-        )
-    t_steps, batch, _ = x.shape
-    n = w_in.shape[-1]
-    if state is None:
-        state = initial_state(batch, n, dtype=x.dtype, device=x.device)
-    dt = float(params.dt)
-    n_refr = params.n_refractory
-    w = zero_diagonal(w_rec)
-    alpha = _decay(params.tau_mem, dt)
-    rho = _decay(params.tau_adapt, dt)
-    b0, beta = params.b0, params.beta_adapt
-    c = x @ w_in
-    inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
-    needs_graph = torch.is_grad_enabled() and any(
-        isinstance(t, torch.Tensor) and t.requires_grad for t in inputs
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(
+        "lsnn_unroll_event", x, params, w_in, w_rec, state
     )
     if needs_graph:
         z_all, v_out, b_out, r_last = _EventRecurrence.apply(
@@ -371,10 +354,4 @@ def lsnn_unroll_event(
             )
         z_all, r_last = out["z"], out["r_last"]
         v_out, b_out = (out["v"], out["b"]) if return_states else (out["v_last"], out["b_last"])
-    if return_states:
-        final = LSNNState(v_out[-1], z_all[-1], b_out[-1], r_last)
-        trace = LSNNTrace(v_out, b_out, params.b0 + params.beta_adapt * b_out)
-    else:
-        final = LSNNState(v_out, z_all[-1], b_out, r_last)
-        trace = None
-    return z_all, final, trace
+    return unroll_outputs(params, z_all, v_out, b_out, r_last, return_states)

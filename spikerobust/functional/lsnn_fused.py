@@ -475,29 +475,12 @@ def lsnn_unroll_fused(
         >>> w_in.grad.shape
         torch.Size([2, 16])
     """
-    if not _has_closed_form_derivative(params.surrogate):
-        raise ValueError(
-            f"lsnn_unroll_fused: surrogate {params.surrogate!r} has no closed-form derivative(x); "
-            f"use lsnn_unroll(..., backend='reference')"
-        )
-    t_steps, batch, _ = x.shape
-    n = w_in.shape[-1]
-    if state is None:
-        state = initial_state(batch, n, dtype=x.dtype, device=x.device)
-    dt = float(params.dt)
-    n_refr = params.n_refractory
-    w = zero_diagonal(w_rec)
-    alpha = _decay(params.tau_mem, dt)
-    rho = _decay(params.tau_adapt, dt)
-    b0, beta = params.b0, params.beta_adapt
-    c = x @ w_in
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(
+        "lsnn_unroll_fused", x, params, w_in, w_rec, state
+    )
     mask = None
     if spike_mask is not None:
         mask = spike_mask.detach().to(dtype=c.dtype, device=c.device)
-    inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
-    needs_graph = torch.is_grad_enabled() and any(
-        isinstance(t, torch.Tensor) and t.requires_grad for t in inputs
-    )
     if needs_graph:
         z_all, v_out, b_out, r_last = _LSNNRecurrence.apply(
             c, w, alpha, rho, b0, beta, state.v, state.z, state.b, state.r.detach(),
@@ -509,11 +492,43 @@ def lsnn_unroll_fused(
                 c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, record_vb=return_states, mask=mask
             )
         z_all, v_out, b_out, r_last = tr.z, tr.v, tr.b, tr.r_last
+    return unroll_outputs(params, z_all, v_out, b_out, r_last, return_states)
+
+
+def unroll_inputs(owner: str, x, params: LSNNParams, w_in, w_rec, state: Optional[LSNNState]):
+    """What the hand-written backends (fused, event) compute before their time loop.
+
+    Returns:
+        ``(c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph)``: the input currents
+        ``x @ w_in`` ``[T, B, N]``, ``w_rec`` with a zero diagonal, the decays and constants, the
+        initial state (zeros if ``None``), and whether any input requires a gradient.
+
+    Raises:
+        ValueError: naming ``owner``, if the surrogate has no closed-form derivative.
+    """
+    if not _has_closed_form_derivative(params.surrogate):
+        raise ValueError(
+            f"{owner}: surrogate {params.surrogate!r} has no closed-form derivative(x); "
+            f"use lsnn_unroll(..., backend='reference')"
+        )
+    batch, n = x.shape[1], w_in.shape[-1]
+    if state is None:
+        state = initial_state(batch, n, dtype=x.dtype, device=x.device)
+    dt = float(params.dt)
+    w = zero_diagonal(w_rec)
+    alpha = _decay(params.tau_mem, dt)
+    rho = _decay(params.tau_adapt, dt)
+    b0, beta = params.b0, params.beta_adapt
+    c = x @ w_in
+    inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
+    needs_graph = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
+    return c, w, alpha, rho, b0, beta, state, params.n_refractory, dt, needs_graph
+
+
+def unroll_outputs(params: LSNNParams, z_all, v_out, b_out, r_last, return_states: bool):
+    """``(spikes, final_state, trace or None)`` from a hand-written backend's loop results
+    (``v_out``/``b_out``: traces ``[T, B, N]`` when ``return_states``, else the last values)."""
     if return_states:
         final = LSNNState(v_out[-1], z_all[-1], b_out[-1], r_last)
-    else:
-        final = LSNNState(v_out, z_all[-1], b_out, r_last)
-    trace = None
-    if return_states:
-        trace = LSNNTrace(v_out, b_out, params.b0 + params.beta_adapt * b_out)
-    return z_all, final, trace
+        return z_all, final, LSNNTrace(v_out, b_out, params.b0 + params.beta_adapt * b_out)
+    return z_all, LSNNState(v_out, z_all[-1], b_out, r_last), None
