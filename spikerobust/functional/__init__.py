@@ -4,6 +4,7 @@ from .lsnn import (
     LSNNParams,
     LSNNState,
     LSNNTrace,
+    decay,
     initial_state,
     lsnn_step,
     lsnn_step_current,
@@ -13,12 +14,22 @@ from .lsnn import (
 from .lsnn_event import lsnn_unroll_event
 from .lsnn_fused import lsnn_unroll_fused
 from .readout import rate_regulariser, time_average_readout
-from .surrogate import ATan, FastSigmoid, Surrogate, Triangle, from_snntorch, get_surrogate, heaviside
+from .surrogate import (
+    ATan,
+    FastSigmoid,
+    Surrogate,
+    Triangle,
+    from_snntorch,
+    get_surrogate,
+    has_closed_form_derivative,
+    heaviside,
+)
 
 __all__ = [
     "LSNNParams",
     "LSNNState",
     "LSNNTrace",
+    "decay",
     "initial_state",
     "lsnn_step",
     "lsnn_step_current",
@@ -34,5 +45,6 @@ __all__ = [
     "ATan",
     "from_snntorch",
     "get_surrogate",
+    "has_closed_form_derivative",
     "heaviside",
 ]

@@ -72,7 +72,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .lsnn import LSNNParams, LSNNState, LSNNTrace
+from .lsnn_core import LSNNParams, LSNNState, LSNNTrace, unroll_inputs, unroll_outputs
 from .surrogate import Triangle
 
 __all__ = ["numba_available", "event_unsupported_reason", "lsnn_unroll_event"]
@@ -336,8 +336,6 @@ def lsnn_unroll_event(
         >>> w_rec.grad.shape
         torch.Size([16, 16])
     """
-    from .lsnn_fused import unroll_inputs, unroll_outputs
-
     c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(
         "lsnn_unroll_event", x, params, w_in, w_rec, state
     )

@@ -60,8 +60,9 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 
-from .lsnn import LSNNParams, LSNNState, LSNNTrace, _decay, initial_state, zero_diagonal
-from .surrogate import Surrogate, heaviside
+from .lsnn_core import LSNNParams, LSNNState, LSNNTrace, unroll_inputs, unroll_outputs
+from .lsnn_event import event_unsupported_reason
+from .surrogate import Surrogate, has_closed_form_derivative, heaviside
 
 __all__ = [
     "BACKENDS",
@@ -75,20 +76,13 @@ __all__ = [
 BACKENDS = ("auto", "event", "fused", "reference")
 
 
-def _has_closed_form_derivative(surrogate) -> bool:
-    if not isinstance(surrogate, Surrogate):
-        return False
-    cls = type(surrogate)
-    return cls.derivative is not Surrogate.derivative and cls.__call__ is Surrogate.__call__
-
-
 def fused_unsupported_reason(params: LSNNParams, tensors: Sequence[torch.Tensor] = ()) -> Optional[str]:
     """Why the fused path cannot run for ``params`` (and the given inputs), or ``None`` if it can.
 
     Static reasons (the surrogate, dtypes) and dynamic ones (an active ``torch.func`` transform,
     ``torch.compile`` tracing) are both reported.
     """
-    if not _has_closed_form_derivative(params.surrogate):
+    if not has_closed_form_derivative(params.surrogate):
         return (
             f"surrogate {params.surrogate!r} has no closed-form derivative(x) "
             f"(e.g. a wrapped snnTorch surrogate)"
@@ -154,7 +148,7 @@ def functorch_compatible(params: LSNNParams) -> LSNNParams:
     """
     if not torch._C._are_functorch_transforms_active():
         return params
-    if not _has_closed_form_derivative(params.surrogate):
+    if not has_closed_form_derivative(params.surrogate):
         return params
     return params._replace(surrogate=_FunctorchSurrogate(params.surrogate))
 
@@ -187,7 +181,7 @@ def resolve_backend(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference":
         return "reference"
-    if backend in ("event", "fused") and not _has_closed_form_derivative(params.surrogate):
+    if backend in ("event", "fused") and not has_closed_form_derivative(params.surrogate):
         raise ValueError(
             f"backend={backend!r} needs a surrogate with a closed-form derivative(x); "
             f"{params.surrogate!r} has none: use backend='reference' (or 'auto', which picks it)"
@@ -196,8 +190,6 @@ def resolve_backend(
         return "reference"
     if backend == "fused":
         return "fused"
-    from .lsnn_event import event_unsupported_reason
-
     return "event" if event_unsupported_reason(params, tensors, n) is None else "fused"
 
 
@@ -493,42 +485,3 @@ def lsnn_unroll_fused(
             )
         z_all, v_out, b_out, r_last = tr.z, tr.v, tr.b, tr.r_last
     return unroll_outputs(params, z_all, v_out, b_out, r_last, return_states)
-
-
-def unroll_inputs(owner: str, x, params: LSNNParams, w_in, w_rec, state: Optional[LSNNState]):
-    """What the hand-written backends (fused, event) compute before their time loop.
-
-    Returns:
-        ``(c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph)``: the input currents
-        ``x @ w_in`` ``[T, B, N]``, ``w_rec`` with a zero diagonal, the decays and constants, the
-        initial state (zeros if ``None``), and whether any input requires a gradient.
-
-    Raises:
-        ValueError: naming ``owner``, if the surrogate has no closed-form derivative.
-    """
-    if not _has_closed_form_derivative(params.surrogate):
-        raise ValueError(
-            f"{owner}: surrogate {params.surrogate!r} has no closed-form derivative(x); "
-            f"use lsnn_unroll(..., backend='reference')"
-        )
-    batch, n = x.shape[1], w_in.shape[-1]
-    if state is None:
-        state = initial_state(batch, n, dtype=x.dtype, device=x.device)
-    dt = float(params.dt)
-    w = zero_diagonal(w_rec)
-    alpha = _decay(params.tau_mem, dt)
-    rho = _decay(params.tau_adapt, dt)
-    b0, beta = params.b0, params.beta_adapt
-    c = x @ w_in
-    inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
-    needs_graph = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
-    return c, w, alpha, rho, b0, beta, state, params.n_refractory, dt, needs_graph
-
-
-def unroll_outputs(params: LSNNParams, z_all, v_out, b_out, r_last, return_states: bool):
-    """``(spikes, final_state, trace or None)`` from a hand-written backend's loop results
-    (``v_out``/``b_out``: traces ``[T, B, N]`` when ``return_states``, else the last values)."""
-    if return_states:
-        final = LSNNState(v_out[-1], z_all[-1], b_out[-1], r_last)
-        return z_all, final, LSNNTrace(v_out, b_out, params.b0 + params.beta_adapt * b_out)
-    return z_all, LSNNState(v_out, z_all[-1], b_out, r_last), None

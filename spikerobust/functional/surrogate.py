@@ -34,6 +34,7 @@ __all__ = [
     "ATan",
     "from_snntorch",
     "get_surrogate",
+    "has_closed_form_derivative",
     "heaviside",
 ]
 
@@ -123,6 +124,24 @@ class ATan(Surrogate):
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return 0.5 * self.alpha / (1.0 + (0.5 * math.pi * self.alpha * x) ** 2)
+
+
+def has_closed_form_derivative(surrogate: object) -> bool:
+    """Whether ``surrogate`` spikes through :meth:`Surrogate.derivative`, a closed form.
+
+    The hand-written backends (:mod:`~spikerobust.functional.lsnn_fused`,
+    :mod:`~spikerobust.functional.lsnn_event`) evaluate the derivative themselves, so they need a
+    :class:`Surrogate` that defines ``derivative(x)`` and does not override ``__call__``; a wrapped
+    snnTorch function (:func:`from_snntorch`) or any other callable has none.
+
+    Examples:
+        >>> has_closed_form_derivative(Triangle()), has_closed_form_derivative(from_snntorch(torch.sigmoid))
+        (True, False)
+    """
+    if not isinstance(surrogate, Surrogate):
+        return False
+    cls = type(surrogate)
+    return cls.derivative is not Surrogate.derivative and cls.__call__ is Surrogate.__call__
 
 
 class _Wrapped(Surrogate):
