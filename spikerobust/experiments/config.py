@@ -27,7 +27,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from .presets import PAPER_METHODS, PRESETS, preset, preset_methods
 
 __all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "read_config_file", "parse_methods", "parse_method",
-           "TASKS", "EVAL_FIELDS", "CHANGEABLE_FIELDS", "DATA_FIELDS", "check_allow_change"]
+           "TASKS", "EVAL_FIELDS", "CHANGEABLE_FIELDS", "DATA_FIELDS", "check_allow_change", "lr_milestones"]
 
 TASKS = tuple(PRESETS)
 
@@ -229,15 +229,28 @@ class ExperimentConfig:
         return atomic_write(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
 
+def lr_milestones(cfg: ExperimentConfig) -> Tuple[int, ...]:
+    """The epochs after which the learning rate is divided by 10: ``round(lr_drop_at · epochs)``.
+
+    Empty (a constant rate) when that epoch is 0 or not before the last one.
+
+    Examples:
+        >>> lr_milestones(make_config("ecg", "paper"))
+        (150,)
+    """
+    m = int(round(cfg.epochs * cfg.lr_drop_at))
+    return (m,) if 1 <= m < cfg.epochs else ()
+
+
 def _check_method_kwargs(label: str, name: str, kwargs: dict) -> None:
     """Build the method once, so that a bad keyword argument fails before any training."""
     import inspect
 
-    from ..robust.methods import get_method
-    from ..robust.methods.base import _METHODS
+    from ..robust.methods import get_method, method_class
 
+    cls = method_class(name)
     try:
-        params = inspect.signature(_METHODS[name]).parameters.values()
+        params = inspect.signature(cls).parameters.values()
         accepted = None if any(p.kind is p.VAR_KEYWORD for p in params) else \
             [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     except (TypeError, ValueError):  # pragma: no cover - a method without an inspectable signature

@@ -19,7 +19,7 @@ from typing import Dict, List
 import numpy as np
 
 from ..analysis.tables import markdown_table
-from .config import ExperimentConfig
+from .config import ExperimentConfig, lr_milestones
 from .presets import PAPER_FLATNESS, PAPER_TABLE1
 
 __all__ = ["write_report", "render_report", "make_figures", "differences_from_paper", "composition_table",
@@ -36,9 +36,7 @@ def _pct(x: float, digits: int = 2) -> str:
 
 
 def _schedule(cfg: ExperimentConfig) -> str:
-    from .pipeline import _milestones
-
-    m = _milestones(cfg)
+    m = lr_milestones(cfg)
     return f"÷10 after epoch {m[0]}" if m else "constant"
 
 

@@ -1,6 +1,7 @@
 """Pure functions: LSNN dynamics, surrogate gradients, readouts. No modules, no I/O."""
 
 from .lsnn import (
+    LSNNLayer,
     LSNNParams,
     LSNNState,
     LSNNTrace,
@@ -26,6 +27,7 @@ from .surrogate import (
 )
 
 __all__ = [
+    "LSNNLayer",
     "LSNNParams",
     "LSNNState",
     "LSNNTrace",

@@ -23,6 +23,7 @@ import torch
 
 from . import lsnn_event, lsnn_fused
 from .lsnn_core import (
+    LSNNLayer,
     LSNNParams,
     LSNNState,
     LSNNTrace,
@@ -35,6 +36,7 @@ from .lsnn_core import (
 )
 
 __all__ = [
+    "LSNNLayer",
     "LSNNParams",
     "LSNNState",
     "LSNNTrace",

@@ -41,7 +41,7 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Protocol, Union, runtime_checkable
 
 import torch
 
@@ -51,6 +51,7 @@ __all__ = [
     "LSNNParams",
     "LSNNState",
     "LSNNTrace",
+    "LSNNLayer",
     "Scalar",
     "decay",
     "initial_state",
@@ -110,6 +111,30 @@ class LSNNTrace(NamedTuple):
     v: torch.Tensor
     b: torch.Tensor
     threshold: torch.Tensor
+
+
+@runtime_checkable
+class LSNNLayer(Protocol):
+    """What a module running these equations over time exposes (e.g. :class:`spikerobust.nn.LSNN`).
+
+    Code that must rerun a layer's time loop itself (the PCM simulator reads ``w_in`` and
+    ``w_rec`` from crossbars at every step) recognises it by this protocol, not by its class, so
+    ``spikerobust.robust`` needs no import of ``spikerobust.nn``. ``isinstance(module, LSNNLayer)``
+    checks that the members exist.
+
+    Attributes:
+        w_in: input weights ``[d_in, N]``.
+        w_rec: recurrent weights ``[N, N]`` (the diagonal is ignored).
+    """
+
+    w_in: torch.Tensor
+    w_rec: torch.Tensor
+
+    def neuron_params(self) -> LSNNParams:
+        """The neuron constants the layer runs with."""
+
+    def spike_mask(self) -> Optional[torch.Tensor]:
+        """``None``, or the 0/1 mask ``[N]`` multiplied into every ``z_t`` (``spike_mask`` of the unroll)."""
 
 
 def initial_state(batch: int, n: int, *, dtype=None, device=None) -> LSNNState:

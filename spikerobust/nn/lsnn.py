@@ -191,13 +191,18 @@ class LSNN(nn.Module):
             state,
             return_states=return_states,
             backend=self.backend,
-            spike_mask=self._checked_mask(),
+            spike_mask=self.spike_mask(),
         )
         if return_states:
             return spikes, trace
         return spikes
 
-    def _checked_mask(self) -> Optional[torch.Tensor]:
+    def spike_mask(self) -> Optional[torch.Tensor]:
+        """:attr:`neuron_mask`, checked (shape ``[N]``) and in the parameters' dtype and device, or ``None``.
+
+        Raises:
+            ValueError: for a mask of another shape.
+        """
         mask = self.neuron_mask
         if mask is None:
             return None

@@ -58,6 +58,7 @@ __all__ = [
     "perturbed_accuracy",
     "attacked_accuracy",
     "functional_logits",
+    "buffer_copies",
 ]
 
 
@@ -136,8 +137,15 @@ def _check_attack_args(epsilon: float, n_steps: int, sigma_init: float, eps_c: f
         raise ValueError(f"eps_c must be >= 0, got {eps_c}")
 
 
-def _buffer_copies(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """Copies of the buffers when some module is training (BatchNorm would update them in place)."""
+def buffer_copies(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Copies of ``model``'s buffers when some module is training, else ``{}``.
+
+    Passed to :func:`torch.func.functional_call` next to perturbed parameters, so a forward pass
+    in training mode (BatchNorm) updates the copies and not the model's running statistics.
+
+    Returns:
+        ``{buffer name: clone}``, empty when every module is in eval mode.
+    """
     if not any(m.training for m in model.modules()):
         return {}
     return {name: b.clone() for name, b in model.named_buffers()}
@@ -147,7 +155,7 @@ def functional_logits(
     model: nn.Module, x: torch.Tensor, params: Mapping[str, torch.Tensor], y: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
     """Logits of ``model`` at ``params`` (a partial mapping) without updating running statistics."""
-    out = functional_call(model, {**_buffer_copies(model), **dict(params)}, (x,), strict=False)
+    out = functional_call(model, {**buffer_copies(model), **dict(params)}, (x,), strict=False)
     if y is not None:
         check_logits(out, y)
     elif not isinstance(out, torch.Tensor) or out.dim() != 2:

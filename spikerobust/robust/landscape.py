@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .mismatch import Data, _evaluate_stacked, as_batches, check_logits, model_mode, resolve_params
+from .mismatch import Data, as_batches, check_logits, evaluate_stacked, model_mode, resolve_params
 
 __all__ = ["LandscapeResult", "moving_average", "flatness", "loss_landscape", "plot_landscape"]
 
@@ -169,8 +169,9 @@ def loss_landscape(
             directions.append(d)
             a = alphas.to(dtype=next(iter(selected.values())).dtype, device=next(iter(selected.values())).device)
             stacked = {n: t.unsqueeze(0) + a.view(-1, *([1] * t.dim())) * d[n].unsqueeze(0) for n, t in selected.items()}
-            _, total, count, used_vmap = _evaluate_stacked(
-                model, batches, stacked, chunk_size=chunk_size, vectorize=vectorize, with_loss=True, loss_fn=loss_fn
+            _, total, count, used_vmap = evaluate_stacked(
+                model, batches, stacked, chunk_size=chunk_size, vectorize=vectorize, with_loss=True, loss_fn=loss_fn,
+                return_vmap_used=True,
             )
             if vectorize == "auto" and not used_vmap:
                 vectorize = False

@@ -231,7 +231,8 @@ def evaluate_stacked(
     vectorize: Union[bool, str] = "auto",
     with_loss: bool = False,
     loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
-) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    return_vmap_used: bool = False,
+) -> Union[Tuple[torch.Tensor, torch.Tensor, int], Tuple[torch.Tensor, torch.Tensor, int, bool]]:
     """Evaluate ``model`` at ``K`` stacked parameter sets on every batch (no grad, current mode).
 
     Args:
@@ -245,14 +246,16 @@ def evaluate_stacked(
             intermediate tensors measured slower (``benchmarks/bench_mismatch.py``).
         with_loss: also sum a per-sample loss per parameter set.
         loss_fn: ``(logits [B, C], y [B]) -> per-sample loss [B]`` (default: cross-entropy).
+        return_vmap_used: also return whether ``vmap`` ran to the end (``"auto"`` may fall back).
 
     Returns:
-        ``(correct [K], loss_sum [K], n_samples)``; ``loss_sum`` is zeros unless ``with_loss``.
+        ``(correct [K], loss_sum [K], n_samples)``, and ``vmap_used`` last with
+        ``return_vmap_used``; ``loss_sum`` is zeros unless ``with_loss``.
     """
-    correct, ce, n, _ = _evaluate_stacked(
+    correct, ce, n, used_vmap = _evaluate_stacked(
         model, batches, stacked, chunk_size=chunk_size, vectorize=vectorize, with_loss=with_loss, loss_fn=loss_fn
     )
-    return correct, ce, n
+    return (correct, ce, n, used_vmap) if return_vmap_used else (correct, ce, n)
 
 
 def _evaluate_stacked(model, batches, stacked, *, chunk_size, vectorize, with_loss, loss_fn=None):

@@ -64,8 +64,8 @@ from tqdm import tqdm  # not tqdm.auto: its asyncio variant calls iter() on a Da
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .methods import TrainingMethod, get_method
 
-__all__ = ["fit", "FitResult", "NonFiniteLossError", "ResumeMismatchError", "settings_diff", "evaluate_accuracy",
-           "unwrap_model", "format_epoch", "CHECKPOINT_NAME"]
+__all__ = ["fit", "FitResult", "NonFiniteLossError", "ResumeMismatchError", "settings_diff", "refuse_changes",
+           "evaluate_accuracy", "unwrap_model", "format_epoch", "CHECKPOINT_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,19 @@ def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> Dict[str, T
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
-def _refuse_changes(diff: Mapping[str, Tuple[Any, Any]], allow_change: Sequence[str], where: str,
-                    changeable: Sequence[str] = ("lr", "epochs", "lr_drop_at")) -> None:
+def refuse_changes(diff: Mapping[str, Tuple[Any, Any]], allow_change: Sequence[str], where: str,
+                   changeable: Sequence[str] = ("lr", "epochs", "lr_drop_at")) -> None:
+    """Raise unless every setting in ``diff`` (from :func:`settings_diff`) is in ``allow_change``.
+
+    Args:
+        diff: ``{setting: (value in the saved run, value now)}``.
+        allow_change: settings allowed to differ on resume.
+        where: the file the saved settings come from (named in the message).
+        changeable: settings the message suggests passing to ``--allow-change``.
+
+    Raises:
+        ResumeMismatchError: naming each refused setting with both values.
+    """
     refused = {k: v for k, v in diff.items() if k not in allow_change}
     if refused:
         fields_ = "; ".join(f"{k}: {o!r} there, {n!r} now" for k, (o, n) in refused.items())
@@ -101,6 +112,10 @@ def _refuse_changes(diff: Mapping[str, Tuple[Any, Any]], allow_change: Sequence[
         raise ResumeMismatchError(
             f"resume: the settings differ from those {where} was written with ({fields_}); resume with the same "
             f"settings or start a new run (another output folder, or --overwrite){hint}")
+
+
+#: Former private name, kept while ``experiments/pipeline.py`` still imports it; use :func:`refuse_changes`.
+_refuse_changes = refuse_changes
 
 
 @dataclass
@@ -325,8 +340,8 @@ def fit(
         if ckpt.get("schedule") is not None:
             diff.update({k: v for k, v in settings_diff(ckpt["schedule"], schedule).items() if k not in diff})
         if settings:  # the caller opted into the resume contract: refuse what is not allowed
-            _refuse_changes(diff, tuple(allow_change) + (("milestones",) if {"epochs", "lr_drop_at"} & set(allow_change)
-                                                            else ()), str(ckpt_path))
+            refuse_changes(diff, tuple(allow_change) + (("milestones",) if {"epochs", "lr_drop_at"} & set(allow_change)
+                                                           else ()), str(ckpt_path))
         inner.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scheduler") is not None:

@@ -3,8 +3,11 @@
 A rule takes :class:`~spikerobust.verify.interval.Interval` operands (or plain tensors, which are
 degenerate intervals) and returns an :class:`Interval` that contains the operation's output for
 every choice of operands inside their intervals (soundness). The rules live in
-:mod:`spikerobust.verify.rules`; the tests iterate over :func:`list_rules` and check each one by
-sampling.
+:mod:`spikerobust.verify.rules`, which registers them when imported; the package
+(``spikerobust/verify/__init__.py``) imports it, and Python runs the package before any of its
+modules, so the registry is full whichever module a caller imports. This module imports no
+rules itself (the rules import it). The tests iterate over :func:`list_rules` and check each
+one by sampling.
 
 Examples:
     >>> import torch
@@ -45,7 +48,6 @@ def get_rule(name: str) -> Callable[..., Interval]:
     Raises:
         ValueError: for an unknown name (the message lists the registered ones).
     """
-    _ensure_loaded()
     try:
         return _RULES[name]
     except KeyError:
@@ -54,7 +56,6 @@ def get_rule(name: str) -> Callable[..., Interval]:
 
 def list_rules() -> list[str]:
     """Names of all registered rules, sorted."""
-    _ensure_loaded()
     return sorted(_RULES)
 
 
@@ -62,6 +63,3 @@ def interval_propagate(op: str, *args, **kwargs) -> Interval:
     """Apply the rule ``op`` to interval (or tensor) operands: ``get_rule(op)(*args, **kwargs)``."""
     return get_rule(op)(*args, **kwargs)
 
-
-def _ensure_loaded() -> None:
-    from . import rules  # noqa: F401  (importing registers the rules)

@@ -42,7 +42,7 @@ from typing import Dict, Iterable, Optional
 import torch
 from torch import nn
 
-from ..attacks import _buffer_copies
+from ..attacks import buffer_copies
 from ..params import select_parameters
 from .base import TrainingMethod, get_method, register_method, task_loss
 
@@ -99,7 +99,7 @@ class AMP(TrainingMethod):
         for _ in range(self.n_inner):
             leaves = {n: (params[n] + delta[n]).requires_grad_(True) for n in names}
             with torch.enable_grad():
-                loss, _ = task_loss(model, x, y, {**_buffer_copies(model), **leaves})
+                loss, _ = task_loss(model, x, y, {**buffer_copies(model), **leaves})
                 grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
             for n, g in zip(names, grads):
                 if g is None:

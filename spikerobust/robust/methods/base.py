@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["SeededMixin", "TrainingMethod", "register_method", "get_method", "list_methods", "task_loss", "forward_with_aux", "Standard"]
+__all__ = ["SeededMixin", "TrainingMethod", "register_method", "get_method", "method_class", "list_methods", "task_loss", "forward_with_aux", "Standard"]
 
 _METHODS: Dict[str, type] = {}
 
@@ -44,13 +44,22 @@ def register_method(name: str) -> Callable[[type], type]:
     return decorator
 
 
-def get_method(name: str, **kwargs) -> "TrainingMethod":
-    """Instantiate the registered method ``name`` with its hyper-parameters."""
+def method_class(name: str) -> type:
+    """The :class:`TrainingMethod` class registered under ``name`` (its signature lists the
+    method's hyper-parameters).
+
+    Raises:
+        ValueError: for an unknown name (the message lists the registered ones).
+    """
     try:
-        cls = _METHODS[name]
+        return _METHODS[name]
     except KeyError:
         raise ValueError(f"unknown training method {name!r}; registered: {list_methods()}") from None
-    return cls(**kwargs)
+
+
+def get_method(name: str, **kwargs) -> "TrainingMethod":
+    """Instantiate the registered method ``name`` with its hyper-parameters."""
+    return method_class(name)(**kwargs)
 
 
 def list_methods() -> list[str]:

@@ -32,7 +32,7 @@ from typing import Dict, Iterable, Mapping, Optional
 
 import torch
 
-from ..attacks import _buffer_copies
+from ..attacks import buffer_copies
 from ..params import select_parameters
 from .base import SeededMixin, TrainingMethod, get_method, register_method, task_loss
 
@@ -107,7 +107,7 @@ class EntropySGD(SeededMixin, TrainingMethod):
         for _ in range(self.n_langevin):
             leaves = {n: t.requires_grad_(True) for n, t in ((n, xp[n].detach().clone()) for n in names)}
             with torch.enable_grad():
-                loss, _ = task_loss(model, x, y, {**_buffer_copies(model), **leaves})
+                loss, _ = task_loss(model, x, y, {**buffer_copies(model), **leaves})
                 grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
             first = float(loss.detach()) if first is None else first
             with torch.no_grad():

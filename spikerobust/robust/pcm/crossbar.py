@@ -33,7 +33,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 
 import torch
 
-__all__ = ["map_weights", "quantize", "lsb", "tile_slices", "tile_outputs", "crossbar_matmul", "tile_readout"]
+__all__ = ["map_weights", "quantize", "lsb", "tile_slices", "tile_outputs", "crossbar_matmul", "tile_readout", "tile_shape"]
 
 TileSize = Optional[Union[int, Tuple[int, int]]]
 
@@ -83,7 +83,19 @@ def quantize(x: torch.Tensor, bound: Union[float, torch.Tensor], bits: int) -> t
     return torch.clamp(torch.round(x / step), -n, n) * step
 
 
-def _tile_shape(tile_size: TileSize, out_f: int, in_f: int) -> Tuple[int, int]:
+def tile_shape(tile_size: TileSize, out_f: int, in_f: int) -> Tuple[int, int]:
+    """``(rows, cols)`` of one crossbar tile for an ``[out_f, in_f]`` weight matrix (docs/pcm.md).
+
+    ``tile_size`` ``None`` means one tile holding the whole matrix; an int means square tiles; a
+    pair means ``(rows, cols)``.
+
+    Raises:
+        ValueError: for a tile size below 1.
+
+    Examples:
+        >>> tile_shape(None, 10, 3), tile_shape(4, 10, 3), tile_shape((2, 5), 10, 3)
+        ((10, 3), (4, 4), (2, 5))
+    """
     if tile_size is None:
         return max(out_f, 1), max(in_f, 1)
     rows, cols = (tile_size, tile_size) if isinstance(tile_size, int) else tuple(tile_size)
@@ -113,7 +125,7 @@ def tile_outputs(
     """
     if x.dim() != 2 or g.dim() != 2 or x.shape[1] != g.shape[1]:
         raise ValueError(f"expected x [N, in] and g [out, in] with equal in, got {tuple(x.shape)}, {tuple(g.shape)}")
-    rows_n, cols_n = _tile_shape(tile_size, g.shape[0], g.shape[1])
+    rows_n, cols_n = tile_shape(tile_size, g.shape[0], g.shape[1])
     convert = dac_bits is not None or adc_bits is not None
     for j, cols in enumerate(tile_slices(g.shape[1], cols_n)):
         xs = x[:, cols]
@@ -172,7 +184,7 @@ def tile_readout(
     adc_bound: float = 12.0,
 ) -> torch.Tensor:
     """``Σ|y_ij|`` of every tile for the calibration input ``x``: ``[n_row_tiles, n_col_tiles]``."""
-    rows_n, cols_n = _tile_shape(tile_size, g.shape[0], g.shape[1])
+    rows_n, cols_n = tile_shape(tile_size, g.shape[0], g.shape[1])
     out = x.new_zeros(len(tile_slices(g.shape[0], rows_n)), len(tile_slices(g.shape[1], cols_n)))
     for i, j, _, part in tile_outputs(x, g, tile_size=tile_size, dac_bits=dac_bits, adc_bits=adc_bits, adc_bound=adc_bound):
         out[i, j] = part.abs().sum()

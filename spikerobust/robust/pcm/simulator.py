@@ -71,8 +71,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...functional.lsnn import LSNNLayer, LSNNTrace, initial_state, lsnn_step_current
 from . import devices
-from .crossbar import _tile_shape, crossbar_matmul, map_weights, tile_readout
+from .crossbar import crossbar_matmul, map_weights, tile_readout, tile_shape
 
 __all__ = ["PCMConfig", "PCMSimulator", "ANALOG_LAYERS"]
 
@@ -186,12 +187,6 @@ def _matrix(module: nn.Module) -> torch.Tensor:
     return module.weight.detach().reshape(module.weight.shape[0], -1)
 
 
-def _is_lsnn(module: nn.Module) -> bool:
-    from ...nn.lsnn import LSNN
-
-    return isinstance(module, LSNN)
-
-
 def _selected(name: str, include: Optional[Iterable[str]], exclude: Optional[Iterable[str]]) -> bool:
     if include is not None and not any(fnmatch(name, p) for p in include):
         return False
@@ -205,7 +200,8 @@ class PCMSimulator:
         model: any ``nn.Module``; its class and parameters are left unchanged.
         config: :class:`PCMConfig` (default: docs/pcm.md).
         include, exclude: glob patterns over module names choosing the analog layers (default:
-            every ``nn.Linear``, ``nn.Conv2d`` and :class:`~spikerobust.nn.LSNN`).
+            every ``nn.Linear``, ``nn.Conv2d`` and LSNN layer, i.e. any module that is a
+            :class:`~spikerobust.functional.LSNNLayer`, such as :class:`~spikerobust.nn.LSNN`).
         tensors: glob patterns over parameter names of further weight tensors to map (any
             tensor of two or more dimensions, e.g. a Norse ``LIFRecurrent``'s
             ``"*.recurrent_weights"``); they are substituted by their effective crossbar weight.
@@ -234,7 +230,7 @@ class PCMSimulator:
                 continue
             if isinstance(mod, ANALOG_LAYERS):
                 self.layers[name] = mod
-            elif _is_lsnn(mod):
+            elif isinstance(mod, LSNNLayer):
                 self.lsnns[name] = mod
         self.extra: Dict[str, torch.Tensor] = {}
         params = dict(model.named_parameters())
@@ -348,7 +344,7 @@ class PCMSimulator:
         """The GDC gain as a scalar or expanded over each tile's block of the matrix."""
         if st.gain.dim() == 0:
             return st.gain
-        rows, cols = _tile_shape(self.config.tile_size, *st.shape)
+        rows, cols = tile_shape(self.config.tile_size, *st.shape)
         return st.gain.repeat_interleave(rows, 0)[: st.shape[0]].repeat_interleave(cols, 1)[:, : st.shape[1]]
 
     def _effective(self, st: _LayerState, g_diff: torch.Tensor) -> torch.Tensor:
@@ -436,13 +432,11 @@ class PCMSimulator:
         Shape:
             ``x`` ``[T, B, d_in]`` → spikes ``[T, B, N]`` (and an ``LSNNTrace`` with ``return_states``).
         """
-        from ...functional.lsnn import LSNNTrace, initial_state, lsnn_step_current
-
         mod = self.lsnns[name]
         prefix = f"{name}." if name else ""
         st_in, st_rec = self._state[f"{prefix}w_in"], self._state[f"{prefix}w_rec"]
         params = mod.neuron_params()
-        mask = mod._checked_mask() if hasattr(mod, "_checked_mask") else None
+        mask = mod.spike_mask()
         t_steps, batch, _ = x.shape
         if state is None:
             state = initial_state(batch, st_rec.shape[0], dtype=x.dtype, device=x.device)
