@@ -1,7 +1,7 @@
 """Train a small snnTorch-style network built around spikerobust's adaptive-threshold neuron.
 
 The hidden layer is :class:`spikerobust.nn.AdaptiveLeaky` (the LSNN neuron of docs/lsnn.md, with an
-snnTorch surrogate as ``spike_grad``), stepped in snnTorch's single-step style next to an
+snnTorch surrogate as ``surrogate``), stepped in snnTorch's single-step style next to an
 ``snntorch.Leaky`` output layer. The task is generated here, offline: which of two input channels
 carries a burst of activity. The script prints the loss every few steps; it goes down.
 
@@ -40,7 +40,7 @@ class Net(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(d_in, hidden)
         self.alif = AdaptiveLeaky(
-            n_neurons=hidden, recurrent=True, spike_grad=surrogate.fast_sigmoid(slope=5)
+            n_hidden=hidden, recurrent=True, surrogate=surrogate.fast_sigmoid(slope=5)
         )
         self.fc2 = nn.Linear(hidden, n_classes)
         self.out = snn.Leaky(beta=0.9, reset_mechanism="none")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .._checks import check_time_first
-from ..functional.lsnn import LSNNParams, LSNNState, LSNNTrace, lsnn_unroll
+from ..functional.lsnn import LSNNParams, LSNNState, lsnn_unroll
 from ..functional.lsnn_fused import BACKENDS, resolve_backend
 from ..functional.readout import rate_regulariser, time_average_readout
 from ..functional.surrogate import get_surrogate
@@ -113,7 +113,8 @@ class LSNN(nn.Module):
         - Input: ``[T, B, d_in]`` (time first), floating point.
         - Output: spikes ``[T, B, N]``; with ``return_states=True`` also an
           :class:`~spikerobust.functional.LSNNTrace` of ``v``, ``b`` and ``threshold``, each
-          ``[T, B, N]``.
+          ``[T, B, N]``; with ``return_final_state=True`` also the
+          :class:`~spikerobust.functional.LSNNState` after the last step, each tensor ``[B, N]``.
 
     Examples:
         >>> import torch
@@ -124,6 +125,14 @@ class LSNN(nn.Module):
         >>> z, trace = layer(torch.randn(50, 4, 2), return_states=True)
         >>> trace.threshold.shape
         torch.Size([50, 4, 16])
+
+        A long sequence in two pieces, the state carried over, gives the spikes of one run:
+
+        >>> x = torch.randn(50, 4, 2)
+        >>> z1, state = layer(x[:20], return_final_state=True)
+        >>> z2 = layer(x[20:], state)
+        >>> bool(torch.equal(torch.cat([z1, z2]), layer(x)))
+        True
     """
 
     def __init__(
@@ -176,14 +185,31 @@ class LSNN(nn.Module):
         state: Optional[LSNNState] = None,
         *,
         return_states: bool = False,
-    ) -> Union[torch.Tensor, tuple[torch.Tensor, LSNNTrace]]:
+        return_final_state: bool = False,
+    ) -> Union[torch.Tensor, tuple]:
+        """Run the layer over the sequence ``x``.
+
+        Args:
+            x: input ``[T, B, d_in]``.
+            state: the :class:`~spikerobust.functional.LSNNState` to start from (all zeros if
+                ``None``), e.g. the final state of the previous piece of a longer sequence.
+            return_states: also return the :class:`~spikerobust.functional.LSNNTrace`.
+            return_final_state: also return the state after the last step, to continue from.
+
+        Returns:
+            ``spikes`` ``[T, B, N]`` alone, or a tuple ``(spikes, trace, final_state)`` holding
+            only what was asked for, in that order.
+
+        Raises:
+            ValueError: for an input of the wrong shape, device or dtype.
+        """
         check_time_first(x, self.d_in, device=self.w_in.device)
         if x.dtype != self.w_in.dtype:
             raise ValueError(
                 f"x has dtype {x.dtype} but the LSNN's parameters are {self.w_in.dtype}; "
                 f"convert one of them (e.g. model.double() or x.float())"
             )
-        spikes, _, trace = lsnn_unroll(
+        spikes, final_state, trace = lsnn_unroll(
             x,
             self.neuron_params(),
             self.w_in,
@@ -193,9 +219,8 @@ class LSNN(nn.Module):
             backend=self.backend,
             spike_mask=self.spike_mask(),
         )
-        if return_states:
-            return spikes, trace
-        return spikes
+        out = (spikes,) + ((trace,) if return_states else ()) + ((final_state,) if return_final_state else ())
+        return out if len(out) > 1 else spikes
 
     def spike_mask(self) -> Optional[torch.Tensor]:
         """:attr:`neuron_mask`, checked (shape ``[N]``) and in the parameters' dtype and device, or ``None``.

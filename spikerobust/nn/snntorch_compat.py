@@ -3,8 +3,8 @@
 snnTorch's neurons (``Leaky``, ``RLeaky``, ...) are called once per time step inside the user's
 own loop: ``spk, mem = lif(cur, mem)``. snnTorch has no neuron with an adaptive threshold;
 :class:`AdaptiveLeaky` is one, with the same calling convention and snnTorch surrogates accepted
-as ``spike_grad``. Its dynamics are exactly :func:`spikerobust.functional.lsnn_step_current`
-(adaptation, threshold ``A = b0 + beta_adapt * b``, reset by subtraction of ``A``, refractory
+as ``surrogate`` (snnTorch's ``spike_grad``). Its dynamics are exactly
+:func:`spikerobust.functional.lsnn_step_current` (adaptation, threshold ``A = b0 + beta_adapt * b``, reset by subtraction of ``A``, refractory
 period, spike on the scaled voltage ``(v - A) / A``), so a network built from it computes the
 same numbers as :class:`spikerobust.nn.LSNN`.
 
@@ -32,6 +32,10 @@ condition is ``v > A`` (snnTorch: ``mem > threshold``); constants are time const
 (``tau_mem = 20`` means a decay ``exp(-1/20)`` per step; snnTorch takes the decay ``beta``);
 the input current is scaled by ``1 - alpha`` as in docs/lsnn.md.
 
+**Argument names.** They are :class:`~spikerobust.nn.LSNN`'s: ``surrogate``, ``n_hidden`` and
+``train_neuron_params``. The earlier names ``spike_grad``, ``n_neurons`` and
+``learn_neuron_params`` are still accepted for one release, with a ``DeprecationWarning``.
+
 Shape:
     - ``cur``: ``[B, N]`` (one time step; or any shape the constants broadcast against)
     - ``spk`` and each state tensor: same shape as ``cur``
@@ -50,6 +54,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional
 
 import torch
@@ -59,7 +64,20 @@ from ..functional.lsnn import LSNNParams, LSNNState, lsnn_step_current, zero_dia
 from ..functional.surrogate import get_surrogate
 from .lsnn import neuron_constants_as_params, register_neuron_constants, truncated_normal_
 
-__all__ = ["AdaptiveLeaky"]
+__all__ = ["AdaptiveLeaky", "RENAMED_ARGUMENTS"]
+
+#: Former argument names of :class:`AdaptiveLeaky` → the current ones (:class:`~spikerobust.nn.LSNN`'s),
+#: accepted with a ``DeprecationWarning`` for one release.
+RENAMED_ARGUMENTS = {"spike_grad": "surrogate", "n_neurons": "n_hidden", "learn_neuron_params": "train_neuron_params"}
+
+
+def _deprecated(old: str) -> None:
+    warnings.warn(
+        f"AdaptiveLeaky: {old!r} is deprecated and will be removed in the next release; use "
+        f"{RENAMED_ARGUMENTS[old]!r} (the name spikerobust.nn.LSNN uses)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class AdaptiveLeaky(nn.Module):
@@ -72,15 +90,21 @@ class AdaptiveLeaky(nn.Module):
         b0: base threshold (0.01).
         n_refractory: refractory period in steps (2).
         dt: time step (1.0).
-        spike_grad: surrogate gradient: ``None`` (triangular, gamma 0.3), a name, a
+        surrogate: surrogate gradient: ``None`` (triangular, gamma 0.3), a name, a
             :class:`~spikerobust.functional.Surrogate`, or an snnTorch surrogate such as
-            ``snntorch.surrogate.atan()``.
-        n_neurons: number of neurons ``N``; needed for ``recurrent`` and to give scalar constants
+            ``snntorch.surrogate.atan()`` (snnTorch calls it ``spike_grad``).
+        n_hidden: number of neurons ``N``; needed for ``recurrent`` and to give scalar constants
             one value per neuron (otherwise they stay scalars and broadcast).
-        learn_neuron_params: make the four constants trainable ``nn.Parameter``s (else buffers).
+        train_neuron_params: make the four constants trainable ``nn.Parameter``s (else buffers).
         recurrent: add all-to-all recurrent weights ``w_rec`` ``[N, N]`` with a zero diagonal
             (like snnTorch's ``RLeaky(all_to_all=True)``, without bias); the recurrent input is
-            ``z_{t-1} @ w_rec``. Requires ``n_neurons``.
+            ``z_{t-1} @ w_rec``. Requires ``n_hidden``.
+        **deprecated: ``spike_grad``, ``n_neurons``, ``learn_neuron_params``: the former names of
+            ``surrogate``, ``n_hidden``, ``train_neuron_params`` (:data:`RENAMED_ARGUMENTS`).
+
+    Raises:
+        TypeError: for an unknown keyword, or a former name given together with its new one.
+        ValueError: for invalid constants, sizes or ``recurrent`` without ``n_hidden``.
 
     Shape:
         ``cur`` ``[B, N]`` → ``spk`` ``[B, N]`` and an :class:`~spikerobust.functional.LSNNState`
@@ -90,7 +114,7 @@ class AdaptiveLeaky(nn.Module):
         >>> import torch
         >>> import snntorch.surrogate as surrogate
         >>> fc = torch.nn.Linear(4, 8)
-        >>> neuron = AdaptiveLeaky(n_neurons=8, spike_grad=surrogate.fast_sigmoid(slope=25))
+        >>> neuron = AdaptiveLeaky(n_hidden=8, surrogate=surrogate.fast_sigmoid(slope=25))
         >>> x = torch.randn(10, 2, 4)
         >>> state = neuron.init_leaky()
         >>> spikes = []
@@ -109,42 +133,73 @@ class AdaptiveLeaky(nn.Module):
         b0=0.01,
         n_refractory: int = 2,
         dt: float = 1.0,
-        spike_grad=None,
+        surrogate=None,
         *,
-        n_neurons: Optional[int] = None,
-        learn_neuron_params: bool = False,
+        n_hidden: Optional[int] = None,
+        train_neuron_params: bool = False,
         recurrent: bool = False,
+        **deprecated,
     ) -> None:
         super().__init__()
-        if n_neurons is not None and int(n_neurons) < 1:
-            raise ValueError(f"AdaptiveLeaky: n_neurons must be >= 1, got {n_neurons}")
-        if recurrent and n_neurons is None:
-            raise ValueError("AdaptiveLeaky: recurrent=True needs n_neurons (the shape [N, N] of w_rec)")
+        new = {"surrogate": surrogate, "n_hidden": n_hidden, "train_neuron_params": train_neuron_params}
+        defaults = {"surrogate": None, "n_hidden": None, "train_neuron_params": False}
+        for old, value in deprecated.items():
+            if old not in RENAMED_ARGUMENTS:
+                raise TypeError(f"AdaptiveLeaky() got an unexpected keyword argument {old!r}")
+            name = RENAMED_ARGUMENTS[old]
+            if new[name] is not defaults[name]:
+                raise TypeError(f"AdaptiveLeaky: pass {name!r} only (not also its former name {old!r})")
+            _deprecated(old)
+            new[name] = value
+        surrogate, n_hidden, train_neuron_params = new["surrogate"], new["n_hidden"], new["train_neuron_params"]
+        if n_hidden is not None and int(n_hidden) < 1:
+            raise ValueError(f"AdaptiveLeaky: n_hidden must be >= 1, got {n_hidden}")
+        if recurrent and n_hidden is None:
+            raise ValueError("AdaptiveLeaky: recurrent=True needs n_hidden (the shape [N, N] of w_rec)")
         if int(n_refractory) < 0 or int(n_refractory) != n_refractory:
             raise ValueError(
                 f"AdaptiveLeaky: n_refractory must be a non-negative integer, got {n_refractory}"
             )
         if not float(dt) > 0:
             raise ValueError(f"AdaptiveLeaky: dt must be > 0, got {dt}")
-        self.n_neurons = None if n_neurons is None else int(n_neurons)
+        self.n_hidden = None if n_hidden is None else int(n_hidden)
         self.n_refractory = int(n_refractory)
         self.dt = float(dt)
-        self.spike_grad = get_surrogate(spike_grad)
+        self.surrogate = get_surrogate(surrogate)
         register_neuron_constants(
-            self, dict(tau_mem=tau_mem, tau_adapt=tau_adapt, beta_adapt=beta_adapt, b0=b0), self.n_neurons,
-            trainable=learn_neuron_params, owner="AdaptiveLeaky",
+            self, dict(tau_mem=tau_mem, tau_adapt=tau_adapt, beta_adapt=beta_adapt, b0=b0), self.n_hidden,
+            trainable=train_neuron_params, owner="AdaptiveLeaky",
         )
         if recurrent:
-            self.w_rec = nn.Parameter(torch.empty(self.n_neurons, self.n_neurons))
-            truncated_normal_(self.w_rec, math.sqrt(1.0 / self.n_neurons))
+            self.w_rec = nn.Parameter(torch.empty(self.n_hidden, self.n_hidden))
+            truncated_normal_(self.w_rec, math.sqrt(1.0 / self.n_hidden))
             with torch.no_grad():
                 self.w_rec.fill_diagonal_(0.0)
         else:
             self.register_parameter("w_rec", None)
 
+    def neuron_params(self) -> LSNNParams:
+        """The constants as :class:`~spikerobust.functional.LSNNParams` (what the step uses), as
+        :meth:`spikerobust.nn.LSNN.neuron_params`."""
+        return neuron_constants_as_params(self, self.surrogate)
+
     def params(self) -> LSNNParams:
-        """The constants as :class:`~spikerobust.functional.LSNNParams` (what the step uses)."""
-        return neuron_constants_as_params(self, self.spike_grad)
+        """Deprecated name of :meth:`neuron_params` (kept for one release)."""
+        warnings.warn("AdaptiveLeaky.params() is deprecated; use neuron_params() (as spikerobust.nn.LSNN)",
+                      DeprecationWarning, stacklevel=2)
+        return self.neuron_params()
+
+    @property
+    def n_neurons(self) -> Optional[int]:
+        """Deprecated name of :attr:`n_hidden` (kept for one release)."""
+        _deprecated("n_neurons")
+        return self.n_hidden
+
+    @property
+    def spike_grad(self):
+        """Deprecated name of :attr:`surrogate` (kept for one release)."""
+        _deprecated("spike_grad")
+        return self.surrogate
 
     def init_leaky(self) -> LSNNState:
         """An empty state, sized to the input on the first call (snnTorch's ``init_leaky``)."""
@@ -152,10 +207,10 @@ class AdaptiveLeaky(nn.Module):
         return LSNNState(empty, empty, empty, empty)
 
     def init_state(self, batch: int, n: Optional[int] = None) -> LSNNState:
-        """An all-zero state ``[batch, n]`` (``n`` defaults to ``n_neurons``)."""
-        n = self.n_neurons if n is None else int(n)
+        """An all-zero state ``[batch, n]`` (``n`` defaults to ``n_hidden``)."""
+        n = self.n_hidden if n is None else int(n)
         if n is None:
-            raise ValueError("AdaptiveLeaky.init_state: pass n (this neuron has no n_neurons)")
+            raise ValueError("AdaptiveLeaky.init_state: pass n (this neuron has no n_hidden)")
         zeros = torch.zeros(int(batch), n, dtype=self.b0.dtype, device=self.b0.device)
         return LSNNState(zeros, zeros, zeros, zeros)
 
@@ -177,16 +232,16 @@ class AdaptiveLeaky(nn.Module):
 
         Raises:
             ValueError: for a non-floating or non-finite ``cur``, a state of the wrong shape,
-                or a neuron count that does not match ``n_neurons``.
+                or a neuron count that does not match ``n_hidden``.
         """
         if not isinstance(cur, torch.Tensor) or not cur.is_floating_point():
             raise ValueError(f"AdaptiveLeaky: cur must be a floating-point tensor [B, N], got {cur!r:.60}")
         if cur.dim() < 1:
             raise ValueError("AdaptiveLeaky: cur must have shape [B, N], got a 0-d tensor")
-        if self.n_neurons is not None and cur.shape[-1] != self.n_neurons:
+        if self.n_hidden is not None and cur.shape[-1] != self.n_hidden:
             raise ValueError(
                 f"AdaptiveLeaky: cur has {cur.shape[-1]} neurons in its last dimension, expected "
-                f"n_neurons = {self.n_neurons} (shape [B, {self.n_neurons}])"
+                f"n_hidden = {self.n_hidden} (shape [B, {self.n_hidden}])"
             )
         if not bool(torch.isfinite(cur).all()):
             raise ValueError("AdaptiveLeaky: cur contains NaN or inf values")
@@ -203,10 +258,10 @@ class AdaptiveLeaky(nn.Module):
             )
         n = cur.shape[-1]
         w_rec = cur.new_zeros(n, n) if self.w_rec is None else zero_diagonal(self.w_rec)
-        return lsnn_step_current(cur, state, self.params(), w_rec)
+        return lsnn_step_current(cur, state, self.neuron_params(), w_rec)
 
     def extra_repr(self) -> str:
         return (
-            f"n_neurons={self.n_neurons}, n_refractory={self.n_refractory}, dt={self.dt}, "
-            f"spike_grad={self.spike_grad!r}, recurrent={self.w_rec is not None}"
+            f"n_hidden={self.n_hidden}, n_refractory={self.n_refractory}, dt={self.dt}, "
+            f"surrogate={self.surrogate!r}, recurrent={self.w_rec is not None}"
         )

@@ -211,3 +211,39 @@ def test_bad_input_raises_value_error(x, match):
 def test_n_classes_required():
     with pytest.raises(ValueError, match="n_classes"):
         LSNNClassifier(2, 8)
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused", "event"])
+def test_final_state_continues_a_split_sequence(backend):
+    """Two halves with the final state carried over spike exactly like one run of the whole sequence."""
+    torch.manual_seed(1)
+    layer = LSNN(3, 24, backend=backend)
+    x = 2.0 * torch.randn(60, 5, 3)
+    with torch.no_grad():
+        whole, trace, final = layer(x, return_states=True, return_final_state=True)
+        first, state = layer(x[:23], return_final_state=True)
+        second, state2 = layer(x[23:], state, return_final_state=True)
+    assert 0.02 < whole.mean().item() < 0.5  # spiking, so adaptation and refractoriness carry over
+    assert state.r.max() > 0 and state.b.abs().max() > 0  # the cut falls where the state is not zero
+    assert torch.equal(torch.cat([first, second]), whole)
+    assert torch.equal(trace.v[-1], final.v) and torch.equal(whole[-1], final.z)
+    for a, b in zip(state2, final):
+        assert torch.equal(a, b)
+    cold = layer(x[23:])  # without the state the second half starts from rest and differs
+    assert not torch.equal(cold, second)
+
+
+def test_return_order_and_gradient_through_the_carried_state():
+    torch.manual_seed(2)
+    layer = LSNN(2, 8)
+    x = torch.randn(30, 3, 2)
+    z, trace, final = layer(x, return_states=True, return_final_state=True)
+    assert z.shape == trace.v.shape == (30, 3, 8) and final.v.shape == (3, 8)
+    z_only, final_only = layer(x, return_final_state=True)
+    assert torch.equal(z_only, z) and torch.equal(final_only.v, final.v)
+    assert isinstance(layer(x), torch.Tensor)
+    # truncated BPTT is opt-in: an undetached state lets the second piece's loss reach the first piece
+    x1 = x[:10].clone().requires_grad_(True)
+    _, s = layer(x1, return_final_state=True)
+    layer(x[10:], s).sum().backward()
+    assert x1.grad is not None and x1.grad.abs().sum() > 0

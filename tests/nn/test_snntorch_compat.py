@@ -26,7 +26,7 @@ def _constants(n, g):
 def test_steps_equal_lsnn_step_current_exactly():
     g = torch.Generator().manual_seed(0)
     consts = _constants(N, g)
-    neuron = AdaptiveLeaky(**consts, n_refractory=3, n_neurons=N)
+    neuron = AdaptiveLeaky(**consts, n_refractory=3, n_hidden=N)
     cur = 0.8 * torch.randn(T, B, N, generator=g)
     params = LSNNParams(**consts, n_refractory=3)
     ref_state = initial_state(B, N)
@@ -50,7 +50,7 @@ def test_steps_equal_lsnn_step_current_exactly():
 
 def test_recurrent_variant_equals_the_lsnn_layer():
     torch.manual_seed(3)
-    neuron = AdaptiveLeaky(n_neurons=N, recurrent=True)
+    neuron = AdaptiveLeaky(n_hidden=N, recurrent=True)
     with torch.no_grad():
         neuron.w_rec.add_(torch.eye(N))  # a non-zero diagonal must be ignored, as in LSNN
     cur = torch.randn(T, B, N)
@@ -60,7 +60,7 @@ def test_recurrent_variant_equals_the_lsnn_layer():
         spk, state = neuron(cur[t], state)
         spikes.append(spk)
     with torch.no_grad():
-        z_ref, final, _ = lsnn_unroll(cur, neuron.params(), torch.eye(N), neuron.w_rec)
+        z_ref, final, _ = lsnn_unroll(cur, neuron.neuron_params(), torch.eye(N), neuron.w_rec)
     assert torch.equal(torch.stack(spikes), z_ref)
     assert torch.equal(state.v, final.v)
     assert torch.stack(spikes).mean() > 0.02
@@ -83,7 +83,7 @@ def test_hand_computed_first_steps():
 def test_snntorch_surrogate_drives_the_gradient():
     surrogate = pytest.importorskip("snntorch.surrogate")
     slope = 5.0
-    neuron = AdaptiveLeaky(spike_grad=surrogate.fast_sigmoid(slope=slope))
+    neuron = AdaptiveLeaky(surrogate=surrogate.fast_sigmoid(slope=slope))
     cur = torch.tensor([[0.3]], requires_grad=True)
     spk, state = neuron(cur, neuron.init_leaky())
     spk.sum().backward()
@@ -107,7 +107,7 @@ def test_tuple_state_and_unpacking_and_detach():
 
 def test_learnable_constants_receive_gradients_and_state_dict_round_trip():
     torch.manual_seed(0)
-    neuron = AdaptiveLeaky(n_neurons=N, learn_neuron_params=True, recurrent=True)
+    neuron = AdaptiveLeaky(n_hidden=N, train_neuron_params=True, recurrent=True)
     assert {n for n, _ in neuron.named_parameters()} == {"tau_mem", "tau_adapt", "beta_adapt", "b0", "w_rec"}
     cur = torch.randn(20, B, N)
     state = neuron.init_leaky()
@@ -119,7 +119,7 @@ def test_learnable_constants_receive_gradients_and_state_dict_round_trip():
     for name, p in neuron.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert torch.all(torch.diagonal(neuron.w_rec.grad) == 0)
-    clone = AdaptiveLeaky(n_neurons=N, learn_neuron_params=True, recurrent=True)
+    clone = AdaptiveLeaky(n_hidden=N, train_neuron_params=True, recurrent=True)
     clone.load_state_dict(neuron.state_dict())
     a, _ = neuron(cur[0], None)
     b, _ = clone(cur[0], None)
@@ -137,8 +137,8 @@ def test_no_class_level_instance_registry():
 
 
 def test_bad_input_raises():
-    neuron = AdaptiveLeaky(n_neurons=N)
-    with pytest.raises(ValueError, match="n_neurons"):
+    neuron = AdaptiveLeaky(n_hidden=N)
+    with pytest.raises(ValueError, match="n_hidden"):
         neuron(torch.zeros(B, N + 1))
     with pytest.raises(ValueError, match="floating"):
         neuron(torch.zeros(B, N, dtype=torch.long))
@@ -151,6 +151,53 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="tau_mem"):
         AdaptiveLeaky(tau_mem=-1.0)
     with pytest.raises(ValueError, match="b0"):
-        AdaptiveLeaky(b0=torch.ones(3), n_neurons=N)
+        AdaptiveLeaky(b0=torch.ones(3), n_hidden=N)
     with pytest.raises(ValueError, match="n_refractory"):
         AdaptiveLeaky(n_refractory=-1)
+
+
+def test_argument_names_are_the_lsnn_layers():
+    """AdaptiveLeaky and LSNN share their argument names (surrogate, n_hidden, train_neuron_params)."""
+    import inspect
+
+    from spikerobust.nn import LSNN
+
+    shared = {"surrogate", "n_hidden", "train_neuron_params"}
+    assert shared <= set(inspect.signature(AdaptiveLeaky).parameters)
+    assert shared <= set(inspect.signature(LSNN).parameters)
+
+
+@pytest.mark.parametrize("old, new, value", [
+    ("spike_grad", "surrogate", "fast_sigmoid"),
+    ("n_neurons", "n_hidden", N),
+    ("learn_neuron_params", "train_neuron_params", True),
+])
+def test_former_argument_names_warn_and_act_like_the_new_ones(old, new, value):
+    torch.manual_seed(0)
+    current = AdaptiveLeaky(**{new: value}, recurrent=old == "n_neurons")
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match=f"'{old}'.*'{new}'"):
+        legacy = AdaptiveLeaky(**{old: value}, recurrent=old == "n_neurons")
+    assert legacy.n_hidden == current.n_hidden and legacy.surrogate == current.surrogate
+    assert dict(legacy.named_parameters()).keys() == dict(current.named_parameters()).keys()
+    for (k, a), (_, b) in zip(legacy.state_dict().items(), current.state_dict().items()):
+        assert torch.equal(a, b), k
+    cur = torch.randn(B, N)
+    assert torch.equal(legacy(cur)[0], current(cur)[0])
+
+
+def test_former_attribute_and_method_names_warn():
+    neuron = AdaptiveLeaky(n_hidden=N, surrogate="atan")
+    with pytest.warns(DeprecationWarning, match="n_hidden"):
+        assert neuron.n_neurons == N
+    with pytest.warns(DeprecationWarning, match="surrogate"):
+        assert neuron.spike_grad is neuron.surrogate
+    with pytest.warns(DeprecationWarning, match="neuron_params"):
+        assert neuron.params() == neuron.neuron_params()
+
+
+def test_former_and_new_name_together_or_unknown_keyword_raise():
+    with pytest.raises(TypeError, match="n_hidden"):
+        AdaptiveLeaky(n_hidden=N, n_neurons=N)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_neuron'"):
+        AdaptiveLeaky(n_neuron=N)
