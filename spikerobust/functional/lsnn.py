@@ -66,6 +66,14 @@ def lsnn_unroll(
     The input projection ``x @ W_in`` is one matmul for all steps; the recurrence loops.
 
     Args:
+        x: input ``[T, B, d_in]``.
+        params: neuron constants (:class:`LSNNParams`); the hand-written backends need a
+            surrogate with a closed-form ``derivative(x)``.
+        w_in: ``[d_in, N]``.
+        w_rec: ``[N, N]``; its diagonal is ignored (and gets no gradient).
+        state: initial :class:`LSNNState` (zeros if ``None``), e.g. the final state of the
+            previous piece of a longer sequence; may require gradients.
+        return_states: also return an :class:`LSNNTrace` of ``v``, ``b`` and the threshold.
         backend: ``"reference"`` (default: this loop of :func:`lsnn_step_current`, BPTT by
             autograd), ``"fused"`` (:func:`~spikerobust.functional.lsnn_fused.lsnn_unroll_fused`:
             same results, hand-written backward pass, much faster), ``"event"``

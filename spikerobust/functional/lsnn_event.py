@@ -306,20 +306,11 @@ def lsnn_unroll_event(
 ) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
     """:func:`~spikerobust.functional.lsnn_unroll` computed by the event-driven kernels.
 
-    Same arguments and results as the reference backend: spikes and traces bit for bit, gradients
-    equal to rounding. Call it directly only with supported inputs (CPU, a surrogate with a
-    closed-form derivative, constants of shape ``[]`` or ``[N]``, outside ``torch.func``
-    transforms); ``lsnn_unroll(..., backend="event")`` checks and falls back by itself.
-
-    Args:
-        x: input ``[T, B, d_in]``.
-        params: neuron constants; ``params.surrogate`` must define ``derivative(x)``.
-        w_in: ``[d_in, N]``.
-        w_rec: ``[N, N]``; its diagonal is ignored (and gets no gradient).
-        state: initial :class:`LSNNState` (zeros if ``None``); may require gradients.
-        return_states: also return an :class:`LSNNTrace` of ``v``, ``b`` and the threshold.
-        spike_mask: optional 0/1 ``[N]`` tensor multiplied into every ``z_t`` inside the
-            recurrence (dropout; a constant, no gradient).
+    The arguments of :func:`~spikerobust.functional.lsnn_unroll` (``backend`` aside; the
+    ``spike_mask`` only of shape ``[N]``) and the reference backend's results: spikes and traces
+    bit for bit, gradients equal to rounding. Call it directly only with supported inputs (CPU, a
+    surrogate with a closed-form derivative, constants of shape ``[]`` or ``[N]``, outside
+    ``torch.func`` transforms); ``lsnn_unroll(..., backend="event")`` checks and falls back by itself.
 
     Returns:
         ``(spikes [T, B, N], final_state, trace or None)``.

@@ -437,20 +437,12 @@ def lsnn_unroll_fused(
 ) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
     """:func:`~spikerobust.functional.lsnn_unroll` with the hand-written forward and backward pass.
 
-    Same arguments, same results (bit-identical forward, gradients equal to rounding), much
-    faster BPTT. Without any input requiring a gradient (or under ``torch.no_grad``) it runs the
-    plain loop and records no graph. Call it directly only outside ``torch.func`` transforms; the
-    dispatch in ``lsnn_unroll(..., backend=...)`` takes care of that.
-
-    Args:
-        x: input ``[T, B, d_in]``.
-        params: neuron constants; ``params.surrogate`` must define ``derivative(x)``.
-        w_in: ``[d_in, N]``.
-        w_rec: ``[N, N]``; its diagonal is ignored (and gets no gradient).
-        state: initial :class:`LSNNState` (zeros if ``None``); may require gradients.
-        return_states: also return an :class:`LSNNTrace` of ``v``, ``b`` and the threshold.
-        spike_mask: optional 0/1 mask ``[N]`` multiplied into ``z_t`` inside the recurrence
-            (dropout); the surrogate derivative ``D_t`` is multiplied by it in the backward pass.
+    The arguments of :func:`~spikerobust.functional.lsnn_unroll` (``backend`` aside), the same
+    results (bit-identical forward, gradients equal to rounding), much faster BPTT; the
+    ``spike_mask`` also multiplies the surrogate derivative ``D_t`` in the backward pass. Without
+    any input requiring a gradient (or under ``torch.no_grad``) it runs the plain loop and records
+    no graph. Call it directly only outside ``torch.func`` transforms; the dispatch in
+    ``lsnn_unroll(..., backend=...)`` takes care of that.
 
     Returns:
         ``(spikes [T, B, N], final_state, trace or None)``.
