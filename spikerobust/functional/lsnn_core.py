@@ -57,6 +57,7 @@ __all__ = [
     "initial_state",
     "lsnn_step",
     "lsnn_step_current",
+    "unroll_hand_written",
     "unroll_inputs",
     "unroll_outputs",
     "zero_diagonal",
@@ -260,3 +261,39 @@ def unroll_outputs(params: LSNNParams, z_all, v_out, b_out, r_last, return_state
         final = LSNNState(v_out[-1], z_all[-1], b_out[-1], r_last)
         return z_all, final, LSNNTrace(v_out, b_out, params.b0 + params.beta_adapt * b_out)
     return z_all, LSNNState(v_out, z_all[-1], b_out, r_last), None
+
+
+def unroll_hand_written(
+    owner: str, recurrence, plain_loop, x, params: LSNNParams, w_in, w_rec, state: Optional[LSNNState],
+    *, return_states: bool, spike_mask: Optional[torch.Tensor],
+):
+    """The body the hand-written backends (fused, event) share around their own time loops.
+
+    :func:`unroll_inputs`, then ``recurrence.apply(...)`` (their ``torch.autograd.Function``) when
+    an input requires a gradient, else ``plain_loop(...)`` under ``torch.no_grad`` (no graph), then
+    :func:`unroll_outputs`.
+
+    Args:
+        owner: the backend's function name, for error messages.
+        recurrence: ``torch.autograd.Function`` taking ``(c, w, alpha, rho, b0, beta, v0, z0, b_0, r0,
+            n_refr, dt, derivative, return_states, mask)`` and returning ``(z, v, b, r_last)``.
+        plain_loop: ``(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states) ->
+            (z, v, b, r_last)`` without autograd.
+        x, params, w_in, w_rec, state, return_states, spike_mask: as
+            :func:`~spikerobust.functional.lsnn_unroll`.
+
+    Returns:
+        ``(spikes, final_state, trace or None)``.
+    """
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(owner, x, params, w_in, w_rec, state)
+    mask = None if spike_mask is None else spike_mask.detach().to(dtype=c.dtype, device=c.device)
+    if needs_graph:
+        z_all, v_out, b_out, r_last = recurrence.apply(
+            c, w, alpha, rho, b0, beta, state.v, state.z, state.b, state.r.detach(),
+            n_refr, dt, params.surrogate.derivative, return_states, mask,
+        )
+    else:
+        with torch.no_grad():
+            z_all, v_out, b_out, r_last = plain_loop(c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, mask,
+                                                     return_states)
+    return unroll_outputs(params, z_all, v_out, b_out, r_last, return_states)

@@ -72,7 +72,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .lsnn_core import LSNNParams, LSNNState, LSNNTrace, unroll_inputs, unroll_outputs
+from .lsnn_core import LSNNParams, LSNNState, LSNNTrace, unroll_hand_written
 from .surrogate import Triangle
 
 __all__ = ["numba_available", "event_unsupported_reason", "lsnn_unroll_event"]
@@ -327,20 +327,15 @@ def lsnn_unroll_event(
         >>> w_rec.grad.shape
         torch.Size([16, 16])
     """
-    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(
-        "lsnn_unroll_event", x, params, w_in, w_rec, state
+    return unroll_hand_written(
+        "lsnn_unroll_event", _EventRecurrence, _plain_loop, x, params, w_in, w_rec, state,
+        return_states=return_states, spike_mask=spike_mask,
     )
-    if needs_graph:
-        z_all, v_out, b_out, r_last = _EventRecurrence.apply(
-            c, w, alpha, rho, b0, beta, state.v, state.z, state.b, state.r.detach(),
-            n_refr, dt, params.surrogate.derivative, return_states, spike_mask,
-        )
-    else:
-        with torch.no_grad():
-            out = _run_forward(
-                c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, None, spike_mask,
-                record_vb=return_states, record_i=False,
-            )
-        z_all, r_last = out["z"], out["r_last"]
-        v_out, b_out = (out["v"], out["b"]) if return_states else (out["v_last"], out["b_last"])
-    return unroll_outputs(params, z_all, v_out, b_out, r_last, return_states)
+
+
+def _plain_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states):
+    """The forward kernels without recording for a backward pass: ``(z, v, b, r_last)``."""
+    out = _run_forward(c, w, alpha, rho, b0, beta, state, n_refr, dt, None, mask, record_vb=return_states,
+                       record_i=False)
+    v_out, b_out = (out["v"], out["b"]) if return_states else (out["v_last"], out["b_last"])
+    return out["z"], v_out, b_out, out["r_last"]

@@ -60,7 +60,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 
-from .lsnn_core import LSNNParams, LSNNState, LSNNTrace, unroll_inputs, unroll_outputs
+from .lsnn_core import LSNNParams, LSNNState, LSNNTrace, unroll_hand_written
 from .lsnn_event import event_unsupported_reason
 from .surrogate import Surrogate, has_closed_form_derivative, heaviside
 
@@ -459,21 +459,13 @@ def lsnn_unroll_fused(
         >>> w_in.grad.shape
         torch.Size([2, 16])
     """
-    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(
-        "lsnn_unroll_fused", x, params, w_in, w_rec, state
+    return unroll_hand_written(
+        "lsnn_unroll_fused", _LSNNRecurrence, _plain_loop, x, params, w_in, w_rec, state,
+        return_states=return_states, spike_mask=spike_mask,
     )
-    mask = None
-    if spike_mask is not None:
-        mask = spike_mask.detach().to(dtype=c.dtype, device=c.device)
-    if needs_graph:
-        z_all, v_out, b_out, r_last = _LSNNRecurrence.apply(
-            c, w, alpha, rho, b0, beta, state.v, state.z, state.b, state.r.detach(),
-            n_refr, dt, params.surrogate.derivative, return_states, mask,
-        )
-    else:
-        with torch.no_grad():
-            tr = _forward_loop(
-                c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, record_vb=return_states, mask=mask
-            )
-        z_all, v_out, b_out, r_last = tr.z, tr.v, tr.b, tr.r_last
-    return unroll_outputs(params, z_all, v_out, b_out, r_last, return_states)
+
+
+def _plain_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states):
+    """:func:`_forward_loop` without recording for a backward pass: ``(z, v, b, r_last)``."""
+    tr = _forward_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, record_vb=return_states, mask=mask)
+    return tr.z, tr.v, tr.b, tr.r_last
