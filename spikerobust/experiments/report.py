@@ -120,69 +120,78 @@ def _figure(figsize=(5, 3.4)):
     return fig, fig.subplots()
 
 
-def make_figures(results: dict, cfg: ExperimentConfig, out: Path) -> List[str]:
-    """mismatch.png, attack.png, verified.png, landscape.png and (LSNN) membrane.png."""
-    methods: Dict[str, dict] = results["methods"]
-    names: List[str] = []
+def _plot_mismatch(ax, label: str, r: dict) -> None:
+    rows = r["summary"]
+    m = [row["level"] for row in rows]
+    mean = np.array([100 * row["mean"] for row in rows])
+    std = np.array([100 * row["std"] if math.isfinite(row["std"]) else 0.0 for row in rows])
+    line = ax.plot(m, mean, marker="o", label=label)[0]
+    ax.fill_between(m, mean - std, mean + std, alpha=0.15, color=line.get_color())
+    ax.plot(m, [100 * row["min"] for row in rows], ls=":", color=line.get_color())
 
-    def save(fig, name: str) -> None:
+
+def _plot_attack(ax, label: str, r: dict) -> None:
+    eps = sorted(float(e) for e in r)
+    line = ax.plot(eps, [100 * r[str(e)]["pga"] for e in eps], marker="o", label=label)[0]
+    ax.plot(eps, [100 * r[str(e)]["random"] for e in eps], ls="--", color=line.get_color())
+
+
+def _plot_verify(ax, label: str, r: dict) -> None:
+    zs = sorted(float(z) for z in r if float(z) > 0)
+    ax.plot(zs, [100 * r[str(z)] for z in zs], marker="o", label=label)
+
+
+def _plot_landscape(ax, label: str, r: dict) -> None:
+    ax.plot(r["alphas"], r["smoothed"], label=f"{label} ({r['flatness']:.3f})")
+
+
+def _plot_membrane(ax, label: str, r: dict) -> None:
+    counts, edges = np.asarray(r["hist_counts"], float), np.asarray(r["hist_edges"])
+    density = counts / max(counts.sum(), 1) / np.diff(edges)
+    ax.stairs(np.maximum(density, 1e-6), edges, label=f"{label} ({100 * r['near_0.1']:.1f}% within 0.1)")
+
+
+def make_figures(results: dict, cfg: ExperimentConfig, out: Path) -> List[str]:
+    """mismatch.png, attack.png, verified.png, landscape.png and (LSNN) membrane.png.
+
+    A figure is drawn when every method has its result (membrane: when any has, since only the
+    LSNN methods do), one curve per method.
+
+    Returns:
+        The file names written under ``out``.
+    """
+    methods: Dict[str, dict] = results["methods"]
+    figures = (  # (result key, file, one method's curve, axes settings, needs every method)
+        ("mismatch", "mismatch.png", _plot_mismatch,
+         dict(xlabel="mismatch level m", ylabel="test accuracy (%)",
+              title=f"mismatch: mean ± std (min dotted), {cfg.n_draws} draws"), True),
+        ("attack", "attack.png", _plot_attack,
+         dict(xlabel="relative attack size ζ", ylabel="test accuracy (%)",
+              title="worst-case weight attack (solid) vs random (dashed)"), True),
+        ("verify", "verified.png", _plot_verify,
+         dict(xscale="log", xlabel="ζ (weights in [p − ζ|p|, p + ζ|p|])", ylabel="verified accuracy (%)",
+              title="interval verification"), True),
+        ("landscape", "landscape.png", _plot_landscape,
+         dict(xlabel="α (θ + α·d, d = 0.2|θ| ⊙ N(0, 1))", ylabel="test cross-entropy",
+              title="weight-loss landscape (flatness in brackets)"), True),
+        ("membrane", "membrane.png", _plot_membrane,
+         dict(xlabel="(v − A)/A  (0 = threshold; clipped to ±3)", ylabel="density", yscale="log",
+              title="membrane potential relative to threshold"), False),
+    )
+    names: List[str] = []
+    for key, name, plot, axes, every in figures:
+        have = {label: r[key] for label, r in methods.items() if key in r}
+        if not have or (every and len(have) < len(methods)):
+            continue
+        fig, ax = _figure()
+        for label, r in have.items():
+            plot(ax, label, r)
+        if key == "membrane":
+            ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        ax.set(**axes)
+        ax.legend(fontsize=7)
         fig.savefig(out / name, dpi=130)
         names.append(name)
-
-    if all("mismatch" in r for r in methods.values()):
-        fig, ax = _figure()
-        for label, r in methods.items():
-            rows = r["mismatch"]["summary"]
-            m = [row["level"] for row in rows]
-            mean = np.array([100 * row["mean"] for row in rows])
-            std = np.array([100 * row["std"] if math.isfinite(row["std"]) else 0.0 for row in rows])
-            line = ax.plot(m, mean, marker="o", label=label)[0]
-            ax.fill_between(m, mean - std, mean + std, alpha=0.15, color=line.get_color())
-            ax.plot(m, [100 * row["min"] for row in rows], ls=":", color=line.get_color())
-        ax.set(xlabel="mismatch level m", ylabel="test accuracy (%)",
-               title=f"mismatch: mean ± std (min dotted), {cfg.n_draws} draws")
-        ax.legend(fontsize=7)
-        save(fig, "mismatch.png")
-    if all("attack" in r for r in methods.values()):
-        fig, ax = _figure()
-        for label, r in methods.items():
-            eps = sorted(float(e) for e in r["attack"])
-            line = ax.plot(eps, [100 * r["attack"][str(e)]["pga"] for e in eps], marker="o", label=label)[0]
-            ax.plot(eps, [100 * r["attack"][str(e)]["random"] for e in eps], ls="--", color=line.get_color())
-        ax.set(xlabel="relative attack size ζ", ylabel="test accuracy (%)",
-               title="worst-case weight attack (solid) vs random (dashed)")
-        ax.legend(fontsize=7)
-        save(fig, "attack.png")
-    if all("verify" in r for r in methods.values()):
-        fig, ax = _figure()
-        for label, r in methods.items():
-            zs = sorted(float(z) for z in r["verify"] if float(z) > 0)
-            ax.plot(zs, [100 * r["verify"][str(z)] for z in zs], marker="o", label=label)
-        ax.set(xscale="log", xlabel="ζ (weights in [p − ζ|p|, p + ζ|p|])", ylabel="verified accuracy (%)",
-               title="interval verification")
-        ax.legend(fontsize=7)
-        save(fig, "verified.png")
-    if all("landscape" in r for r in methods.values()):
-        fig, ax = _figure()
-        for label, r in methods.items():
-            ax.plot(r["landscape"]["alphas"], r["landscape"]["smoothed"], label=f"{label} ({r['landscape']['flatness']:.3f})")
-        ax.set(xlabel="α (θ + α·d, d = 0.2|θ| ⊙ N(0, 1))", ylabel="test cross-entropy",
-               title="weight-loss landscape (flatness in brackets)")
-        ax.legend(fontsize=7)
-        save(fig, "landscape.png")
-    if any("membrane" in r for r in methods.values()):
-        fig, ax = _figure()
-        for label, r in methods.items():
-            if "membrane" not in r:
-                continue
-            counts, edges = np.asarray(r["membrane"]["hist_counts"], float), np.asarray(r["membrane"]["hist_edges"])
-            density = counts / max(counts.sum(), 1) / np.diff(edges)
-            ax.stairs(np.maximum(density, 1e-6), edges, label=f"{label} ({100 * r['membrane']['near_0.1']:.1f}% within 0.1)")
-        ax.axvline(0.0, color="k", lw=0.8, ls="--")
-        ax.set(xlabel="(v − A)/A  (0 = threshold; clipped to ±3)", ylabel="density", yscale="log",
-               title="membrane potential relative to threshold")
-        ax.legend(fontsize=7)
-        save(fig, "membrane.png")
     return names
 
 
