@@ -5,8 +5,11 @@ Examples:
     spikerobust reproduce ecg --data-dir ../shared/data/mitdb  # the real MIT-BIH records
     spikerobust reproduce ecg --preset paper --data-dir DIR    # the paper's sizes and epochs (days on a CPU)
     spikerobust reproduce ecg --resume --out-dir results/ecg   # continue an interrupted run
+    spikerobust reproduce ecg --out-dir RUN --only beta        # one job of a spread sweep (one per method)
+    spikerobust report RUN                                     # then: evaluate what is missing, write the report
     spikerobust reproduce fmnist --methods standard,beta,abcd,entropy_sgd
     spikerobust train ecg --method beta --set epochs=5 --out-dir runs/beta
+    torchrun --nproc-per-node 4 -m spikerobust.cli train ecg --method standard --out-dir runs/std  # data-parallel
     spikerobust evaluate runs/beta/model.pt --parts mismatch,attack
     spikerobust verify runs/beta/model.pt --zetas 0,1e-5,1e-4
     spikerobust pcm runs/fmnist/model.pt --reps 5
@@ -121,10 +124,31 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.out_dir is None and "out_dir" not in _parse_set(args.set):
         extra["out_dir"] = f"results/reproduce-{args.task}-{args.preset}"
     cfg = _config(args, **extra)
+    if args.only is not None:  # one job of a sweep spread over jobs or machines
+        only = [s.strip() for s in args.only.split(",") if s.strip()]
+        res = run_reproduce(cfg, resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change,
+                            only=only)
+        for label, r in res["methods"].items():
+            print(f"{label}: clean test {100 * r['test_accuracy']:.2f} %, written to "
+                  f"{Path(cfg.out_dir) / 'methods' / label}/")
+        print(f"when every method of the sweep is there: spikerobust report {cfg.out_dir}")
+        return 0
     run_reproduce(cfg, resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change)
     out = Path(cfg.out_dir)
     print((out / "report.md").read_text())
     print(f"written to {out}/ (report.md, results.json, config.json, *.png, methods/<label>/model.pt)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .experiments.pipeline import assemble_report
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs: expected an integer >= 1, got {args.jobs}")
+    assemble_report(args.run_dir, jobs=args.jobs, progress=False if args.no_progress else None)
+    out = Path(args.run_dir)
+    print((out / "report.md").read_text())
+    print(f"written to {out}/ (report.md, results.json, *.png)")
     return 0
 
 
@@ -134,9 +158,18 @@ def _train(args: argparse.Namespace) -> int:
     over = _overrides(args)
     if args.out_dir is None and "out_dir" not in _parse_set(args.set):
         over["out_dir"] = f"runs/{args.task}-{parse_method(args.method, args.task, args.preset)[0]}"
+    from .robust.distributed import env_rank_world
+
+    rank, world = env_rank_world()  # under torchrun: rank 0 logs, prints and writes the run folder
+    if rank > 0:
+        logging.getLogger().setLevel(logging.WARNING)
     run = train_single(args.task, args.method, args.preset, over, config_file=args.config, resume=args.resume,
                        overwrite=args.overwrite, allow_change=args.allow_change)
+    if rank > 0:
+        return 0
     info = run.info
+    if world > 1:
+        print(f"{run.label}: trained by {world} processes (data-parallel, gloo)")
     print(f"{run.label}: clean validation {100 * info['val_accuracy']:.2f} %, test {100 * info['test_accuracy']:.2f} % "
           f"(best epoch {info['best_epoch']}); model written to {run.out / 'model.pt'}")
     return 0
@@ -310,8 +343,20 @@ def main(argv: Optional[Sequence[str]] = None, *, raise_errors: Optional[bool] =
     rep.add_argument("--jobs", type=int, default=None, help="methods trained in parallel processes (default: 2 on ≥ 2 cores)")
     rep.add_argument("--out-dir", default=None, help="run folder (default results/reproduce-TASK-PRESET)")
     rep.add_argument("--resume", action="store_true", help="continue the run in --out-dir; finished methods are kept")
+    rep.add_argument("--only", default=None, metavar="LABEL[,LABEL]",
+                     help="one job of a sweep spread over jobs or machines: train and evaluate only these methods "
+                          "of the sweep into --out-dir (shared; same settings in every job), no report; then "
+                          "`spikerobust report OUT`")
     _run_folder_flags(rep)
     rep.set_defaults(func=_reproduce)
+
+    rp = sub.add_parser("report", help="assemble report.md/results.json of a sweep whose methods ran as separate "
+                                       "jobs (reproduce --only): evaluates what is not yet evaluated")
+    rp.add_argument("run_dir", help="the sweep's run folder (--out-dir of its jobs)")
+    rp.add_argument("--jobs", type=int, default=None, help="models evaluated in parallel processes "
+                                                             "(default: the sweep's config)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rp.set_defaults(func=_report)
 
     tr = sub.add_parser("train", help="train one method on a task; writes OUT/model.pt")
     _config_flags(tr)

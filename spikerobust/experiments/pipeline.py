@@ -28,6 +28,12 @@ settings and data fingerprint; deliberate changes through ``allow_change``) or
 ``overwrite=True``; while a run trains, its folder's ``.lock`` is held, so a second process
 writing into it is refused; pool workers end when the process that started them ends.
 
+Spread sweeps: ``run_reproduce(cfg, only=[label])`` is one job of a sweep whose methods run as
+separate jobs (``spikerobust reproduce TASK --out-dir RUN --only LABEL``): the jobs share the run
+folder and its ``config.json`` (same settings in every job) and lock only their method folders
+(``methods/<label>/.lock``); :func:`assemble_report` (``spikerobust report RUN``) evaluates the
+models not yet evaluated and writes the report once every method is there.
+
 Examples:
     >>> from spikerobust.experiments import make_config, run_reproduce
     >>> cfg = make_config("ecg", "quick", overrides={"out_dir": "/tmp/sr"})   # doctest: +SKIP
@@ -36,6 +42,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -62,7 +69,7 @@ from .config import CHANGEABLE_FIELDS, EVAL_FIELDS, ExperimentConfig, check_allo
 from .tasks import TaskData, load_task
 
 __all__ = ["train_method", "train_single", "SingleRun", "evaluate_model", "save_model", "load_model",
-           "run_reproduce", "PARTS", "data_fingerprint",
+           "run_reproduce", "assemble_report", "sweep_status", "PARTS", "data_fingerprint",
            "MODEL_FORMAT"]
 
 log = logging.getLogger(__name__)
@@ -81,7 +88,11 @@ MEMBRANE_RANGE, MEMBRANE_BINS = (-3.0, 3.0), 120
 
 def save_model(path: Union[str, Path], model: nn.Module, data: TaskData, cfg: ExperimentConfig, label: str,
                info: Optional[dict] = None) -> Path:
-    """Write a model file: builder name and kwargs, state dict, the config, the method, metrics."""
+    """Write a model file: builder name and kwargs, state dict, the config, the method, metrics.
+
+    ``world_size`` (the number of data-parallel processes that trained it; ``info["world_size"]``,
+    default 1) is kept at the top level as well.
+    """
     state = {
         "format": MODEL_FORMAT,
         "model": data.model,
@@ -91,6 +102,7 @@ def save_model(path: Union[str, Path], model: nn.Module, data: TaskData, cfg: Ex
         "label": label,
         "method": dict(cfg.methods.get(label, {})),
         "info": json.loads(json.dumps(info or {}, default=float)),
+        "world_size": int((info or {}).get("world_size", 1)),
     }
     return save_checkpoint(path, state)
 
@@ -166,7 +178,15 @@ def train_method(cfg: ExperimentConfig, label: str, data: TaskData, out_dir: Uni
 
     Every method starts from the same initialisation (``cfg.seed``) and sees the same batch order.
     A resumed training must have the settings and data its checkpoint recorded, except the fields
-    in ``allow_change`` (see :func:`~spikerobust.robust.trainer.fit`).
+    in ``allow_change`` (see :func:`~spikerobust.robust.trainer.fit`), and the same number of
+    processes.
+
+    Inside a process group of ``world_size`` > 1 (``torchrun``, see
+    :func:`~spikerobust.robust.distributed.process_group_from_env`) every rank calls this with the
+    same data: each trains on its share of every global batch of ``cfg.batch_size`` samples with
+    gradients summed across ranks (:func:`~spikerobust.robust.distributed.prepare_data_parallel`),
+    rank ``r`` draws its training noise from seed ``cfg.seed + r``, and rank 0 alone writes the
+    checkpoints, ``metrics.jsonl`` and ``model.pt``. Every rank returns the same model.
 
     Returns:
         ``(model, info)`` with the best-validation model in eval mode and its clean accuracies,
@@ -174,26 +194,51 @@ def train_method(cfg: ExperimentConfig, label: str, data: TaskData, out_dir: Uni
     """
     if label not in cfg.methods:
         raise ValueError(f"method label {label!r} is not in the config (labels: {sorted(cfg.methods)})")
+    from ..robust.distributed import check_same_on_every_rank, env_rank_world, prepare_data_parallel
+
     progress = cfg.progress if progress is None else progress
     out_dir = Path(out_dir)
     kwargs = dict(cfg.methods[label])
     name = kwargs.pop("method", label)
+    rank, world = env_rank_world()
     torch.manual_seed(cfg.seed)
     model = get_model(data.model, **data.model_kwargs)
     method = get_method(name, **kwargs)
     settings = _training_settings(cfg, label, data)
-    fitted = fit(model, method, data.loader(cfg.batch_size, cfg.seed), data.batches("val"), epochs=cfg.epochs,
+    settings["world_size"] = world
+    loader = data.loader(cfg.batch_size, cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.lr))  # fit's default optimiser
+    if world > 1:
+        _check_shards(data, cfg.batch_size, world)
+        check_same_on_every_rank(settings["data_fingerprint"], "the training data (data fingerprint)")
+        ckpt = out_dir / "checkpoints" / "last.pt"
+        check_same_on_every_rank(ckpt.stat().st_size if resume and ckpt.is_file() else None,
+                                 f"{ckpt} (its size; every rank must see rank 0's run folder to --resume)")
+    dp = prepare_data_parallel(model, loader, optimizer, time_first=data.time_first)
+    fitted = fit(model, method, dp.loader, data.batches("val"), epochs=cfg.epochs, optimizer=dp.optimizer,
                  lr=cfg.lr, milestones=_milestones(cfg), checkpoint_dir=out_dir / "checkpoints", resume=resume,
-                 seed=cfg.seed, progress=progress, settings=settings, allow_change=tuple(allow_change),
-                 metrics_path=out_dir / "metrics.jsonl")
+                 seed=cfg.seed + rank, progress=progress and rank == 0, settings=settings,
+                 allow_change=tuple(allow_change), metrics_path=out_dir / "metrics.jsonl")
+    dp.remove()
     model.eval()
     info = {"best_epoch": fitted.best_epoch, "history": fitted.history, "train_s": fitted.train_s,
-            "changes": fitted.changes, "data_fingerprint": settings["data_fingerprint"],
+            "changes": fitted.changes, "data_fingerprint": settings["data_fingerprint"], "world_size": world,
             "val_accuracy": evaluate_accuracy(model, data.batches("val")),
             "test_accuracy": evaluate_accuracy(model, data.batches("test"))}
-    save_model(out_dir / "model.pt", model, data, cfg, label, info)
+    if rank == 0:
+        save_model(out_dir / "model.pt", model, data, cfg, label, info)
     log.info("%s: clean test accuracy %.2f %% (best epoch %d)", label, 100 * info["test_accuracy"], fitted.best_epoch)
     return model, info
+
+
+def _check_shards(data: TaskData, batch_size: int, world: int) -> None:
+    """Refuse, before training, a batch that ``world`` processes cannot share (one sample each at least)."""
+    n = int(data.train[1].shape[0])
+    sizes = {min(int(batch_size), n), n % int(batch_size) or min(int(batch_size), n)}
+    if min(sizes) < world:
+        raise ValueError(f"batch_size={batch_size} on {n} training samples gives a global batch of {min(sizes)} "
+                         f"sample(s), fewer than the {world} processes: choose a larger batch_size (or n_train) "
+                         "or fewer processes")
 
 
 @dataclass
@@ -232,23 +277,45 @@ def train_single(task: str, method: str, preset: str = "quick", overrides: Optio
     ``out_dir/config.json``, ``out_dir/model.pt`` and the trainer's checkpoints. A folder that
     holds a run needs ``resume=True`` (same settings but ``allow_change``) or ``overwrite=True``.
 
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), the processes join one gloo process group
+    (``env://``) and train data-parallel (:func:`train_method`); rank 0 alone checks, locks and
+    writes the run folder, and a refusal there ends every rank. ``config.json`` holds the config
+    fields plus ``world_size``; a config file given back as ``config_file`` may keep that key.
+
     Examples:
         >>> run = train_single("ecg", "beta", overrides={"epochs": 2, "out_dir": "/tmp/b"})  # doctest: +SKIP
         >>> run.info["test_accuracy"], run.write_results()                                  # doctest: +SKIP
     """
+    import contextlib
+
+    from ..robust.distributed import process_group_from_env, run_on_rank0
+
     start = time.perf_counter()
     label, kwargs = parse_method(method, task, preset)
-    cfg = make_config(task, preset, config_file=config_file,
-                      overrides={**(overrides or {}), "methods": {label: kwargs}})
+    overrides = {**(overrides or {}), "methods": {label: kwargs}}
+    if config_file is not None:
+        from .config import read_config_file
+
+        recorded = read_config_file(config_file)
+        if "world_size" in recorded:  # a run's config.json given back: its world_size is a record, not a field
+            recorded.pop("world_size")
+            overrides, config_file = {**recorded, **overrides}, None
+    cfg = make_config(task, preset, config_file=config_file, overrides=overrides)
     allow_change = _check_allow(allow_change, resume)
     out = Path(cfg.out_dir)
-    _claim_folder(out, resume, overwrite)
-    with lock_folder(out):
-        if resume:
-            _check_resumable(cfg, out, allow_change)
-        cfg.save(out / "config.json")
+    with process_group_from_env("gloo") as (rank, world), contextlib.ExitStack() as held:
+        def claim() -> None:  # rank 0 only: the other ranks never write into the folder
+            _claim_folder(out, resume, overwrite)
+            held.enter_context(lock_folder(out))
+            if resume:
+                _check_resumable(cfg, out, allow_change, world_size=world)
+            atomic_write(out / "config.json", json.dumps({**cfg.to_dict(), "world_size": world}, indent=1) + "\n")
+
+        run_on_rank0(claim)
         data = load_task(cfg)
-        log.info("%s; sizes %s", data.description, data.sizes)
+        if rank == 0:
+            log.info("%s; sizes %s%s", data.description, data.sizes,
+                     f"; {world} processes share every batch of {cfg.batch_size}" if world > 1 else "")
         model, info = train_method(cfg, label, data, out, resume=resume, allow_change=allow_change)
     return SingleRun(cfg, data, label, model, info, out, {"train": time.perf_counter() - start})
 
@@ -443,8 +510,10 @@ def _claim_folder(out: Path, resume: bool, overwrite: bool) -> None:
         log.warning("--overwrite: replacing the run in %s", out)
 
 
-def _check_resumable(cfg: ExperimentConfig, out: Path, allow_change: Sequence[str] = ()) -> None:
-    """Refuse a resume whose settings differ from ``out/config.json`` (but ``allow_change``), naming each field."""
+def _check_resumable(cfg: ExperimentConfig, out: Path, allow_change: Sequence[str] = (),
+                     world_size: Optional[int] = None) -> None:
+    """Refuse a resume whose settings differ from ``out/config.json`` (but ``allow_change``), naming each
+    field, or (``world_size`` given) that runs on another number of processes than the one recorded there."""
     path = out / "config.json"
     if not path.exists():
         return
@@ -452,6 +521,10 @@ def _check_resumable(cfg: ExperimentConfig, out: Path, allow_change: Sequence[st
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"--resume: {path} is not valid JSON ({err})") from None
+    recorded = saved.pop("world_size", None)  # a record of `train`, not a config field
+    if world_size is not None and recorded is not None and int(recorded) != int(world_size):
+        raise ValueError(f"--resume: {path} records world_size={recorded} processes, this run has {world_size}: "
+                         f"resume with {recorded} processes (torchrun --nproc-per-node/--nnodes), or start a new run")
     old = ExperimentConfig.from_dict(saved).compute_dict()
     new = cfg.compute_dict()
     old_m, new_m = old.pop("methods"), new.pop("methods")
@@ -463,8 +536,12 @@ def _check_resumable(cfg: ExperimentConfig, out: Path, allow_change: Sequence[st
 
 
 def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
-                  allow_change: Sequence[str] = ()) -> dict:
+                  allow_change: Sequence[str] = (), only: Optional[Sequence[str]] = None) -> dict:
     """Train and evaluate every method of ``cfg``, compare them, write the run folder.
+
+    A sweep can also be spread over jobs (a scheduler's array, or machines sharing the folder):
+    each job runs with the sweep's whole config and ``only`` naming its method(s), and
+    :func:`assemble_report` (``spikerobust report RUN``) compares them once all are there.
 
     Args:
         resume: continue the run in ``cfg.out_dir``: finished methods are read back, a trained
@@ -474,13 +551,18 @@ def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False, overwrite: boo
             ``resume``, a folder holding a run is refused).
         allow_change: fields (:data:`~.config.CHANGEABLE_FIELDS`) a resume may change; a
             training field retrains from the checkpoints, an evaluation field re-evaluates.
+        only: train and evaluate only these labels of ``cfg.methods`` into the shared run folder
+            and write no report (see :func:`_reproduce_part`).
 
     Returns:
-        the results dictionary also written to ``results.json``.
+        the results dictionary also written to ``results.json``; with ``only``:
+        ``{"methods": {label: results}}`` of those labels.
     """
     start = time.perf_counter()
     allow_change = _check_allow(allow_change, resume)
     out = Path(cfg.out_dir)
+    if only is not None:
+        return _reproduce_part(cfg, out, list(only), resume, overwrite, allow_change)
     _claim_folder(out, resume, overwrite)
     with lock_folder(out):
         return _reproduce_locked(cfg, out, resume, allow_change, start)
@@ -488,12 +570,20 @@ def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False, overwrite: boo
 
 def _reproduce_locked(cfg: ExperimentConfig, out: Path, resume: bool, allow_change: Tuple[str, ...],
                       start: float) -> dict:
-    from ..robust.stats import mann_whitney
-    from .report import write_report
-
     if resume:
         _check_resumable(cfg, out, allow_change)
     cfg.save(out / "config.json")
+    with contextlib.ExitStack() as held:
+        for folder in _sweep_folders(cfg, out, cfg.methods):  # refuse while a job of a spread sweep trains one
+            held.enter_context(lock_folder(folder))
+        return _reproduce_all(cfg, out, resume, allow_change, start)
+
+
+def _reproduce_all(cfg: ExperimentConfig, out: Path, resume: bool, allow_change: Tuple[str, ...],
+                   start: float) -> dict:
+    from ..robust.stats import mann_whitney
+    from .report import write_report
+
     data = load_task(cfg)
     labels = list(cfg.methods)
     runs: Dict[Tuple[str, int], dict] = {}  # (label, k) -> results of the model with seed seed + k
@@ -544,6 +634,122 @@ def _reproduce_locked(cfg: ExperimentConfig, out: Path, resume: bool, allow_chan
                "elapsed_s": time.perf_counter() - start}
     write_report(results, cfg, out)
     return results
+
+
+def _sweep_folders(cfg: ExperimentConfig, out: Path, labels: Iterable[str]) -> list:
+    """The folders of ``labels``' models: ``methods/<label>`` and, with ``seeds`` > 1, each extra seed's."""
+    return [_method_dir(cfg if k == 0 else _seed_config(cfg, out, k), label)
+            for label in labels for k in range(cfg.seeds)]
+
+
+def _reproduce_part(cfg: ExperimentConfig, out: Path, only: Sequence[str], resume: bool, overwrite: bool,
+                    allow_change: Tuple[str, ...]) -> dict:
+    """One job of a spread sweep: train and evaluate the labels ``only`` into the run folder ``out``.
+
+    The run folder is shared: its ``config.json`` is written by the first job and every later job
+    (and :func:`assemble_report`) must bring the same settings (a resume may change the fields of
+    ``allow_change`` in it). The run folder's lock is held only while ``config.json`` is checked (a
+    whole ``reproduce`` running in the folder refuses the job); each method's folder
+    (``methods/<label>``, and ``seeds/seed<s>/methods/<label>`` with ``seeds`` > 1) is claimed
+    like a run folder (``resume``/``overwrite``) and locked for the job, so jobs on different
+    methods share the run folder and two jobs on one method do not.
+    """
+    unknown = [label for label in only if label not in cfg.methods]
+    if not only or unknown:
+        raise ValueError(f"--only: {'no method given' if not only else f'{unknown} not in the sweep'} "
+                         f"(the sweep's methods: {', '.join(cfg.methods)})")
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in the folder and --overwrite replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {str(out)!r} is a file, not a folder")
+    with lock_folder(out):
+        if (out / "config.json").exists():
+            _check_resumable(cfg, out, allow_change if resume else ())
+            if resume and allow_change:
+                cfg.save(out / "config.json")
+        else:
+            cfg.save(out / "config.json")
+    with contextlib.ExitStack() as held:
+        for folder in _sweep_folders(cfg, out, only):
+            _claim_folder(folder, resume, overwrite)
+            held.enter_context(lock_folder(folder))
+        data = load_task(cfg)
+        methods = {}
+        for label in only:
+            methods[label] = _run_method(cfg, label, data, resume, allow_change)
+            for k in range(1, cfg.seeds):
+                _run_method(_seed_config(cfg, out, k), label, data, resume, allow_change)
+    log.info("%s: %s done; `spikerobust report %s` writes the report once every method is there", out,
+             ", ".join(only), out)
+    return {"methods": methods}
+
+
+def sweep_status(run_dir: Union[str, Path]) -> Tuple[ExperimentConfig, Dict[str, str]]:
+    """The sweep in ``run_dir`` and each model's state: ``"evaluated"`` (results.json), ``"trained"``
+    (model.pt, not yet evaluated), ``"running"`` (its folder is locked by a job) or ``"missing"``.
+
+    Keys are labels, with ``" (seed s)"`` for the extra seeds' models.
+
+    Raises:
+        ValueError: ``run_dir`` holds no ``config.json``.
+    """
+    from ..robust.checkpoint import FolderLockedError
+
+    out = Path(run_dir)
+    path = out / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{str(out)!r} holds no sweep (no config.json): start one with "
+                         "`spikerobust reproduce TASK --out-dir RUN [--only LABEL]`")
+    saved = json.loads(path.read_text())
+    saved.pop("world_size", None)
+    saved["out_dir"] = str(out)  # the folder may have moved (or be mounted elsewhere) since
+    cfg = ExperimentConfig.from_dict(saved)
+    status: Dict[str, str] = {}
+    for label in cfg.methods:
+        for k in range(cfg.seeds):
+            folder = _method_dir(cfg if k == 0 else _seed_config(cfg, out, k), label)
+            key = label if k == 0 else f"{label} (seed {cfg.seed + k})"
+            state = ("evaluated" if (folder / "results.json").is_file()
+                     else "trained" if (folder / "model.pt").is_file() else "missing")
+            if state != "evaluated" and folder.is_dir():
+                try:
+                    with lock_folder(folder):
+                        pass
+                except FolderLockedError:
+                    state = "running"
+            status[key] = state
+    return cfg, status
+
+
+def assemble_report(run_dir: Union[str, Path], *, jobs: Optional[int] = None,
+                    progress: Optional[bool] = None) -> dict:
+    """Write ``report.md``/``results.json`` of a sweep whose methods were trained by separate jobs.
+
+    Models that are trained but not evaluated are evaluated now (in ``jobs`` processes); finished
+    results are read back. The comparison is the one :func:`run_reproduce` writes for the same
+    config.
+
+    Raises:
+        ValueError: naming the methods whose models are missing or still being trained (nothing is
+            written then).
+    """
+    start = time.perf_counter()
+    cfg, status = sweep_status(run_dir)
+    if jobs is not None:
+        cfg.jobs = int(jobs)
+    if progress is not None:
+        cfg.progress = bool(progress)
+    pending = {k: v for k, v in status.items() if v in ("missing", "running")}
+    if pending:
+        missing = [k for k, v in pending.items() if v == "missing"]
+        running = [k for k, v in pending.items() if v == "running"]
+        parts = ([f"not trained: {', '.join(missing)}"] if missing else []) + \
+                ([f"still running: {', '.join(running)}"] if running else [])
+        raise ValueError(f"{str(cfg.out_dir)!r}: the sweep is not complete ({'; '.join(parts)}); train each with "
+                         f"`spikerobust reproduce {cfg.task} --out-dir {cfg.out_dir} --only LABEL` (same settings)")
+    out = Path(cfg.out_dir)
+    with lock_folder(out):
+        return _reproduce_locked(cfg, out, True, (), start)
 
 
 def _seed_config(cfg: ExperimentConfig, out: Path, k: int) -> ExperimentConfig:

@@ -26,6 +26,23 @@ attack starts with ``seed=None``) use DIFFERENT draws on each rank, like more sa
 noise. Give the method a ``seed=`` to make every rank draw the same noise (then a run matches a
 single process exactly). Checkpoints are written by rank 0 only and hold rank 0's RNG state.
 
+Under ``torchrun`` (one process per rank, on one machine or several): :func:`process_group_from_env`
+joins the group from the ``env://`` variables torchrun sets (``RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR``, ``MASTER_PORT``), and :func:`prepare_data_parallel` sets a model, optimiser and
+global-batch loader up for the ``"allreduce"`` strategy with exact weights: rank ``r`` trains on a
+contiguous share of ``b_r`` of the ``B`` samples of each global batch (shares differ by at most
+one sample, so any batch of at least ``world_size`` samples splits), its gradient is weighted by
+``b_r / B`` before the sum over ranks, and an auxiliary loss that is a SUM over the batch (the
+LSNN's rate regulariser) is divided by that weight on the rank. The summed gradient is then the
+gradient of the single-process loss on the global batch, up to floating-point rounding: a
+deterministic method (``"standard"``) trains to the single-process model. Methods whose inner
+loops depend on the batch (the weight attack of adversarial training, AWP's perturbation, the
+Entropy-SGD chain) run them on each rank's shard, so they are data-parallel variants of the
+single-process method, not copies of it; the training loss in the history is rank 0's shard's.
+``spikerobust train`` uses this (README, "Runs that span machines"); :func:`run_on_rank0` and
+:func:`check_same_on_every_rank` keep every rank's view of the run folder and the data the same.
+A resumed run restores rank 0's random state on every rank (the checkpoint holds rank 0's only).
+
 Equivalence holds for losses that are means over the batch. An LSNN's rate regulariser is a SUM
 over the batch (docs/lsnn.md), so under data parallelism it is effectively divided by the number of
 ranks; scale ``rate_strength`` by the world size to compensate.
@@ -40,10 +57,12 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -62,6 +81,14 @@ __all__ = [
     "shard_batch",
     "ShardedBatches",
     "fit_data_parallel",
+    "env_rank_world",
+    "process_group_from_env",
+    "run_on_rank0",
+    "check_same_on_every_rank",
+    "broadcast_parameters",
+    "scale_aux_loss_by_share",
+    "DataParallelSetup",
+    "prepare_data_parallel",
 ]
 
 
@@ -123,47 +150,99 @@ class DDP(DistributedDataParallel):
         return bool(getattr(self.module, "supports_aux_loss", False))
 
 
-def average_gradients_before_step(optimizer: torch.optim.Optimizer):
-    """Register a step pre-hook that all-reduces (averages) every ``.grad`` of ``optimizer``'s
-    parameters across ranks; returns the hook handle (``.remove()`` to undo)."""
+def average_gradients_before_step(optimizer: torch.optim.Optimizer, share: Optional[Callable[[], float]] = None):
+    """Register a step pre-hook that all-reduces every ``.grad`` of ``optimizer``'s parameters
+    across ranks; returns the hook handle (``.remove()`` to undo).
+
+    Args:
+        optimizer: the optimiser whose ``step()`` is preceded by the reduction.
+        share: ``None`` averages the gradients (equal shards); otherwise a function returning this
+            rank's fraction ``b_r / B`` of the current global batch, and the gradients are summed
+            with these weights (exact for losses that are batch means, also with unequal shards).
+    """
 
     def hook(opt, args, kwargs):
         world = dist.get_world_size()
+        weight = None if share is None else float(share())
         for group in opt.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)  # keep the collective calls aligned across ranks
+                if weight is not None:
+                    p.grad.mul_(weight)
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad.div_(world)
+                if weight is None:
+                    p.grad.div_(world)
 
     return optimizer.register_step_pre_hook(hook)
 
 
+def _shard_bounds(b: int, rank: int, world_size: int) -> Tuple[int, int]:
+    """``[start, stop)`` of rank ``rank``'s contiguous share of ``b`` samples (sizes differ by at most 1)."""
+    n, extra = divmod(b, world_size)
+    start = rank * n + min(rank, extra)
+    return start, start + n + (1 if rank < extra else 0)
+
+
 def shard_batch(
-    x: torch.Tensor, y: torch.Tensor, rank: int, world_size: int, *, time_first: bool
+    x: torch.Tensor, y: torch.Tensor, rank: int, world_size: int, *, time_first: bool, uneven: bool = False
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rank ``rank``'s contiguous share of a global batch (batch axis 1 if ``time_first`` else 0).
 
+    Args:
+        uneven: allow a batch size not divisible by ``world_size``: the first ``B mod world_size``
+            ranks take one sample more (weight the gradients by the shares, see
+            :func:`average_gradients_before_step`).
+
     Raises:
-        ValueError: if the batch size is not divisible by ``world_size``.
+        ValueError: if the batch size is not divisible by ``world_size`` (without ``uneven``), or
+            is smaller than ``world_size`` (a rank would get no sample).
+
+    Examples:
+        >>> x, y = torch.arange(5.0)[:, None], torch.arange(5)
+        >>> [shard_batch(x, y, r, 2, time_first=False, uneven=True)[1].tolist() for r in range(2)]
+        [[0, 1, 2], [3, 4]]
     """
-    b = int(y.shape[0])
-    if b % int(world_size):
+    b, world_size = int(y.shape[0]), int(world_size)
+    if not uneven and b % world_size:
         raise ValueError(f"the global batch size {b} must be divisible by world_size={world_size}")
-    n = b // int(world_size)
-    sl = slice(rank * n, (rank + 1) * n)
+    if b < world_size:
+        raise ValueError(f"a global batch of {b} sample(s) cannot be split over world_size={world_size} processes "
+                         "(every rank needs at least one sample): choose a larger batch_size or fewer processes")
+    start, stop = _shard_bounds(b, int(rank), world_size)
+    sl = slice(start, stop)
     return (x[:, sl] if time_first else x[sl]), y[sl]
 
 
 class ShardedBatches:
-    """Iterable over global batches yielding this rank's shard of each (see :func:`shard_batch`)."""
+    """Iterable over global batches yielding this rank's shard of each (see :func:`shard_batch`).
 
-    def __init__(self, batches, rank: int, world_size: int, *, time_first: bool) -> None:
+    ``share`` is the fraction ``b_r / B`` of the global batch in the shard last yielded. The
+    wrapped loader's ``generator`` (checkpointed by the trainer, so that a resumed run sees the same
+    batch order) and ``sampler`` are passed through, as is its length.
+    """
+
+    def __init__(self, batches, rank: int, world_size: int, *, time_first: bool, uneven: bool = False) -> None:
         self.batches, self.rank, self.world_size, self.time_first = batches, rank, world_size, time_first
+        self.uneven = bool(uneven)
+        self.share = 1.0 / int(world_size)
+
+    @property
+    def generator(self) -> Optional[torch.Generator]:
+        return getattr(self.batches, "generator", None)
+
+    @property
+    def sampler(self) -> Any:
+        return getattr(self.batches, "sampler", None)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
     def __iter__(self):
         for x, y in self.batches:
-            yield shard_batch(x, y, self.rank, self.world_size, time_first=self.time_first)
+            xs, ys = shard_batch(x, y, self.rank, self.world_size, time_first=self.time_first, uneven=self.uneven)
+            self.share = int(ys.shape[0]) / int(y.shape[0])
+            yield xs, ys
 
 
 def _fit_worker(rank, world_size, model_fn, method, batches, val, fit_kwargs, strategy, time_first, seed, out_path):
@@ -229,3 +308,173 @@ def fit_data_parallel(
         launch(_fit_worker, world_size, (model_fn, method, batches, val_batches, dict(fit_kwargs), strategy,
                                          bool(time_first), int(seed), out), backend=backend)
         return load_checkpoint(out)
+
+
+# --------------------------------------------------------------------------- processes started by torchrun
+
+
+def env_rank_world() -> Tuple[int, int]:
+    """``(rank, world_size)`` of this process: from the initialised process group, else from the
+    ``RANK``/``WORLD_SIZE`` variables ``torchrun`` sets, else ``(0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+@contextlib.contextmanager
+def process_group_from_env(backend: str = "gloo") -> Iterator[Tuple[int, int]]:
+    """Join the process group that ``torchrun`` describes (``env://`` rendezvous) for the block.
+
+    With ``WORLD_SIZE`` unset or 1 (a plain process, or ``torchrun --nproc-per-node 1``) nothing is
+    initialised; a group that is already initialised is used as it is and left open.
+
+    Args:
+        backend: ``"gloo"`` (CPU tensors; the pipeline trains on the CPU) or ``"nccl"``.
+
+    Yields:
+        ``(rank, world_size)``.
+
+    Raises:
+        ValueError: ``WORLD_SIZE > 1`` without ``MASTER_ADDR``/``MASTER_PORT`` (not started by torchrun).
+    """
+    rank, world = env_rank_world()
+    if world <= 1 or dist.is_initialized():
+        yield rank, world
+        return
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+    if missing:
+        raise ValueError(f"WORLD_SIZE={world} but {', '.join(missing)} is not set: start the processes with torchrun "
+                         "(python -m torch.distributed.run), which sets the env:// rendezvous variables")
+    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
+    try:
+        yield rank, world
+    finally:
+        dist.destroy_process_group()
+
+
+def _group_active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def run_on_rank0(fn: Callable[[], Any]) -> Any:
+    """Call ``fn`` on rank 0 only; every rank returns its result, or raises if it raised.
+
+    The other ranks wait for rank 0 and receive its outcome, so a refusal on rank 0 (a folder
+    holding a run, a locked folder) ends every rank with the same message instead of leaving them
+    waiting in the next collective. The result must be picklable. Without a process group ``fn``
+    simply runs.
+
+    Raises:
+        ValueError: on ranks > 0, when ``fn`` raised a ``ValueError`` on rank 0 (else ``RuntimeError``).
+    """
+    if not _group_active():
+        return fn()
+    outcome: List[Any] = [None]
+    if dist.get_rank() == 0:
+        try:
+            outcome[0] = ("ok", fn())
+        except BaseException as err:
+            dist.broadcast_object_list([("error", type(err).__name__, isinstance(err, ValueError), str(err))], src=0)
+            raise
+    dist.broadcast_object_list(outcome, src=0)
+    if outcome[0][0] == "error":
+        _, name, is_value_error, text = outcome[0]
+        message = f"rank 0 failed ({name}): {text}"
+        raise ValueError(message) if is_value_error else RuntimeError(message)
+    return outcome[0][1]
+
+
+def check_same_on_every_rank(value: Any, what: str) -> None:
+    """Raise on every rank unless ``value`` (picklable, compared with ``==``) is the same on all ranks.
+
+    Raises:
+        ValueError: naming ``what`` and the ranks that differ from rank 0.
+    """
+    if not _group_active():
+        return
+    values: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    differ = [r for r, v in enumerate(values) if v != values[0]]
+    if differ:
+        raise ValueError(f"{what} differs between ranks: rank(s) {differ} have {values[differ[0]]!r}, "
+                         f"rank 0 has {values[0]!r}")
+
+
+def broadcast_parameters(model: nn.Module) -> None:
+    """Copy rank 0's parameters and buffers into every rank's ``model`` (in place)."""
+    if not _group_active():
+        return
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if torch.is_tensor(t):
+                dist.broadcast(t, src=0)
+
+
+def scale_aux_loss_by_share(model: nn.Module, share: Callable[[], float]):
+    """Divide the auxiliary loss that ``model(x, return_aux_loss=True)`` returns by ``share()``.
+
+    An auxiliary loss that is a sum over the batch (the LSNN's rate regulariser, docs/lsnn.md)
+    then contributes its full-batch gradient once the ranks' gradients are summed with weights
+    ``share`` (:func:`average_gradients_before_step`). A forward hook, so it also applies when a
+    method evaluates the model through ``torch.func.functional_call``. Returns the hook handle.
+    """
+
+    def hook(module, args, kwargs, output):
+        if kwargs.get("return_aux_loss") and isinstance(output, tuple) and len(output) == 2:
+            return output[0], output[1] / float(share())
+        return output
+
+    return model.register_forward_hook(hook, with_kwargs=True)
+
+
+@dataclass
+class DataParallelSetup:
+    """What :func:`prepare_data_parallel` returns: pass ``loader`` and ``optimizer`` to :func:`fit`.
+
+    Attributes:
+        loader: this rank's shards of the global batches (:class:`ShardedBatches`).
+        optimizer: the optimiser, with the weighted gradient reduction before every ``step()``.
+        rank, world_size: this process and the group's size.
+        handles: the hooks (``remove()`` them to use the model alone again).
+    """
+
+    loader: Any
+    optimizer: torch.optim.Optimizer
+    rank: int
+    world_size: int
+    handles: List[Any] = field(default_factory=list)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
+def prepare_data_parallel(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer, *,
+                          time_first: bool) -> DataParallelSetup:
+    """Set ``model`` and ``optimizer`` up to train on this rank's shards of ``loader``'s global batches.
+
+    Every rank must build the same model and iterate ``loader`` in the same order (same seed); rank
+    0's parameters are broadcast once more so that every rank starts from them. Gradients are
+    summed across ranks with weights ``b_r / B`` before every optimiser step and an auxiliary loss
+    is divided by the same weight (see the module docstring), so that every rank takes the step a
+    single process would take on the global batch. Without a process group (one process) the
+    loader and optimiser come back unchanged.
+
+    Examples:
+        >>> from torch import nn
+        >>> model = nn.Linear(3, 2)
+        >>> opt = torch.optim.Adam(model.parameters())
+        >>> setup = prepare_data_parallel(model, [(torch.zeros(4, 3), torch.zeros(4).long())], opt, time_first=False)
+        >>> setup.world_size, setup.optimizer is opt
+        (1, True)
+    """
+    rank, world = env_rank_world()
+    if not _group_active():
+        return DataParallelSetup(loader, optimizer, rank, 1)
+    broadcast_parameters(model)
+    sharded = ShardedBatches(loader, rank, world, time_first=time_first, uneven=True)
+    handles = [average_gradients_before_step(optimizer, share=lambda: sharded.share)]
+    if getattr(model, "supports_aux_loss", False):
+        handles.append(scale_aux_loss_by_share(model, lambda: sharded.share))
+    return DataParallelSetup(sharded, optimizer, rank, world, handles)
