@@ -248,7 +248,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _pcm(args: argparse.Namespace) -> int:
     from .analysis.tables import markdown_table
-    from .experiments.pipeline import _is_lsnn
+    from .experiments.pipeline import is_lsnn_model
     from .robust.checkpoint import atomic_write
     from .robust.pcm import pcm_accuracy_over_time, plot_accuracy_over_time
 
@@ -260,7 +260,7 @@ def _pcm(args: argparse.Namespace) -> int:
     out = Path(args.out_dir or Path(args.model).parent / "pcm")
     _writable_folder(out)
     model, meta, cfg, data = _loaded(args)
-    if _is_lsnn(model):  # w_in and w_rec are read from the crossbars at every time step (spikerobust.robust.pcm)
+    if is_lsnn_model(model):  # w_in and w_rec are read from the crossbars at every time step (spikerobust.robust.pcm)
         log.info("pcm: LSNN model: w_in, w_rec and the readout on crossbars, read noise drawn at every time step")
     res = pcm_accuracy_over_time(model, data.batches("test"), times=times, n_reps=args.reps, seed=cfg.seed,
                                  progress=cfg.progress)

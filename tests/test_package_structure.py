@@ -25,14 +25,8 @@ from typing import Dict, Iterator, List, Set, Tuple
 PACKAGE = "spikerobust"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
-#: Private-name imports still tolerated, ``(file, name)``: both files are being reworked for
-#: ``spikerobust train`` under torchrun; the public names exist (``spikerobust.robust.trainer.
-#: refuse_changes``, ``spikerobust.functional.LSNNLayer``), so each is a one-line change there.
-#: Remove an entry when its import goes; add none.
-KNOWN_PRIVATE_IMPORTS = {
-    ("spikerobust/experiments/pipeline.py", "_refuse_changes"),
-    ("spikerobust/cli.py", "_is_lsnn"),
-}
+#: Private-name imports still tolerated, ``(file, name)``: none; add none.
+KNOWN_PRIVATE_IMPORTS: set = set()
 
 
 def _module_name(path: Path) -> str:

@@ -46,7 +46,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import sys
 import threading
@@ -64,8 +63,9 @@ from torch import nn
 from ..models import get_model
 from ..robust.checkpoint import atomic_write, load_checkpoint, lock_folder, save_checkpoint
 from ..robust.methods import get_method
-from ..robust.trainer import _refuse_changes, evaluate_accuracy, fit, settings_diff
-from .config import CHANGEABLE_FIELDS, EVAL_FIELDS, ExperimentConfig, check_allow_change, make_config, parse_method
+from ..robust.trainer import evaluate_accuracy, fit, refuse_changes, settings_diff
+from .config import (CHANGEABLE_FIELDS, EVAL_FIELDS, ExperimentConfig, check_allow_change, lr_milestones, make_config,
+                     parse_method)
 from .tasks import TaskData, load_task
 
 __all__ = ["train_method", "train_single", "SingleRun", "evaluate_model", "save_model", "load_model",
@@ -144,11 +144,6 @@ def load_model(path: Union[str, Path], *, check_finite: bool = True) -> Tuple[nn
 # --------------------------------------------------------------------------- training
 
 
-def _milestones(cfg: ExperimentConfig) -> Tuple[int, ...]:
-    m = int(round(cfg.epochs * cfg.lr_drop_at))
-    return (m,) if 1 <= m < cfg.epochs else ()
-
-
 def data_fingerprint(data: TaskData) -> str:
     """SHA-1 of every split's inputs and labels and of the class names: the data a run trained on."""
     h = hashlib.sha1()
@@ -216,7 +211,7 @@ def train_method(cfg: ExperimentConfig, label: str, data: TaskData, out_dir: Uni
                                  f"{ckpt} (its size; every rank must see rank 0's run folder to --resume)")
     dp = prepare_data_parallel(model, loader, optimizer, time_first=data.time_first)
     fitted = fit(model, method, dp.loader, data.batches("val"), epochs=cfg.epochs, optimizer=dp.optimizer,
-                 lr=cfg.lr, milestones=_milestones(cfg), checkpoint_dir=out_dir / "checkpoints", resume=resume,
+                 lr=cfg.lr, milestones=lr_milestones(cfg), checkpoint_dir=out_dir / "checkpoints", resume=resume,
                  seed=cfg.seed + rank, progress=progress and rank == 0, settings=settings,
                  allow_change=tuple(allow_change), metrics_path=out_dir / "metrics.jsonl")
     dp.remove()
@@ -323,7 +318,8 @@ def train_single(task: str, method: str, preset: str = "quick", overrides: Optio
 # --------------------------------------------------------------------------- evaluation
 
 
-def _is_lsnn(model: nn.Module) -> bool:
+def is_lsnn_model(model: nn.Module) -> bool:
+    """Whether ``model`` contains a :class:`~spikerobust.nn.LSNN` layer (membrane analysis, PCM per step)."""
     from ..nn.lsnn import LSNN
 
     return any(isinstance(m, LSNN) for m in model.modules())
@@ -391,7 +387,7 @@ def evaluate_model(model: nn.Module, data: TaskData, cfg: ExperimentConfig, *, l
             alphas, smooth = land.smoothed
             return {"alphas": alphas.tolist(), "smoothed": smooth.tolist(), "flatness": float(land.flatness)}
         timed("landscape", landscape)
-    if "membrane" in parts and _is_lsnn(model) and cfg.membrane_samples > 0:
+    if "membrane" in parts and is_lsnn_model(model) and cfg.membrane_samples > 0:
         def membrane():
             rec = record_membrane(model, data.head("test", cfg.membrane_samples)[0])
             counts, edges = np.histogram(rec.scaled.clamp(*MEMBRANE_RANGE).flatten().numpy(), bins=MEMBRANE_BINS,
@@ -532,7 +528,7 @@ def _check_resumable(cfg: ExperimentConfig, out: Path, allow_change: Sequence[st
         d.pop("data_dir")  # the data themselves are compared by fingerprint when training resumes
     diff = settings_diff(old, new)
     diff.update({f"methods.{k}": (old_m[k], v) for k, v in new_m.items() if k in old_m and old_m[k] != v})
-    _refuse_changes(diff, allow_change, str(path), CHANGEABLE_FIELDS)
+    refuse_changes(diff, allow_change, str(path), CHANGEABLE_FIELDS)
 
 
 def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,

@@ -114,9 +114,6 @@ def refuse_changes(diff: Mapping[str, Tuple[Any, Any]], allow_change: Sequence[s
             f"settings or start a new run (another output folder, or --overwrite){hint}")
 
 
-#: Former private name, kept while ``experiments/pipeline.py`` still imports it; use :func:`refuse_changes`.
-_refuse_changes = refuse_changes
-
 
 @dataclass
 class FitResult:

@@ -6,7 +6,7 @@ import pytest
 
 import spikerobust.experiments.config as config_module
 from spikerobust.experiments import ExperimentConfig, make_config, parse_method, parse_methods
-from spikerobust.experiments.pipeline import _milestones
+from spikerobust.experiments.config import lr_milestones as _milestones
 
 
 def test_paper_presets_follow_spec():
