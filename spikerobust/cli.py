@@ -7,6 +7,7 @@ Examples:
     spikerobust reproduce ecg --resume --out-dir results/ecg   # continue an interrupted run
     spikerobust reproduce ecg --out-dir RUN --only beta        # one job of a spread sweep (one per method)
     spikerobust report RUN                                     # then: evaluate what is missing, write the report
+    spikerobust publish RUN docs/results/ecg-paper             # a finished run's report, results, figures (no models)
     spikerobust reproduce fmnist --methods standard,beta,abcd,entropy_sgd
     spikerobust train ecg --method beta --set epochs=5 --out-dir runs/beta
     torchrun --nproc-per-node 4 -m spikerobust.cli train ecg --method standard --out-dir runs/std  # data-parallel
@@ -38,6 +39,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -127,13 +129,14 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.only is not None:  # one job of a sweep spread over jobs or machines
         only = [s.strip() for s in args.only.split(",") if s.strip()]
         res = run_reproduce(cfg, resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change,
-                            only=only)
+                            only=only, command=args.command_line)
         for label, r in res["methods"].items():
             print(f"{label}: clean test {100 * r['test_accuracy']:.2f} %, written to "
                   f"{Path(cfg.out_dir) / 'methods' / label}/")
         print(f"when every method of the sweep is there: spikerobust report {cfg.out_dir}")
         return 0
-    run_reproduce(cfg, resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change)
+    run_reproduce(cfg, resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change,
+                  command=args.command_line)
     out = Path(cfg.out_dir)
     print((out / "report.md").read_text())
     print(f"written to {out}/ (report.md, results.json, config.json, *.png, methods/<label>/model.pt)")
@@ -145,10 +148,23 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {args.jobs}")
-    assemble_report(args.run_dir, jobs=args.jobs, progress=False if args.no_progress else None)
+    assemble_report(args.run_dir, jobs=args.jobs, progress=False if args.no_progress else None,
+                    command=args.command_line)
     out = Path(args.run_dir)
     print((out / "report.md").read_text())
     print(f"written to {out}/ (report.md, results.json, *.png)")
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .experiments.publish import check_published, publish_run
+
+    dest = publish_run(args.run_dir, args.dest, command=args.run_command, commit=args.commit,
+                       overwrite=args.overwrite)
+    problems = check_published(dest)
+    if problems:
+        raise RuntimeError(f"{dest}: the published files disagree: {'; '.join(problems)}")
+    print(f"published {args.run_dir} to {dest}/: " + ", ".join(sorted(p.name for p in Path(dest).iterdir())))
     return 0
 
 
@@ -358,6 +374,17 @@ def main(argv: Optional[Sequence[str]] = None, *, raise_errors: Optional[bool] =
     rp.add_argument("--no-progress", action="store_true", help="no progress bars")
     rp.set_defaults(func=_report)
 
+    pb = sub.add_parser("publish", help="copy a finished run's report.md, results.json, config.json and figures "
+                                        "(never model files) into DEST, the report headed by the command, commit, "
+                                        "machine and the time each stage took")
+    pb.add_argument("run_dir", help="a finished run folder (with results.json and report.md)")
+    pb.add_argument("dest", help="where to publish, e.g. docs/results/ecg-paper")
+    pb.add_argument("--command", dest="run_command", default=None, metavar="TEXT",
+                    help="the command that started the run, for a run that did not record it (provenance.json)")
+    pb.add_argument("--commit", default=None, help="the commit --command ran on")
+    pb.add_argument("--overwrite", action="store_true", help="replace what is published in DEST (default: refuse)")
+    pb.set_defaults(func=_publish)
+
     tr = sub.add_parser("train", help="train one method on a task; writes OUT/model.pt")
     _config_flags(tr)
     tr.add_argument("--method", default="standard",
@@ -402,6 +429,7 @@ def main(argv: Optional[Sequence[str]] = None, *, raise_errors: Optional[bool] =
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["spikerobust", *(sys.argv[1:] if argv is None else argv)])  # as typed
     if getattr(args, "no_progress", False):
         # every bar, the datasets' (MIT-BIH records, FSDD files) and the pool workers' included; tqdm reads
         # TQDM_* defaults when it is first imported, which in the command happens after this line

@@ -18,7 +18,7 @@
 
 Layout of a run folder::
 
-    config.json  report.md  results.json  *.png  .lock
+    config.json  report.md  results.json  *.png  .lock  provenance.json (command, commit, machine, times)
     methods/<label>/model.pt  methods/<label>/results.json  methods/<label>/checkpoints/last.pt
     seeds/seed<s>/methods/<label>/...   (with ``seeds`` > 1: the extra models, seeds seed + 1 ...)
 
@@ -532,7 +532,8 @@ def _check_resumable(cfg: ExperimentConfig, out: Path, allow_change: Sequence[st
 
 
 def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
-                  allow_change: Sequence[str] = (), only: Optional[Sequence[str]] = None) -> dict:
+                  allow_change: Sequence[str] = (), only: Optional[Sequence[str]] = None,
+                  command: Optional[str] = None) -> dict:
     """Train and evaluate every method of ``cfg``, compare them, write the run folder.
 
     A sweep can also be spread over jobs (a scheduler's array, or machines sharing the folder):
@@ -549,6 +550,9 @@ def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False, overwrite: boo
             training field retrains from the checkpoints, an evaluation field re-evaluates.
         only: train and evaluate only these labels of ``cfg.methods`` into the shared run folder
             and write no report (see :func:`_reproduce_part`).
+        command: the command line that started this, kept in the run folder's ``provenance.json``
+            with the commit, the machine and the elapsed time (:mod:`.publish`); ``None``: called
+            from Python (``sys.argv`` is kept).
 
     Returns:
         the results dictionary also written to ``results.json``; with ``only``:
@@ -558,21 +562,26 @@ def run_reproduce(cfg: ExperimentConfig, *, resume: bool = False, overwrite: boo
     allow_change = _check_allow(allow_change, resume)
     out = Path(cfg.out_dir)
     if only is not None:
-        return _reproduce_part(cfg, out, list(only), resume, overwrite, allow_change)
+        return _reproduce_part(cfg, out, list(only), resume, overwrite, allow_change, command)
     _claim_folder(out, resume, overwrite)
     with lock_folder(out):
-        return _reproduce_locked(cfg, out, resume, allow_change, start)
+        return _reproduce_locked(cfg, out, resume, allow_change, start, command)
 
 
 def _reproduce_locked(cfg: ExperimentConfig, out: Path, resume: bool, allow_change: Tuple[str, ...],
-                      start: float) -> dict:
+                      start: float, command: Optional[str] = None) -> dict:
+    from .publish import finish_invocation, record_invocation
+
     if resume:
         _check_resumable(cfg, out, allow_change)
     cfg.save(out / "config.json")
+    invocation = record_invocation(out, command)
     with contextlib.ExitStack() as held:
         for folder in _sweep_folders(cfg, out, cfg.methods):  # refuse while a job of a spread sweep trains one
             held.enter_context(lock_folder(folder))
-        return _reproduce_all(cfg, out, resume, allow_change, start)
+        results = _reproduce_all(cfg, out, resume, allow_change, start)
+    finish_invocation(out, invocation, time.perf_counter() - start)
+    return results
 
 
 def _reproduce_all(cfg: ExperimentConfig, out: Path, resume: bool, allow_change: Tuple[str, ...],
@@ -639,7 +648,7 @@ def _sweep_folders(cfg: ExperimentConfig, out: Path, labels: Iterable[str]) -> l
 
 
 def _reproduce_part(cfg: ExperimentConfig, out: Path, only: Sequence[str], resume: bool, overwrite: bool,
-                    allow_change: Tuple[str, ...]) -> dict:
+                    allow_change: Tuple[str, ...], command: Optional[str] = None) -> dict:
     """One job of a spread sweep: train and evaluate the labels ``only`` into the run folder ``out``.
 
     The run folder is shared: its ``config.json`` is written by the first job and every later job
@@ -665,6 +674,9 @@ def _reproduce_part(cfg: ExperimentConfig, out: Path, only: Sequence[str], resum
                 cfg.save(out / "config.json")
         else:
             cfg.save(out / "config.json")
+        from .publish import record_invocation
+
+        record_invocation(out, command, part=only)
     with contextlib.ExitStack() as held:
         for folder in _sweep_folders(cfg, out, only):
             _claim_folder(folder, resume, overwrite)
@@ -718,12 +730,13 @@ def sweep_status(run_dir: Union[str, Path]) -> Tuple[ExperimentConfig, Dict[str,
 
 
 def assemble_report(run_dir: Union[str, Path], *, jobs: Optional[int] = None,
-                    progress: Optional[bool] = None) -> dict:
+                    progress: Optional[bool] = None, command: Optional[str] = None) -> dict:
     """Write ``report.md``/``results.json`` of a sweep whose methods were trained by separate jobs.
 
     Models that are trained but not evaluated are evaluated now (in ``jobs`` processes); finished
     results are read back. The comparison is the one :func:`run_reproduce` writes for the same
     config.
+    ``command`` is recorded in ``provenance.json`` as :func:`run_reproduce` records it.
 
     Raises:
         ValueError: naming the methods whose models are missing or still being trained (nothing is
@@ -745,7 +758,7 @@ def assemble_report(run_dir: Union[str, Path], *, jobs: Optional[int] = None,
                          f"`spikerobust reproduce {cfg.task} --out-dir {cfg.out_dir} --only LABEL` (same settings)")
     out = Path(cfg.out_dir)
     with lock_folder(out):
-        return _reproduce_locked(cfg, out, True, (), start)
+        return _reproduce_locked(cfg, out, True, (), start, command)
 
 
 def _seed_config(cfg: ExperimentConfig, out: Path, k: int) -> ExperimentConfig:
