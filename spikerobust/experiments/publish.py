@@ -199,10 +199,10 @@ def published_header(run_dir: Union[str, Path], *, command: Optional[str] = None
     if not entries:
         raise ValueError(f"{str(run_dir)!r} records no command ({PROVENANCE} is missing: the run predates the "
                          "recording): pass the command that made it with --command and its commit with --commit")
-    machine = next((e["machine"] for e in reversed(entries) if e.get("machine")), None)
-    where = "the machine that ran it"
-    if machine is None:
-        machine, where = machine_info(), "the machine that published it; the run recorded none"
+    machines = list({json.dumps(e["machine"], sort_keys=True): e["machine"] for e in entries if e.get("machine")}.values())
+    where = "the machine that ran it" if len(machines) == 1 else "the machines that ran it, one line each"
+    if not machines:
+        machines, where = [machine_info()], "the machine that published it; the run recorded none"
     lines = [HEADER_MARK, "", "## How this run was made", ""]
     for k, e in enumerate(entries):
         text = e.get("command") or f"{shlex.join(e.get('argv') or [])} (run_reproduce called from Python)"
@@ -216,11 +216,12 @@ def published_header(run_dir: Union[str, Path], *, command: Optional[str] = None
         lines.append(f"- {what}: `{text}` on commit `{e.get('commit', 'unknown')}`{state}{when}{took}{given}")
     if "--resume" in (entries[0].get("command") or ""):
         lines.append("- The invocation that started the run was not recorded (it predates the recording).")
-    usable = machine.get("usable_cores")
-    cores = f"{machine['cores']} cores" + ("" if usable in (None, machine["cores"]) else f" ({usable} usable)")
-    lines += [f"- Machine ({where}): {machine['cpu']}, {cores}, torch {machine['torch']}, "
-              f"Python {machine.get('python', '?')}, {machine.get('os', '?')}",
-              f"- Total elapsed (the invocation that wrote the report): {_duration(results.get('elapsed_s'))}; "
+    for machine in machines:
+        usable = machine.get("usable_cores")
+        cores = f"{machine['cores']} cores" + ("" if usable in (None, machine["cores"]) else f" ({usable} usable)")
+        lines.append(f"- Machine ({where}): {machine['cpu']}, {cores}, torch {machine['torch']}, "
+                     f"Python {machine.get('python', '?')}, {machine.get('os', '?')}")
+    lines += [f"- Total elapsed (the invocation that wrote the report): {_duration(results.get('elapsed_s'))}; "
               f"{results['config'].get('jobs', 1)} model(s) trained at a time, so the sums below can exceed it."
               + _all_invocations(entries),
               "", "Time each stage took, per model (training: `train_s`; evaluation: `timings`):", ""]
