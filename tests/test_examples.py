@@ -89,41 +89,67 @@ def check_checkpoint(out: Path, results: dict) -> None:
     assert meta["label"] == results["label"]
 
 
-def test_ecg_lsnn_tiny_on_synthetic_beats(tmp_path):
-    results = load_example("ecg_lsnn").main([
-        "--quick", "--n-per-class", "12", "--levels", "0", "0.3", "0.6", "--draws", "4", "--method",
-        "forward_noise:eta=0.2", "--out-dir", str(tmp_path), "--no-progress"])
+def test_train_and_evaluate_ecg_tiny_on_synthetic_beats(tmp_path):
+    results = load_example("train_and_evaluate").main([
+        "ecg", "--quick", "--set", "n_per_class=12", "--set", "levels=[0,0.3,0.6]", "--set", "n_draws=4",
+        "--set", "split=random", "--method", "forward_noise:eta=0.2", "--out-dir", str(tmp_path), "--no-progress"])
     assert json.loads((tmp_path / "results.json").read_text())["mismatch"] == results["mismatch"]
     assert results["method"] == {"method": "forward_noise", "eta": 0.2}
+    assert results["config"]["split"] == "random" and results["config"]["n_per_class"] == 12  # --set values
     assert "SYNTHETIC" in results["data"]["description"] and results["data"]["classes"] == ["N", "L", "R", "V"]
+    assert "attack" not in results  # the LSNN tasks measure mismatch only unless --parts says more
     check_mismatch(results, [0, 0.3, 0.6], 4)
     check_checkpoint(tmp_path, results)
 
 
-def test_speech_lsnn_tiny_on_fsdd(fsdd_dir, tmp_path):
-    results = load_example("speech_lsnn").main([
-        "--data-dir", str(fsdd_dir), "--quick", "--n-train", "60", "--n-test", "30", "--levels", "0", "0.5",
-        "--draws", "2", "--out-dir", str(tmp_path), "--no-progress"])
+def test_train_and_evaluate_speech_tiny_on_fsdd(fsdd_dir, tmp_path):
+    results = load_example("train_and_evaluate").main([
+        "speech", "--data-dir", str(fsdd_dir), "--quick", "--set", "n_train=60", "--set", "n_test=30",
+        "--set", "levels=[0,0.5]", "--set", "n_draws=2", "--out-dir", str(tmp_path), "--no-progress"])
     assert results["data"]["classes"] == [str(d) for d in range(10)]
     assert results["data"]["sizes"]["train"] == 60 and results["data"]["sizes"]["test"] == 30
     check_mismatch(results, [0, 0.5], 2)
     check_checkpoint(tmp_path, results)
 
 
-def test_fmnist_cnn_tiny(fmnist_dir, tmp_path):
-    results = load_example("fmnist_cnn").main([
-        "--data-dir", str(fmnist_dir), "--quick", "--n-train", "150", "--n-test", "60", "--draws", "2",
-        "--attack-eps", "0.05", "0.2", "--out-dir", str(tmp_path), "--no-progress"])
+def test_train_and_evaluate_fmnist_tiny(fmnist_dir, tmp_path):
+    results = load_example("train_and_evaluate").main([
+        "fmnist", "--data-dir", str(fmnist_dir), "--quick", "--set", "n_train=150", "--set", "n_test=60",
+        "--set", "n_draws=2", "--set", "attack_eps=[0,0.05,0.2]", "--out-dir", str(tmp_path), "--no-progress"])
     check_mismatch(results, [0, 0.5], 2)
     check_checkpoint(tmp_path, results)
-    assert results["config"]["lr"] == 1e-3 and results["config"]["lr_drop_at"] == 0.75
-    by_eps = results["attack"]["by_eps"]
-    assert sorted(by_eps) == ["0.05", "0.2"]
-    for a in by_eps.values():
-        assert len(a["random"]) == 2 and a["random_min"] == min(a["random"])
-        assert a["random_mean"] == pytest.approx(np.mean(a["random"]))
-        for v in [a["pga"], *a["random"]]:  # 60 test images: whole multiples of 1/60
+    assert results["config"]["lr"] == 1e-3 and results["config"]["lr_drop_at"] == 0.75  # the quick preset's
+    attack = results["attack"]
+    assert sorted(attack) == ["0.0", "0.05", "0.2"]
+    assert attack["0.0"] == {"pga": results["test_accuracy"], "random": results["test_accuracy"]}
+    assert results["test_accuracy"] == results["train"]["test_accuracy"]
+    for a in attack.values():
+        for v in a.values():  # 60 test images: whole multiples of 1/60
             assert 0 <= v <= 1 and v * 60 == pytest.approx(round(v * 60))
+
+
+#: examples not yet shortened (issue 14); the list may only shrink
+OVER_80_NOT_YET = {"pcm_drift.py", "prepare_data.py", "resnet32_pcm.py",
+                   "snntorch_adaptive_neuron.py", "snntorch_nir_ecg.py"}
+
+
+def test_compare_methods_tiny(tmp_path):
+    results = load_example("compare_methods").main([
+        "ecg", "--methods", "standard,forward_noise", "--set", "n_per_class=12", "--set", "n_hidden=8",
+        "--set", "epochs=1", "--set", "n_draws=3", "--out", str(tmp_path / "r.json")])
+    assert json.loads((tmp_path / "r.json").read_text())["results"].keys() == results.keys() == {"standard", "forward_noise"}
+    for label, r in results.items():
+        levels = [s["level"] for s in r["mismatch"]]
+        assert levels == [0.0, 0.3, 0.5, 0.7] and r["mismatch"][0]["std"] == 0  # m = 0 is the clean network
+        assert r["mismatch"][0]["mean"] == pytest.approx(r["clean"])
+        assert ("attack" in r) == (label == "standard")  # only standard is attacked by default
+    assert all(0 <= a <= 1 for a in results["standard"]["attack"].values())
+
+
+def test_every_example_is_at_most_80_lines():
+    long = {p.name for p in SCRIPTS if len(p.read_text().splitlines()) > 80}
+    assert long <= OVER_80_NOT_YET, f"examples over 80 lines: {sorted(long - OVER_80_NOT_YET)}"
+    assert OVER_80_NOT_YET <= {p.name for p in SCRIPTS} and not OVER_80_NOT_YET - long, "shortened: drop it from the list"
 
 
 # --------------------------------------------------------------------------- ResNet32 on PCM
