@@ -129,8 +129,7 @@ def test_train_and_evaluate_fmnist_tiny(fmnist_dir, tmp_path):
 
 
 #: examples not yet shortened (issue 14); the list may only shrink
-OVER_80_NOT_YET = {"prepare_data.py",
-                   "snntorch_nir_ecg.py"}
+OVER_80_NOT_YET = {"snntorch_nir_ecg.py"}
 
 
 def test_compare_methods_tiny(tmp_path):
