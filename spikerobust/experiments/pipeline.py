@@ -667,7 +667,7 @@ def _reproduce_part(cfg: ExperimentConfig, out: Path, only: Sequence[str], resum
         raise ValueError("--resume continues the run in the folder and --overwrite replaces it: give one of them")
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir {str(out)!r} is a file, not a folder")
-    with lock_folder(out):
+    with lock_folder(out, wait=60.0):  # jobs started together take turns at this short check
         if (out / "config.json").exists():
             _check_resumable(cfg, out, allow_change if resume else ())
             if resume and allow_change:

@@ -30,6 +30,7 @@ import os
 import pickle
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Dict, Iterator, Optional, Union
 
@@ -163,11 +164,15 @@ class FolderLockedError(RuntimeError):
 
 
 @contextlib.contextmanager
-def lock_folder(folder: Union[str, os.PathLike]) -> Iterator[Path]:
+def lock_folder(folder: Union[str, os.PathLike], wait: float = 0.0) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder/.lock`` (``fcntl.flock``) for the ``with`` block.
 
     The kernel releases the lock when the process ends, however it ends (``kill -9`` included).
     Where ``fcntl`` does not exist (Windows) the block runs unlocked.
+
+    Args:
+        wait: seconds to keep trying while another process holds the lock (for short critical
+            sections that several jobs enter at once); 0 refuses at once.
 
     Raises:
         FolderLockedError: another process holds the lock (its pid is named when known).
@@ -185,9 +190,15 @@ def lock_folder(folder: Union[str, os.PathLike]) -> Iterator[Path]:
     path = folder / ".lock"
     fh = open(path, "a+")
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
             fh.seek(0)
             pid = fh.read().strip()
             raise FolderLockedError(f"run folder {str(folder)!r} is in use by another process"
