@@ -12,13 +12,15 @@ The per-channel input standardisation of docs/tasks.md belongs to the dataset tr
 model. The model is a flat ``nn.Sequential`` of standard layers so that layer-walking tools (the
 interval verifier, PCM conversion) can treat it layer by layer.
 
+The model declares the protocol of :mod:`spikerobust.protocol`: batch-first input, no
+auxiliary loss, no spiking layers.
+
 Examples:
     >>> import torch
-    >>> model = cnn_fmnist()
-    >>> model(torch.zeros(2, 1, 28, 28)).shape
-    torch.Size([2, 10])
-    >>> sum(p.numel() for p in model.parameters())
-    493642
+    >>> from spikerobust.protocol import input_layout
+    >>> model = cnn_fmnist(image_size=20)          # (20 // 2 - 3) // 2 = 3, so 64·3·3 features
+    >>> model[7].in_features, input_layout(model)
+    (576, 'batch_first')
 """
 
 from __future__ import annotations
@@ -28,9 +30,25 @@ import math
 from torch import nn
 
 from ..nn.lsnn import truncated_normal_
+from ..protocol import BATCH_FIRST
 from .registry import register_model
 
-__all__ = ["cnn_fmnist", "glorot_normal_init_"]
+__all__ = ["SequentialCNN", "cnn_fmnist", "glorot_normal_init_"]
+
+
+class SequentialCNN(nn.Sequential):
+    """An ``nn.Sequential`` of standard layers declaring the model protocol (:mod:`spikerobust.protocol`).
+
+    Shape:
+        ``[B, C, H, W]`` (batch first) → logits ``[B, n_classes]``.
+    """
+
+    input_layout = BATCH_FIRST
+    supports_aux_loss = False
+
+    def spiking_layers(self) -> list:
+        """None: every layer is a plain ReLU network layer."""
+        return []
 
 
 @register_model("cnn_fmnist")
@@ -39,7 +57,7 @@ def cnn_fmnist(
     in_channels: int = 1,
     image_size: int = 28,
     dropout: float = 0.0,
-) -> nn.Sequential:
+) -> SequentialCNN:
     """Build the F-MNIST CNN of docs/tasks.md.
 
     Args:
@@ -50,7 +68,7 @@ def cnn_fmnist(
             paper's dropout baseline). ``0`` (default) adds no dropout layers at all.
 
     Returns:
-        an ``nn.Sequential``; input ``[B, in_channels, image_size, image_size]`` → logits
+        a :class:`SequentialCNN` (an ``nn.Sequential``); input ``[B, in_channels, image_size, image_size]`` → logits
         ``[B, n_classes]``.
 
     Raises:
@@ -68,7 +86,7 @@ def cnn_fmnist(
     def dense(d_in: int, d_out: int) -> list[nn.Module]:
         return ([nn.Dropout(dropout)] if dropout > 0 else []) + [nn.Linear(d_in, d_out)]
 
-    model = nn.Sequential(
+    model = SequentialCNN(
         nn.Conv2d(int(in_channels), 64, kernel_size=4, padding="same"),
         nn.ReLU(),
         nn.MaxPool2d(2),

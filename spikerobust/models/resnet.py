@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..protocol import BATCH_FIRST
 from .registry import register_model
 
 __all__ = ["ResNetCIFAR", "BasicBlock", "ShortcutA", "resnet32"]
@@ -82,8 +83,16 @@ class ResNetCIFAR(nn.Module):
         in_channels: image channels (3).
 
     Shape:
-        ``[B, in_channels, H, W]`` → logits ``[B, n_classes]``.
+        ``[B, in_channels, H, W]`` (batch first) → logits ``[B, n_classes]``.
     """
+
+    #: The model protocol (:mod:`spikerobust.protocol`): images batch first, no auxiliary loss.
+    input_layout = BATCH_FIRST
+    supports_aux_loss = False
+
+    def spiking_layers(self) -> list:
+        """None: a ReLU network."""
+        return []
 
     def __init__(
         self,

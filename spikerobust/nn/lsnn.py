@@ -13,6 +13,7 @@ from ..functional.lsnn import LSNNParams, LSNNState, lsnn_unroll
 from ..functional.lsnn_fused import BACKENDS, resolve_backend
 from ..functional.readout import rate_regulariser, time_average_readout
 from ..functional.surrogate import get_surrogate
+from ..protocol import TIME_FIRST
 
 __all__ = ["LSNN", "LSNNClassifier", "NEURON_CONSTANTS", "neuron_constants_as_params", "register_neuron_constants", "truncated_normal_", "TRUNC2_STD"]
 
@@ -134,6 +135,13 @@ class LSNN(nn.Module):
         >>> bool(torch.equal(torch.cat([z1, z2]), layer(x)))
         True
     """
+
+    #: The model protocol (:mod:`spikerobust.protocol`): input ``[T, B, d_in]``.
+    input_layout = TIME_FIRST
+
+    def spiking_layers(self) -> list:
+        """``[self]``: the layer is its own spiking layer (:func:`spikerobust.protocol.spiking_layers`)."""
+        return [self]
 
     def __init__(
         self,
@@ -268,8 +276,14 @@ class LSNNClassifier(nn.Module):
         >>> loss = torch.nn.functional.cross_entropy(logits, torch.zeros(8, dtype=torch.long)) + reg
     """
 
+    #: The model protocol (:mod:`spikerobust.protocol`): time-first input;
     #: ``forward(x, return_aux_loss=True)`` returns ``(logits, rate_regulariser)``.
+    input_layout = TIME_FIRST
     supports_aux_loss = True
+
+    def spiking_layers(self) -> list:
+        """``[self.lsnn]``."""
+        return [self.lsnn]
 
     def __init__(
         self,

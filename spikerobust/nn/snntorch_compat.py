@@ -125,6 +125,11 @@ class AdaptiveLeaky(nn.Module):
         torch.Size([10, 2, 8])
     """
 
+    def spiking_layers(self) -> list:
+        """``[self]`` (:func:`spikerobust.protocol.spiking_layers`); one step per call, so its input
+        ``[B, N]`` is batch first, the protocol's default layout."""
+        return [self]
+
     def __init__(
         self,
         tau_mem=20.0,
