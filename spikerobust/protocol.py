@@ -37,6 +37,7 @@ Examples:
 
 from __future__ import annotations
 
+import warnings
 from typing import List, Mapping, Optional, Tuple, Union
 
 import torch
@@ -47,6 +48,7 @@ __all__ = [
     "TIME_FIRST",
     "BATCH_FIRST",
     "check_layout",
+    "resolve_layout",
     "input_layout",
     "batch_dim",
     "has_auxiliary_loss",
@@ -77,6 +79,43 @@ def check_layout(layout: str) -> str:
     if layout not in LAYOUTS:
         raise ValueError(f"input layout must be one of {LAYOUTS}, got {layout!r}")
     return layout
+
+
+def resolve_layout(layout: Optional[str], time_first: Optional[bool], *, owner: str,
+                   model: Optional[nn.Module] = None) -> str:
+    """The layout from a ``layout`` argument, or from the former boolean ``time_first`` (deprecated).
+
+    For functions that took ``time_first=`` and now take ``layout=``: ``time_first`` still works
+    for one release with a ``DeprecationWarning``. With neither given, the layout ``model``
+    declares (:func:`input_layout`) is used.
+
+    Raises:
+        ValueError: if both are given and disagree, or neither is given and there is no ``model``.
+
+    Examples:
+        >>> resolve_layout("time_first", None, owner="f")
+        'time_first'
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True):
+        ...     resolve_layout(None, False, owner="f")
+        'batch_first'
+    """
+    if time_first is not None:
+        warnings.warn(
+            f"{owner}: time_first= is deprecated; pass layout='time_first' or 'batch_first' (or leave it "
+            f"out: the model's declared input_layout is used)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        from_flag = TIME_FIRST if time_first else BATCH_FIRST
+        if layout is not None and check_layout(layout) != from_flag:
+            raise ValueError(f"{owner}: layout={layout!r} contradicts time_first={time_first!r}")
+        return from_flag
+    if layout is not None:
+        return check_layout(layout)
+    if model is None:
+        raise ValueError(f"{owner}: pass layout='time_first' ([T, B, F]) or 'batch_first' ([B, ...])")
+    return input_layout(model)
 
 
 def input_layout(model: nn.Module) -> str:

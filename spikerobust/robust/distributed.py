@@ -7,7 +7,7 @@ Two strategies:
 - ``"ddp"``: the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, whose
   backward hooks average gradients. Use it for methods whose step calls the model once through
   its ordinary ``forward`` (``"standard"``, ``"dropout"``). The wrapper forwards the
-  ``supports_aux_loss`` flag of an :class:`~spikerobust.nn.LSNNClassifier`.
+  model's auxiliary-loss declaration (:func:`spikerobust.protocol.has_auxiliary_loss`).
 - ``"allreduce"``: the model stays unwrapped and a step pre-hook on the optimiser averages every
   ``.grad`` across ranks just before ``optimizer.step()``. This serves EVERY method, including
   those that evaluate the model through ``torch.func.functional_call`` or take several backward
@@ -43,6 +43,10 @@ single-process method, not copies of it; the training loss in the history is ran
 :func:`check_same_on_every_rank` keep every rank's view of the run folder and the data the same.
 A resumed run restores rank 0's random state on every rank (the checkpoint holds rank 0's only).
 
+Batches are split along the batch axis of the model's declared input layout
+(:func:`spikerobust.protocol.input_layout`: ``[T, B, F]`` for an LSNN, ``[B, ...]`` otherwise);
+the former ``time_first=`` arguments still work for one release with a ``DeprecationWarning``.
+
 Equivalence holds for losses that are means over the batch. An LSNN's rate regulariser is a SUM
 over the batch (docs/lsnn.md), so under data parallelism it is effectively divided by the number of
 ranks; scale ``rate_strength`` by the world size to compensate.
@@ -52,7 +56,7 @@ Examples:
     >>> from spikerobust.models import get_model
     >>> x, y = torch.randn(40, 64, 2), torch.randint(0, 4, (64,))
     >>> res = fit_data_parallel(functools.partial(get_model, "lsnn_ecg", n_hidden=8), "standard",
-    ...                         [(x, y)], world_size=2, epochs=1, time_first=True)  # doctest: +SKIP
+    ...                         [(x, y)], world_size=2, epochs=1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..protocol import TIME_FIRST, batch_dim, has_auxiliary_loss, input_layout, resolve_layout
 from .checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -143,11 +148,16 @@ def launch(
 
 
 class DDP(DistributedDataParallel):
-    """``DistributedDataParallel`` that exposes the wrapped model's ``supports_aux_loss`` flag."""
+    """``DistributedDataParallel`` that exposes the wrapped model's protocol declarations
+    (:mod:`spikerobust.protocol`): ``supports_aux_loss`` and ``input_layout``."""
 
     @property
     def supports_aux_loss(self) -> bool:
-        return bool(getattr(self.module, "supports_aux_loss", False))
+        return has_auxiliary_loss(self.module)
+
+    @property
+    def input_layout(self) -> str:
+        return input_layout(self.module)
 
 
 def average_gradients_before_step(optimizer: torch.optim.Optimizer, share: Optional[Callable[[], float]] = None):
@@ -185,24 +195,35 @@ def _shard_bounds(b: int, rank: int, world_size: int) -> Tuple[int, int]:
 
 
 def shard_batch(
-    x: torch.Tensor, y: torch.Tensor, rank: int, world_size: int, *, time_first: bool, uneven: bool = False
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rank: int,
+    world_size: int,
+    *,
+    layout: Optional[str] = None,
+    uneven: bool = False,
+    time_first: Optional[bool] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Rank ``rank``'s contiguous share of a global batch (batch axis 1 if ``time_first`` else 0).
+    """Rank ``rank``'s contiguous share of a global batch (batch axis 1 if time first, else 0).
 
     Args:
+        layout: ``"time_first"`` (``x`` is ``[T, B, F]``) or ``"batch_first"`` (``[B, ...]``),
+            e.g. :func:`spikerobust.protocol.input_layout` of the model.
         uneven: allow a batch size not divisible by ``world_size``: the first ``B mod world_size``
             ranks take one sample more (weight the gradients by the shares, see
             :func:`average_gradients_before_step`).
+        time_first: deprecated boolean form of ``layout``.
 
     Raises:
         ValueError: if the batch size is not divisible by ``world_size`` (without ``uneven``), or
-            is smaller than ``world_size`` (a rank would get no sample).
+            is smaller than ``world_size`` (a rank would get no sample), or no layout is given.
 
     Examples:
         >>> x, y = torch.arange(5.0)[:, None], torch.arange(5)
-        >>> [shard_batch(x, y, r, 2, time_first=False, uneven=True)[1].tolist() for r in range(2)]
+        >>> [shard_batch(x, y, r, 2, layout="batch_first", uneven=True)[1].tolist() for r in range(2)]
         [[0, 1, 2], [3, 4]]
     """
+    dim = batch_dim(resolve_layout(layout, time_first, owner="shard_batch"))
     b, world_size = int(y.shape[0]), int(world_size)
     if not uneven and b % world_size:
         raise ValueError(f"the global batch size {b} must be divisible by world_size={world_size}")
@@ -210,8 +231,7 @@ def shard_batch(
         raise ValueError(f"a global batch of {b} sample(s) cannot be split over world_size={world_size} processes "
                          "(every rank needs at least one sample): choose a larger batch_size or fewer processes")
     start, stop = _shard_bounds(b, int(rank), world_size)
-    sl = slice(start, stop)
-    return (x[:, sl] if time_first else x[sl]), y[sl]
+    return x.narrow(dim, start, stop - start), y[start:stop]
 
 
 class ShardedBatches:
@@ -219,11 +239,14 @@ class ShardedBatches:
 
     ``share`` is the fraction ``b_r / B`` of the global batch in the shard last yielded. The
     wrapped loader's ``generator`` (checkpointed by the trainer, so that a resumed run sees the same
-    batch order) and ``sampler`` are passed through, as is its length.
+    batch order) and ``sampler`` are passed through, as is its length. ``layout`` (or the deprecated
+    ``time_first``) is as in :func:`shard_batch`.
     """
 
-    def __init__(self, batches, rank: int, world_size: int, *, time_first: bool, uneven: bool = False) -> None:
-        self.batches, self.rank, self.world_size, self.time_first = batches, rank, world_size, time_first
+    def __init__(self, batches, rank: int, world_size: int, *, layout: Optional[str] = None,
+                 uneven: bool = False, time_first: Optional[bool] = None) -> None:
+        self.batches, self.rank, self.world_size = batches, rank, world_size
+        self.layout = resolve_layout(layout, time_first, owner="ShardedBatches")
         self.uneven = bool(uneven)
         self.share = 1.0 / int(world_size)
 
@@ -235,17 +258,22 @@ class ShardedBatches:
     def sampler(self) -> Any:
         return getattr(self.batches, "sampler", None)
 
+    @property
+    def time_first(self) -> bool:
+        """Whether the batches are time first (``layout == "time_first"``)."""
+        return self.layout == TIME_FIRST
+
     def __len__(self) -> int:
         return len(self.batches)
 
     def __iter__(self):
         for x, y in self.batches:
-            xs, ys = shard_batch(x, y, self.rank, self.world_size, time_first=self.time_first, uneven=self.uneven)
+            xs, ys = shard_batch(x, y, self.rank, self.world_size, layout=self.layout, uneven=self.uneven)
             self.share = int(ys.shape[0]) / int(y.shape[0])
             yield xs, ys
 
 
-def _fit_worker(rank, world_size, model_fn, method, batches, val, fit_kwargs, strategy, time_first, seed, out_path):
+def _fit_worker(rank, world_size, model_fn, method, batches, val, fit_kwargs, strategy, layout, seed, out_path):
     from .methods import get_method
     from .trainer import fit
 
@@ -260,7 +288,8 @@ def _fit_worker(rank, world_size, model_fn, method, batches, val, fit_kwargs, st
     else:
         wrapped = model
         average_gradients_before_step(optimizer)
-    res = fit(wrapped, method, ShardedBatches(batches, rank, world_size, time_first=time_first), val,
+    layout = resolve_layout(layout, None, owner="fit_data_parallel", model=model)
+    res = fit(wrapped, method, ShardedBatches(batches, rank, world_size, layout=layout), val,
               optimizer=optimizer, seed=int(seed) + rank, progress=False, **fit_kwargs)
     if rank == 0:
         save_checkpoint(out_path, {"model": {k: v.cpu() for k, v in model.state_dict().items()},
@@ -275,9 +304,10 @@ def fit_data_parallel(
     *,
     world_size: int = 2,
     strategy: str = "ddp",
-    time_first: bool = False,
+    layout: Optional[str] = None,
     seed: int = 0,
     backend: Optional[str] = None,
+    time_first: Optional[bool] = None,
     **fit_kwargs: Any,
 ) -> Dict[str, Any]:
     """Train with :func:`~spikerobust.robust.trainer.fit` in ``world_size`` processes on shards of
@@ -290,9 +320,11 @@ def fit_data_parallel(
         val_batches: validation batches (evaluated whole on every rank).
         world_size: number of processes.
         strategy: ``"ddp"`` or ``"allreduce"`` (see the module docstring).
-        time_first: ``x`` is ``[T, B, F]`` (shard axis 1) rather than ``[B, ...]``.
+        layout: ``"time_first"`` (``x`` is ``[T, B, F]``, shard axis 1) or ``"batch_first"``;
+            default: the layout the model declares (:func:`spikerobust.protocol.input_layout`).
         seed: model-initialisation seed (every rank); rank ``r`` trains with RNG seed ``seed + r``.
         backend: ``"gloo"``/``"nccl"`` (default :func:`default_backend`).
+        time_first: deprecated boolean form of ``layout``.
         **fit_kwargs: ``epochs``, ``lr`` (Adam), ``milestones``, ``checkpoint_dir``, ``restore_best``...
 
     Raises:
@@ -300,13 +332,15 @@ def fit_data_parallel(
     """
     if strategy not in ("ddp", "allreduce"):
         raise ValueError(f"strategy must be 'ddp' or 'allreduce', got {strategy!r}")
+    if layout is not None or time_first is not None:
+        layout = resolve_layout(layout, time_first, owner="fit_data_parallel")
     for x, y in batches:
         if int(y.shape[0]) % int(world_size):
             raise ValueError(f"every global batch size must be divisible by world_size={world_size}, got {y.shape[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "rank0.pt")
         launch(_fit_worker, world_size, (model_fn, method, batches, val_batches, dict(fit_kwargs), strategy,
-                                         bool(time_first), int(seed), out), backend=backend)
+                                         layout, int(seed), out), backend=backend)
         return load_checkpoint(out)
 
 
@@ -451,7 +485,7 @@ class DataParallelSetup:
 
 
 def prepare_data_parallel(model: nn.Module, loader: Any, optimizer: torch.optim.Optimizer, *,
-                          time_first: bool) -> DataParallelSetup:
+                          layout: Optional[str] = None, time_first: Optional[bool] = None) -> DataParallelSetup:
     """Set ``model`` and ``optimizer`` up to train on this rank's shards of ``loader``'s global batches.
 
     Every rank must build the same model and iterate ``loader`` in the same order (same seed); rank
@@ -461,20 +495,27 @@ def prepare_data_parallel(model: nn.Module, loader: Any, optimizer: torch.optim.
     single process would take on the global batch. Without a process group (one process) the
     loader and optimiser come back unchanged.
 
+    Args:
+        model, loader, optimizer: as for :func:`~spikerobust.robust.trainer.fit`.
+        layout: the batches' layout (:func:`shard_batch`); default: the model's declared
+            :func:`~spikerobust.protocol.input_layout`.
+        time_first: deprecated boolean form of ``layout``.
+
     Examples:
         >>> from torch import nn
         >>> model = nn.Linear(3, 2)
         >>> opt = torch.optim.Adam(model.parameters())
-        >>> setup = prepare_data_parallel(model, [(torch.zeros(4, 3), torch.zeros(4).long())], opt, time_first=False)
+        >>> setup = prepare_data_parallel(model, [(torch.zeros(4, 3), torch.zeros(4).long())], opt)
         >>> setup.world_size, setup.optimizer is opt
         (1, True)
     """
+    layout = resolve_layout(layout, time_first, owner="prepare_data_parallel", model=model)
     rank, world = env_rank_world()
     if not _group_active():
         return DataParallelSetup(loader, optimizer, rank, 1)
     broadcast_parameters(model)
-    sharded = ShardedBatches(loader, rank, world, time_first=time_first, uneven=True)
+    sharded = ShardedBatches(loader, rank, world, layout=layout, uneven=True)
     handles = [average_gradients_before_step(optimizer, share=lambda: sharded.share)]
-    if getattr(model, "supports_aux_loss", False):
+    if has_auxiliary_loss(model):
         handles.append(scale_aux_loss_by_share(model, lambda: sharded.share))
     return DataParallelSetup(sharded, optimizer, rank, world, handles)

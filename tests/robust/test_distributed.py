@@ -54,12 +54,36 @@ def test_two_processes_match_one_process_with_the_same_global_batch(strategy, me
 def test_sharding_splits_the_batch_axis():
     x = torch.arange(2 * 6 * 1).reshape(2, 6, 1)
     y = torch.arange(6)
-    xs, ys = shard_batch(x, y, 1, 2, time_first=True)
+    xs, ys = shard_batch(x, y, 1, 2, layout="time_first")
     assert torch.equal(xs, x[:, 3:]) and torch.equal(ys, y[3:])
-    xs, ys = shard_batch(x[0], y, 0, 3, time_first=False)
+    xs, ys = shard_batch(x[0], y, 0, 3, layout="batch_first")
     assert torch.equal(xs, x[0, :2]) and torch.equal(ys, y[:2])
-    assert len(list(ShardedBatches([(x, y)] * 3, 0, 2, time_first=True))) == 3
+    assert len(list(ShardedBatches([(x, y)] * 3, 0, 2, layout="time_first"))) == 3
     with pytest.raises(ValueError, match="divisible"):
-        shard_batch(x, y, 0, 4, time_first=True)
+        shard_batch(x, y, 0, 4, layout="time_first")
+    with pytest.raises(ValueError, match="layout"):
+        shard_batch(x, y, 0, 2)
     with pytest.raises(ValueError, match="strategy"):
         fit_data_parallel(build_mlp, "standard", [(x, y)], strategy="nope", epochs=1)
+
+
+def test_sharding_layout_from_the_model_protocol_and_deprecated_time_first():
+    from spikerobust.nn import LSNNClassifier
+    from spikerobust.protocol import input_layout
+    from spikerobust.robust.distributed import prepare_data_parallel
+
+    x, y = torch.arange(3 * 4 * 2.0).reshape(3, 4, 2), torch.arange(4)
+    model = LSNNClassifier(2, n_hidden=4, n_classes=4)
+    xs, _ = shard_batch(x, y, 1, 2, layout=input_layout(model))
+    assert torch.equal(xs, x[:, 2:])  # time first: the batch axis is 1
+    with pytest.warns(DeprecationWarning, match="time_first"):
+        xs_old, _ = shard_batch(x, y, 1, 2, time_first=True)
+    assert torch.equal(xs_old, xs)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="contradicts"):
+        shard_batch(x, y, 1, 2, layout="batch_first", time_first=True)
+    with pytest.warns(DeprecationWarning):
+        assert ShardedBatches([(x, y)], 0, 2, time_first=False).layout == "batch_first"
+    # one process: nothing to shard, the model's layout is still validated and accepted
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    setup = prepare_data_parallel(model, [(x, y)], opt)
+    assert setup.world_size == 1 and setup.loader == [(x, y)]
