@@ -1,5 +1,6 @@
 """Pure functions: LSNN dynamics, surrogate gradients, readouts. No modules, no I/O."""
 
+from . import surrogate
 from .lsnn import (
     LSNNLayer,
     LSNNParams,
@@ -41,12 +42,5 @@ __all__ = [
     "zero_diagonal",
     "time_average_readout",
     "rate_regulariser",
-    "Surrogate",
-    "Triangle",
-    "FastSigmoid",
-    "ATan",
-    "from_snntorch",
-    "get_surrogate",
-    "has_closed_form_derivative",
-    "heaviside",
+    *surrogate.__all__,
 ]

@@ -84,15 +84,20 @@ class Surrogate:
         return hash((type(self).__name__, tuple(sorted(vars(self).items()))))
 
 
+def _positive(surrogate: Surrogate, name: str, value: float) -> float:
+    """``float(value)``, or a ``ValueError`` naming the surrogate class and parameter if it is not > 0."""
+    if not value > 0:
+        raise ValueError(f"{type(surrogate).__name__}: {name} must be > 0, got {value}")
+    return float(value)
+
+
 class Triangle(Surrogate):
     """Triangular surrogate ``gamma * max(0, 1 - |x|)`` (the paper's default, gamma = 0.3)."""
 
     name = "triangle"
 
     def __init__(self, gamma: float = 0.3) -> None:
-        if not gamma > 0:
-            raise ValueError(f"Triangle: gamma must be > 0, got {gamma}")
-        self.gamma = float(gamma)
+        self.gamma = _positive(self, "gamma", gamma)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma * torch.clamp(1.0 - x.abs(), min=0.0)
@@ -104,9 +109,7 @@ class FastSigmoid(Surrogate):
     name = "fast_sigmoid"
 
     def __init__(self, slope: float = 25.0) -> None:
-        if not slope > 0:
-            raise ValueError(f"FastSigmoid: slope must be > 0, got {slope}")
-        self.slope = float(slope)
+        self.slope = _positive(self, "slope", slope)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return 1.0 / (1.0 + self.slope * x.abs()) ** 2
@@ -118,9 +121,7 @@ class ATan(Surrogate):
     name = "atan"
 
     def __init__(self, alpha: float = 2.0) -> None:
-        if not alpha > 0:
-            raise ValueError(f"ATan: alpha must be > 0, got {alpha}")
-        self.alpha = float(alpha)
+        self.alpha = _positive(self, "alpha", alpha)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return 0.5 * self.alpha / (1.0 + (0.5 * math.pi * self.alpha * x) ** 2)
@@ -170,11 +171,20 @@ def from_snntorch(fn: Callable[[torch.Tensor], torch.Tensor]) -> Surrogate:
     return _Wrapped(fn)
 
 
-_BY_NAME = {"triangle": Triangle, "fast_sigmoid": FastSigmoid, "atan": ATan}
+_BY_NAME = {cls.name: cls for cls in (Triangle, FastSigmoid, ATan)}
 
 
 def get_surrogate(spec: str | Surrogate | Callable | None) -> Surrogate:
-    """Resolve ``None`` (triangle, gamma 0.3), a name, a :class:`Surrogate` or a callable."""
+    """Resolve ``None`` (triangle, gamma 0.3), a name, a :class:`Surrogate` or a callable.
+
+    Examples:
+        >>> get_surrogate(None), get_surrogate("fast_sigmoid"), get_surrogate("atan")
+        (Triangle(gamma=0.3), FastSigmoid(slope=25.0), ATan(alpha=2.0))
+        >>> FastSigmoid(slope=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: FastSigmoid: slope must be > 0, got 0
+    """
     if spec is None:
         return Triangle()
     if isinstance(spec, Surrogate):
