@@ -5,7 +5,9 @@ Every dataset looks like torchvision's (``root``, ``split``, ``transform``, ``do
 ``(x, label)`` with ``x`` a float32 tensor, time-first ``[T, features]`` for the SNN tasks and
 ``[C, H, W]`` for images, and caches its preprocessed arrays (see :mod:`.cache`: the folder is
 ``cache_dir=``, else ``$SPIKEROBUST_CACHE``, else ``~/.cache/spikerobust``). Batch the time-first
-sets with :func:`time_first_collate` to get ``[T, B, F]``.
+sets with :func:`time_first_collate` to get ``[T, B, F]``; whole in-memory splits are made time-first
+with :func:`to_time_first`, standardised with :class:`BatchStandardize` and batched with
+:class:`ShuffledBatches` (training) or :func:`ordered_batches` (evaluation).
 
 Examples:
     >>> from torch.utils.data import DataLoader
@@ -17,7 +19,7 @@ Examples:
 """
 
 from .cache import cache_root, settings_hash
-from .collate import time_first_collate
+from .collate import ShuffledBatches, ordered_batches, take_samples, time_first_collate, to_time_first
 from .ecg import MITBIH, extract_beats, read_record_beats, select_leads
 from .ecg_synthetic import SyntheticECG, synthetic_ecg_strip
 from .fsdd import FSDD, fsdd_files
@@ -27,13 +29,17 @@ from .speech import SpeechFeatures, TorchSpeechFeatures, load_clips, load_wav, p
 from .speech_augment import AugmentedSpeechBatches, SpeechAugment, synthetic_noise_bank, time_shift
 from .speech_commands import SpeechCommands, which_set
 from .toy import burst_task
-from .transforms import FeatureStandardize, feature_stats
+from .transforms import BatchStandardize, FeatureStandardize, feature_stats
 
 __all__ = [
     "burst_task",
     "cache_root",
     "settings_hash",
     "time_first_collate",
+    "to_time_first",
+    "take_samples",
+    "ordered_batches",
+    "ShuffledBatches",
     "MITBIH",
     "extract_beats",
     "read_record_beats",
@@ -61,5 +67,6 @@ __all__ = [
     "channel_stats",
     "read_idx",
     "FeatureStandardize",
+    "BatchStandardize",
     "feature_stats",
 ]

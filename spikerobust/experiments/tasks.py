@@ -11,7 +11,12 @@ task         data (``data_dir``)                                 model
              package's ``/usr/share/datasets/fashion-mnist``)
 ===========  ==================================================  ==========================
 
-LSNN inputs are time-first ``[T, N, F]`` (batches are ``x[:, idx]``), images ``[N, C, H, W]``.
+The tasks are registered loaders ``cfg -> TaskData`` (:func:`register_task`, :func:`list_tasks`);
+:func:`load_task` calls the one named by ``cfg.task``. A loader builds its splits sample-first
+``[N, ...]`` and states the layout once: LSNN inputs are time-first ``[T, N, F]``
+(``TaskData.time_first``, made with :func:`~spikerobust.datasets.to_time_first`), images
+``[N, C, H, W]``; :meth:`TaskData.batches` and :meth:`TaskData.loader` batch either layout with
+:mod:`spikerobust.datasets`' helpers.
 Images are standardised per channel with training statistics. Speech features are the raw MFCCs,
 as in the paper (``standardize=True`` standardises each one with training statistics), and the
 speech training clips are augmented afresh for every batch (``augment=True``, the default: a random
@@ -25,20 +30,31 @@ Examples:
     >>> data = load_task(make_config("ecg", "quick", overrides={"n_per_class": 10}))
     >>> data.sizes, data.train[0].shape[0], data.time_first
     ({'train': 32, 'val': 4, 'test': 4}, 100, True)
+    >>> list_tasks()
+    ['ecg', 'fmnist', 'speech']
+
+    A task of one's own (its config still needs a preset of that name, :mod:`.presets`)::
+
+        @register_task("mytask")
+        def load_mytask(cfg):
+            return TaskData(train, val, test, time_first=False, classes=[...], description="...",
+                            model="cnn_fmnist", model_kwargs={})
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
 
+from ..datasets.collate import ShuffledBatches, ordered_batches, take_samples, to_time_first
+from ..datasets.transforms import BatchStandardize
 from .config import ExperimentConfig
 
-__all__ = ["TaskData", "load_task", "ShuffledBatches"]
+__all__ = ["TaskData", "load_task", "register_task", "list_tasks", "ShuffledBatches"]
 
 Pair = Tuple[torch.Tensor, torch.Tensor]
 
@@ -74,9 +90,7 @@ class TaskData:
 
     def batches(self, split: str, batch_size: int = 500) -> List[Pair]:
         """The split as a list of ``(x, y)`` batches in order (for evaluation)."""
-        x, y = getattr(self, split)
-        return [_take(x, y, torch.arange(i, min(i + batch_size, y.shape[0])), self.time_first)
-                for i in range(0, y.shape[0], batch_size)]
+        return ordered_batches(*getattr(self, split), batch_size, time_first=self.time_first)
 
     def loader(self, batch_size: int, seed: int) -> Iterable[Pair]:
         """Re-iterable shuffled training batches (a new order every epoch, seeded; augmented when the
@@ -88,27 +102,47 @@ class TaskData:
     def head(self, split: str, n: int) -> Pair:
         """The first ``n`` samples of a split."""
         x, y = getattr(self, split)
-        return _take(x, y, torch.arange(min(n, y.shape[0])), self.time_first)
+        return take_samples(x, y, torch.arange(min(n, y.shape[0])), time_first=self.time_first)
 
 
-def _take(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, time_first: bool) -> Pair:
-    return (x[:, idx] if time_first else x[idx]), y[idx]
+# --------------------------------------------------------------------------- the registry
+
+TaskLoader = Callable[[ExperimentConfig], TaskData]
+_TASKS: Dict[str, TaskLoader] = {}
 
 
-class ShuffledBatches:
-    """Shuffled mini-batches of in-memory tensors; its ``generator`` is checkpointed by the trainer."""
+def register_task(name: str, loader: Optional[TaskLoader] = None, *, overwrite: bool = False):
+    """Register ``loader`` (``cfg -> TaskData``) as task ``name``; without ``loader``, a decorator.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, seed: int, time_first: bool) -> None:
-        self.x, self.y, self.batch_size, self.time_first = x, y, int(batch_size), time_first
-        self.generator = torch.Generator().manual_seed(int(seed))
+    Raises:
+        ValueError: ``name`` is registered already (pass ``overwrite=True`` to replace it).
+    """
+    def add(fn: TaskLoader) -> TaskLoader:
+        if name in _TASKS and not overwrite:
+            raise ValueError(f"task {name!r} is registered already; pass overwrite=True to replace it")
+        _TASKS[name] = fn
+        return fn
 
-    def __iter__(self) -> Iterator[Pair]:
-        perm = torch.randperm(self.y.shape[0], generator=self.generator)
-        for i in range(0, self.y.shape[0], self.batch_size):
-            yield _take(self.x, self.y, perm[i : i + self.batch_size], self.time_first)
+    return add if loader is None else add(loader)
 
-    def __len__(self) -> int:
-        return -(-self.y.shape[0] // self.batch_size)
+
+def list_tasks() -> List[str]:
+    """The registered task names, sorted."""
+    return sorted(_TASKS)
+
+
+def load_task(cfg: ExperimentConfig) -> TaskData:
+    """The splits of ``cfg.task`` (see the module docstring).
+
+    Raises:
+        ValueError: an unknown task or a ``data_dir`` that does not hold the task's data.
+    """
+    if cfg.task not in _TASKS:
+        raise ValueError(f"task must be one of {list_tasks()}, got {cfg.task!r}")
+    return _TASKS[cfg.task](cfg)
+
+
+# --------------------------------------------------------------------------- split helpers (sample-first)
 
 
 def _arrays(ds) -> Pair:
@@ -116,44 +150,34 @@ def _arrays(ds) -> Pair:
     return x, torch.from_numpy(np.asarray(ds.targets, dtype=np.int64))
 
 
-def _time_first(pair: Pair) -> Pair:
-    return pair[0].permute(1, 0, 2).contiguous(), pair[1]
-
-
-def _subset(pair: Pair, n: Optional[int], seed: int, *, time_first: bool) -> Pair:
-    """At most ``n`` samples, a seeded random choice kept in original order."""
+def _subset(pair: Pair, n: Optional[int], seed: int) -> Pair:
+    """At most ``n`` samples of sample-first ``pair``, a seeded random choice kept in original order."""
     x, y = pair
     if n is None or n >= y.shape[0]:
         return pair
     idx = torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return _take(x, y, idx, time_first)
+    return take_samples(x, y, idx)
 
 
-def _split_off(pair: Pair, fraction: float, seed: int, *, time_first: bool) -> Tuple[Pair, Pair]:
-    """A seeded random ``fraction`` of ``pair`` as validation, the rest as training."""
+def _split_off(pair: Pair, fraction: float, seed: int) -> Tuple[Pair, Pair]:
+    """A seeded random ``fraction`` of sample-first ``pair`` as validation, the rest as training."""
     n = pair[1].shape[0]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
     n_val = max(1, int(round(fraction * n)))
     val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
-    return _take(*pair, train, time_first), _take(*pair, val, time_first)
+    return take_samples(*pair, train), take_samples(*pair, val)
 
 
-class _Standardise:
-    """``x -> (x - mean) / std`` over the last (feature) axis, in float64, returned as float32."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.mean, self.std = mean, std
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x.double() - self.mean) / self.std).float()
+def _time_first_splits(splits: Dict[str, Pair], transform: Optional[BatchStandardize] = None) -> Dict[str, Pair]:
+    """Sample-first ``[N, T, F]`` splits as time-first ``[T, N, F]`` (then ``transform``ed)."""
+    out = {s: (to_time_first(x), y) for s, (x, y) in splits.items()}
+    return out if transform is None else {s: (transform(x), y) for s, (x, y) in out.items()}
 
 
-def _feature_standardiser(train_x: torch.Tensor) -> _Standardise:
-    """Per-feature standardisation with the statistics of time-first training features ``[T, N, F]``."""
-    x = train_x.double()
-    return _Standardise(x.mean((0, 1)), x.std((0, 1)).clamp_min(1e-6))
+# --------------------------------------------------------------------------- the paper's tasks
 
 
+@register_task("ecg")
 def _load_ecg(cfg: ExperimentConfig) -> TaskData:
     from ..datasets import MITBIH, SyntheticECG
 
@@ -174,9 +198,10 @@ def _load_ecg(cfg: ExperimentConfig) -> TaskData:
                 + ("patient-wise split (no record shared between splits)" if cfg.split == "record"
                    else "random stratified 80/10/10 split"))
         composition = _ecg_composition(sets, cfg.composition)
-    splits = {s: _time_first(_arrays(ds)) for s, ds in sets.items()}
-    splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed, time_first=True)
-    splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed, time_first=True)
+    splits = {s: _arrays(ds) for s, ds in sets.items()}
+    splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed)
+    splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed)
+    splits = _time_first_splits(splits)
     classes = list(sets["train"].classes)
     return TaskData(splits["train"], splits["val"], splits["test"], True, classes, desc, "lsnn_ecg",
                     {"n_hidden": cfg.n_hidden, "n_classes": len(classes)}, composition=composition)
@@ -208,6 +233,7 @@ def _composition_text(composition: str, lead_in: int) -> str:
     return "composition \"random\" (a seeded random choice per class over the non-paced records; MLII + V1-like lead)"
 
 
+@register_task("speech")
 def _load_speech(cfg: ExperimentConfig) -> TaskData:
     from ..datasets import FSDD, SpeechCommands, SyntheticKeywords, espeak_available
 
@@ -233,7 +259,7 @@ def _load_speech(cfg: ExperimentConfig) -> TaskData:
                           else "synthetic white and pink noise (no _background_noise_ recordings found)")
         elif (root / "recordings").is_dir() or any(root.glob("[0-9]_*_*.wav")):
             sets = {s: FSDD(root, split=s) for s in ("train", "test")}
-            train, val = _split_off(_arrays(sets["train"]), 0.1, cfg.seed, time_first=False)
+            train, val = _split_off(_arrays(sets["train"]), 0.1, cfg.seed)
             splits = {"train": train, "val": val, "test": _arrays(sets["test"])}
             desc = ("Free Spoken Digit Dataset: digits 0-9, the authors' split (recordings 0-4 of each speaker "
                     "and digit are test), 10 % of training as validation, 98×40 MFCCs")
@@ -242,10 +268,10 @@ def _load_speech(cfg: ExperimentConfig) -> TaskData:
         else:
             raise ValueError(f"data_dir for task 'speech' must be a Speech Commands folder (word folders such as "
                              f"'yes') or FSDD ('recordings' or N_speaker_i.wav files); got {str(root)!r}")
-    splits = {s: _time_first(p) for s, p in splits.items()}
-    standardise = _feature_standardiser(splits["train"][0]) if cfg.standardize else None
+    # statistics of the whole time-first training split (before any n_train cap)
+    standardise = BatchStandardize.fit(to_time_first(splits["train"][0]), axis=-1, min_std=1e-6) \
+        if cfg.standardize else None
     if standardise is not None:
-        splits = {s: (standardise(x), y) for s, (x, y) in splits.items()}
         desc += ", standardised per feature with training statistics (not the paper's)"
     factory = None
     if cfg.augment:
@@ -254,8 +280,9 @@ def _load_speech(cfg: ExperimentConfig) -> TaskData:
                  "; validation and test clean")
     else:
         desc += "; no augmentation"
-    splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed, time_first=True)
-    splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed, time_first=True)
+    splits["train"] = _subset(splits["train"], cfg.n_train, cfg.seed)
+    splits["test"] = _subset(splits["test"], cfg.n_test, cfg.seed)
+    splits = _time_first_splits(splits, standardise)
     classes = list(sets["train"].classes)
     return TaskData(splits["train"], splits["val"], splits["test"], True, classes, desc,
                     "lsnn_speech", {"n_hidden": cfg.n_hidden, "n_classes": len(classes), "d_in": 40},
@@ -278,16 +305,16 @@ class _SpeechLoaderFactory:
 
 
 def _speech_augmentation(cfg: ExperimentConfig, train_set, train_labels: torch.Tensor,
-                         standardise: Optional[_Standardise], *, fsdd: bool) -> _SpeechLoaderFactory:
+                         standardise: Optional[BatchStandardize], *, fsdd: bool) -> _SpeechLoaderFactory:
     """The augmenting loader factory for the training clips, aligned with the training features."""
     from ..datasets import SpeechAugment, SpeechCommands, TorchSpeechFeatures
 
     pair = (torch.from_numpy(train_set.waveforms()), torch.from_numpy(np.asarray(train_set.targets, dtype=np.int64)))
     if fsdd:  # the same seeded draw as the features' validation split
-        pair, _ = _split_off(pair, 0.1, cfg.seed, time_first=False)
+        pair, _ = _split_off(pair, 0.1, cfg.seed)
     if not torch.equal(pair[1], train_labels):
         raise RuntimeError("speech augmentation: training clips and features are not aligned")
-    pair = _subset(pair, cfg.n_train, cfg.seed, time_first=False)
+    pair = _subset(pair, cfg.n_train, cfg.seed)
     feats = train_set.features
     augment = SpeechAugment(train_set.noise_clips(seed=cfg.seed), n_samples=feats.n_samples,
                             sample_rate=feats.sample_rate)
@@ -297,6 +324,7 @@ def _speech_augmentation(cfg: ExperimentConfig, train_set, train_labels: torch.T
     return _SpeechLoaderFactory(pair[0], pair[1], augment, front_end, silence, standardise)
 
 
+@register_task("fmnist")
 def _load_fmnist(cfg: ExperimentConfig) -> TaskData:
     from ..datasets import FashionMNIST
 
@@ -307,29 +335,11 @@ def _load_fmnist(cfg: ExperimentConfig) -> TaskData:
             raise ValueError(f"task 'fmnist' needs the Fashion-MNIST IDX files: set data_dir (--data-dir) or "
                              f"install Debian's dataset-fashion-mnist ({err})") from err
         raise ValueError(f"task 'fmnist': {err}") from err  # files found but unreadable: say what is wrong
-    train, val = _split_off(_subset(_arrays(sets["train"]), cfg.n_train, cfg.seed, time_first=False), 0.1, cfg.seed,
-                            time_first=False)
-    test = _subset(_arrays(sets["test"]), cfg.n_test, cfg.seed, time_first=False)
-    mean, std = train[0].double().mean((0, 2, 3)), train[0].double().std((0, 2, 3))
-
-    def norm(p: Pair) -> Pair:
-        return ((p[0].double() - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)).float(), p[1]
-
+    train, val = _split_off(_subset(_arrays(sets["train"]), cfg.n_train, cfg.seed), 0.1, cfg.seed)
+    test = _subset(_arrays(sets["test"]), cfg.n_test, cfg.seed)
+    norm = BatchStandardize.fit(train[0], axis=1)  # per channel, training statistics
     n = "all" if cfg.n_train is None else cfg.n_train
     desc = (f"Fashion-MNIST ({n} training images, 10 % of them for validation; "
             f"{test[1].shape[0]} test images), standardised per channel")
-    return TaskData(norm(train), norm(val), norm(test), False, list(sets["train"].classes), desc, "cnn_fmnist", {})
-
-
-_LOADERS = {"ecg": _load_ecg, "speech": _load_speech, "fmnist": _load_fmnist}
-
-
-def load_task(cfg: ExperimentConfig) -> TaskData:
-    """The splits of ``cfg.task`` (see the module docstring).
-
-    Raises:
-        ValueError: an unknown task or a ``data_dir`` that does not hold the task's data.
-    """
-    if cfg.task not in _LOADERS:
-        raise ValueError(f"task must be one of {sorted(_LOADERS)}, got {cfg.task!r}")
-    return _LOADERS[cfg.task](cfg)
+    train, val, test = ((norm(x), y) for x, y in (train, val, test))
+    return TaskData(train, val, test, False, list(sets["train"].classes), desc, "cnn_fmnist", {})

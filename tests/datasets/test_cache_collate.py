@@ -87,3 +87,48 @@ def test_feature_standardize_gives_zero_mean_unit_std_per_feature():
         t(torch.zeros(10, 4))
     with pytest.raises(ValueError, match="positive"):
         FeatureStandardize([0.0], [0.0])
+
+
+def test_batch_standardize_matches_numpy_on_either_axis():
+    from spikerobust.datasets import BatchStandardize
+
+    rng = np.random.default_rng(1)
+    images = rng.normal([[[-3.0]], [[40.0]]], [[[0.5]], [[9.0]]], size=(30, 2, 4, 5)).astype(np.float32)
+    t = BatchStandardize.fit(torch.from_numpy(images), axis=1)  # channels of [N, C, H, W]
+    d = images.astype(np.float64)
+    mean, std = d.mean(axis=(0, 2, 3)), d.std(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(t.mean.numpy(), mean, rtol=1e-12)
+    np.testing.assert_allclose(t.std.numpy(), std, rtol=1e-12)
+    out = t(torch.from_numpy(images[:3]))
+    assert out.dtype == torch.float32 and out.shape == (3, 2, 4, 5)
+    want = (d[:3] - mean[None, :, None, None]) / std[None, :, None, None]
+    np.testing.assert_allclose(out.numpy(), want, rtol=0, atol=1e-6)
+    # time-first [T, N, F], feature axis last; a constant feature is scaled by 1 / min_std, not divided by 0
+    x = torch.zeros(5, 6, 2)
+    x[..., 0] = torch.arange(30.0).view(5, 6)
+    f = BatchStandardize.fit(x, axis=-1, min_std=0.5)
+    assert f.std[1].item() == 0.5 and torch.isfinite(f(x)).all()
+    with pytest.raises(ValueError, match="axis -1 of size 2"):
+        f(torch.zeros(5, 6, 3))
+
+
+def test_to_time_first_and_batches_keep_every_sample_once():
+    from spikerobust.datasets import ShuffledBatches, ordered_batches, take_samples, to_time_first
+
+    x = torch.arange(5 * 3 * 2.0).view(5, 3, 2)  # [N, T, F]
+    xt = to_time_first(x)
+    assert xt.shape == (3, 5, 2) and xt.is_contiguous() and torch.equal(xt[:, 4], x[4])
+    y = torch.arange(5)
+    xb, yb = take_samples(xt, y, torch.tensor([3, 1]), time_first=True)
+    assert torch.equal(xb, torch.stack([x[3], x[1]], 1)) and yb.tolist() == [3, 1]
+    assert [b[1].tolist() for b in ordered_batches(x, y, 2)] == [[0, 1], [2, 3], [4]]
+    loader = ShuffledBatches(xt, y, batch_size=2, seed=4, time_first=True)
+    assert len(loader) == 3
+    epochs = [[b for b in loader] for _ in range(2)]
+    for epoch in epochs:  # each epoch: every sample once, x column j belongs to label j
+        assert sorted(v for _, yb in epoch for v in yb.tolist()) == [0, 1, 2, 3, 4]
+        assert all(torch.equal(xb, xt[:, yb]) for xb, yb in epoch)
+    again = ShuffledBatches(xt, y, batch_size=2, seed=4, time_first=True)
+    assert [yb.tolist() for _, yb in again] == [yb.tolist() for _, yb in epochs[0]]
+    with pytest.raises(ValueError, match=r"\[N, T, F\]"):
+        to_time_first(torch.zeros(2, 3))
