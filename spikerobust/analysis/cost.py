@@ -25,7 +25,8 @@ with a counter registered by :func:`register_counter`; the LSNN registers one fo
 spikes) weights, and :class:`~spikerobust.nn.LSNNClassifier` one for its readout, counted as
 executed: one dense layer on the time-averaged spike rate (MACs). Activation layers are the
 ``torch.nn`` activation modules, snnTorch's and Norse's neurons (any module with a ``threshold``
-attribute whose output's first element is the spike tensor) and the LSNN.
+attribute whose output's first element is the spike tensor) and the spiking layers the model
+declares (:func:`spikerobust.protocol.spiking_layers`: the LSNN).
 
 Examples:
     >>> import torch
@@ -49,6 +50,8 @@ import logging
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..protocol import spiking_layers
 
 logger = logging.getLogger(__name__)
 
@@ -225,12 +228,15 @@ def _counter_for(module: nn.Module):
     return None
 
 
-def _activation_output(module: nn.Module, output) -> Union[torch.Tensor, None]:
-    """The activation tensor of an activation layer's output, or None for other modules."""
-    from ..nn.lsnn import LSNN
+def _activation_output(module: nn.Module, output, spiking: bool = False) -> Union[torch.Tensor, None]:
+    """The activation tensor of an activation layer's output, or None for other modules.
 
-    if isinstance(module, LSNN):
-        return output[0] if isinstance(output, tuple) else output
+    ``spiking``: the module is one of the model's declared spiking layers
+    (:func:`spikerobust.protocol.spiking_layers`); its output (or the output's first element) is the spikes.
+    """
+    if spiking:
+        out = output[0] if isinstance(output, tuple) else output
+        return out if isinstance(out, torch.Tensor) else None
     is_torch_act = type(module).__module__ == "torch.nn.modules.activation"
     # snnTorch neurons carry a ``threshold``; Norse neuron modules return ``(spikes, state)``
     is_norse = type(module).__module__.startswith("norse.torch.module.") and "LIF" in type(module).__name__
@@ -272,6 +278,7 @@ def hardware_cost(model: nn.Module, data: Union[Tuple[torch.Tensor, torch.Tensor
     ops: Dict[str, LayerOps] = {}
     zeros_acts = [0, 0]  # zero activations, all activations
     names = {m: n for n, m in model.named_modules()}
+    spiking = {id(m) for m in spiking_layers(model)}
     ctx: dict = {}
 
     def hook(module, inputs, output):
@@ -284,7 +291,7 @@ def hardware_cost(model: nn.Module, data: Union[Tuple[torch.Tensor, torch.Tensor
                 rec.effective += eff
                 rec.dense += dense
                 rec.spiking = rec.spiking and _is_spiking(x)
-        act = _activation_output(module, output)
+        act = _activation_output(module, output, id(module) in spiking)
         if act is not None:
             zeros_acts[0] += int((act == 0).sum())
             zeros_acts[1] += act.numel()

@@ -24,6 +24,8 @@ from typing import Dict, NamedTuple, Optional
 import torch
 from torch import nn
 
+from ..protocol import TIME_FIRST, input_layout, spiking_layers
+
 __all__ = ["MembraneRecord", "record_membrane", "near_threshold_fraction", "membrane_summary",
            "plot_membrane_comparison"]
 
@@ -42,11 +44,13 @@ class MembraneRecord(NamedTuple):
 
 
 def _lsnn_layer(model: nn.Module) -> nn.Module:
-    from ..nn.lsnn import LSNN
-
-    layers = [m for m in model.modules() if isinstance(m, LSNN)]
+    """The one spiking layer of ``model`` that runs a whole sequence (:mod:`spikerobust.protocol`)."""
+    layers = [m for m in spiking_layers(model) if input_layout(m) == TIME_FIRST]
     if not layers:
-        raise ValueError(f"record_membrane: {type(model).__name__} contains no spikerobust.nn.LSNN layer")
+        raise ValueError(
+            f"record_membrane: {type(model).__name__} declares no spiking layer that runs a time-first "
+            f"sequence (spikerobust.protocol.spiking_layers), such as a spikerobust.nn.LSNN"
+        )
     if len(layers) > 1:
         raise ValueError(f"record_membrane: {type(model).__name__} has {len(layers)} LSNN layers; pass one of them as `layer`")
     return layers[0]
@@ -61,7 +65,8 @@ def record_membrane(model: nn.Module, x: torch.Tensor, *, layer: Optional[nn.Mod
     since ``x`` is fed to it directly.
 
     Args:
-        model: a model containing one :class:`~spikerobust.nn.LSNN` (or pass ``layer``).
+        model: a model with one time-first spiking layer (:func:`spikerobust.protocol.spiking_layers`),
+            e.g. an :class:`~spikerobust.nn.LSNN` (or pass ``layer``).
         x: time-first input ``[T, B, d_in]``.
         batch_size: samples per forward pass (the traces of all of them are concatenated).
     """

@@ -100,3 +100,21 @@ def test_snntorch_leaky_spikes_are_counted_as_accumulates():
     assert kinds["0"] == ("MAC", pytest.approx(4 * 6))
     assert kinds["2"] == ("AC", pytest.approx(float(spk.sum()) * 3 / 10))
     assert cost.activation_sparsity == pytest.approx(1.0 - float(spk.mean()))
+
+
+def test_declared_spiking_layer_counts_as_activation():
+    """A module declaring itself a spiking layer (spikerobust.protocol) contributes its output's
+    first element to the activation sparsity; an undeclared module of the same kind does not."""
+
+    class Spiker(nn.Module):
+        def forward(self, x):
+            return (x > 0).to(x.dtype), x  # (spikes, state) like a neuron
+
+    class Declared(Spiker):
+        def spiking_layers(self):
+            return [self]
+
+    x = torch.tensor([[1.0, -1.0, 2.0, -3.0]])  # 2 of 4 spikes are zero
+    y = torch.zeros(1, dtype=torch.long)
+    assert hardware_cost(nn.Sequential(Declared()), (x, y)).activation_sparsity == 0.5
+    assert hardware_cost(nn.Sequential(Spiker()), (x, y)).activation_sparsity == 0.0

@@ -40,7 +40,7 @@ def test_near_threshold_fraction_by_hand():
 
 
 def test_errors_and_plot():
-    with pytest.raises(ValueError, match="no spikerobust.nn.LSNN"):
+    with pytest.raises(ValueError, match="declares no spiking layer"):
         record_membrane(torch.nn.Linear(2, 2), torch.randn(3, 2, 2))
     with pytest.raises(ValueError, match=r"\[T, B, d_in\]"):
         record_membrane(LSNNClassifier(2, 4, 2), torch.randn(3, 2))
@@ -53,3 +53,22 @@ def test_errors_and_plot():
 
 def test_docstring_examples():
     assert doctest.testmod(membrane).failed == 0
+
+
+def test_layer_found_through_the_model_protocol():
+    """A model the library does not know, holding an LSNN as a child: its declared spiking layer is recorded."""
+    from spikerobust.nn import LSNN
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(LSNN(2, 5))
+
+    torch.manual_seed(1)
+    model, x = Wrapper(), torch.randn(12, 3, 2)
+    rec = record_membrane(model, x)
+    z, trace = model.body[0](x, return_states=True)
+    assert torch.equal(rec.spikes, z) and torch.equal(rec.v, trace.v)
+    model.body.append(LSNN(5, 5))
+    with pytest.raises(ValueError, match="2 LSNN layers"):
+        record_membrane(model, x)

@@ -72,6 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...functional.lsnn import LSNNLayer, LSNNTrace, initial_state, lsnn_step_current
+from ...protocol import spiking_layers
 from . import devices
 from .crossbar import crossbar_matmul, map_weights, tile_readout, tile_shape
 
@@ -200,7 +201,8 @@ class PCMSimulator:
         model: any ``nn.Module``; its class and parameters are left unchanged.
         config: :class:`PCMConfig` (default: docs/pcm.md).
         include, exclude: glob patterns over module names choosing the analog layers (default:
-            every ``nn.Linear``, ``nn.Conv2d`` and LSNN layer, i.e. any module that is a
+            every ``nn.Linear``, ``nn.Conv2d`` and LSNN layer, i.e. any spiking layer the model
+            declares (:func:`spikerobust.protocol.spiking_layers`) that is a
             :class:`~spikerobust.functional.LSNNLayer`, such as :class:`~spikerobust.nn.LSNN`).
         tensors: glob patterns over parameter names of further weight tensors to map (any
             tensor of two or more dimensions, e.g. a Norse ``LIFRecurrent``'s
@@ -225,12 +227,15 @@ class PCMSimulator:
         self.config = config if config is not None else PCMConfig()
         self.layers: Dict[str, nn.Module] = {}
         self.lsnns: Dict[str, nn.Module] = {}
+        # the spiking layers the model declares (spikerobust.protocol); those exposing the LSNN's
+        # weights and constants (functional.LSNNLayer) are rerun step by step on the crossbars
+        spiking = {id(m) for m in spiking_layers(model) if isinstance(m, LSNNLayer)}
         for name, mod in model.named_modules():
             if not _selected(name, include, exclude):
                 continue
             if isinstance(mod, ANALOG_LAYERS):
                 self.layers[name] = mod
-            elif isinstance(mod, LSNNLayer):
+            elif id(mod) in spiking:
                 self.lsnns[name] = mod
         self.extra: Dict[str, torch.Tensor] = {}
         params = dict(model.named_parameters())
