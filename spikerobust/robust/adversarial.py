@@ -8,7 +8,7 @@ Its gradient with respect to θ has two parts:
 - through the target f(X, θ), which is **not** detached: ordinary autograd;
 - through θ*, with the diagonal Jacobian of the attack (signs and the start noise held constant)::
 
-      J = 1 + sign(θ) ⊙ (σ_init·R + (ε/N_steps)·Σ_t sign(g_t))
+      J = 1 + sign(θ) ⊙ (σ_init·R + step·Σ_t sign(g_t)),   step = ε/N_steps
       ∇_θ L_rob ⊇ J ⊙ ∇_{θ*} L_rob
 
 This is exact whenever θ* is the element-wise function
@@ -32,8 +32,9 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from .attacks import functional_logits, pga_attack, robustness_loss
-from .mismatch import resolve_params
+from .attacks import pga_attack, robustness_loss
+from .core import functional_logits, resolve_params
+from .spec import AttackSpec
 
 __all__ = ["robust_loss_backward", "diagonal_jacobian"]
 
@@ -42,21 +43,28 @@ def diagonal_jacobian(
     theta: torch.Tensor,
     noise: torch.Tensor,
     sign_sum: torch.Tensor,
+    spec: Optional[AttackSpec] = None,
     *,
-    epsilon: float,
-    n_steps: int,
-    sigma_init: float,
+    epsilon: Optional[float] = None,
+    n_steps: Optional[int] = None,
+    sigma_init: Optional[float] = None,
 ) -> torch.Tensor:
-    """``J = 1 + sign(θ) ⊙ (σ_init·R + (ε/N_steps)·Σ_t sign(g_t))`` (docs/robust-training.md).
+    """``J = 1 + sign(θ) ⊙ (σ_init·R + step·Σ_t sign(g_t))`` (docs/robust-training.md), step = ε/N_steps.
+
+    Args:
+        theta, noise, sign_sum: the clean tensor, the start's draw ``R`` and ``Σ_t sign(g_t)``.
+        spec: the attack (its ``sigma_init`` and :attr:`~AttackSpec.step_size`).
+        epsilon, n_steps, sigma_init: override those fields of ``spec``.
 
     Examples:
         >>> import torch
         >>> diagonal_jacobian(torch.tensor([2.0, -1.0, 0.0]), torch.zeros(3), torch.tensor([3.0, 3.0, 3.0]),
-        ...                   epsilon=0.1, n_steps=3, sigma_init=0.0)
+        ...                   AttackSpec(epsilon=0.1, n_steps=3, sigma_init=0.0))
         tensor([1.1000, 0.9000, 1.0000])
     """
-    step = (float(epsilon) / int(n_steps)) * sign_sum if int(n_steps) > 0 else torch.zeros_like(sign_sum)
-    return 1.0 + torch.sign(theta) * (float(sigma_init) * noise + step)
+    spec = AttackSpec.build(spec, where="diagonal_jacobian", epsilon=epsilon, n_steps=n_steps, sigma_init=sigma_init)
+    step = spec.step_size * sign_sum if spec.n_steps > 0 else torch.zeros_like(sign_sum)
+    return 1.0 + torch.sign(theta) * (spec.sigma_init * noise + step)
 
 
 def robust_loss_backward(
@@ -64,11 +72,12 @@ def robust_loss_backward(
     x: torch.Tensor,
     *,
     beta: float,
-    n_steps: int = 10,
-    epsilon: float = 0.1,
-    sigma_init: float = 1e-3,
-    eps_c: float = 0.0,
-    objective: str = "kl",
+    spec: Optional[AttackSpec] = None,
+    n_steps: Optional[int] = None,
+    epsilon: Optional[float] = None,
+    sigma_init: Optional[float] = None,
+    eps_c: Optional[float] = None,
+    objective: Optional[str] = None,
     params: Optional[Mapping[str, torch.Tensor]] = None,
     generator: Optional[torch.Generator] = None,
     y: Optional[torch.Tensor] = None,
@@ -88,12 +97,10 @@ def robust_loss_backward(
         model: any ``nn.Module`` returning logits ``[B, C]``.
         x: the batch (the model's input layout, e.g. ``[T, B, d_in]`` for an LSNN).
         beta: weight β_rob of the robust loss.
-        n_steps: attack steps N_steps (default 10, as the paper).
-        epsilon: relative attack size ε (0.1).
-        sigma_init: relative size of the random start (1e-3).
-        eps_c: constant term of the box (0).
-        objective: ``"kl"`` (default) or another of
-            :data:`~spikerobust.robust.attacks.OBJECTIVES`; ``"ce"``/``"madry"`` need ``y``.
+        spec: the attack (default ``AttackSpec()``: N_steps = 10,
+            ε = 0.1, σ_init = 1e-3, ε_c = 0, objective ``"kl"``, as the paper); the objectives
+            ``"ce"``/``"madry"`` need ``y``.
+        n_steps, epsilon, sigma_init, eps_c, objective: override those fields of ``spec``.
         params: name → parameter to attack (default :func:`select_parameters`); the live
             ``nn.Parameter`` objects, whose ``.grad`` receives the result.
         generator: random generator for the start ``R``.
@@ -109,18 +116,17 @@ def robust_loss_backward(
     Raises:
         ValueError: bad attack settings, an empty selection, or an output that is not logits.
     """
+    spec = AttackSpec.build(spec, where="robust_loss_backward", n_steps=n_steps, epsilon=epsilon,
+                            sigma_init=sigma_init, eps_c=eps_c, objective=objective)
     selected = resolve_params(model, params)
     if target_logits is None:
         target_logits = functional_logits(model, x, {}, y)
-    attack = pga_attack(
-        model, x, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,
-        sigma_init=sigma_init, eps_c=eps_c, y=y, target_logits=target_logits.detach(), generator=generator,
-        evaluate_end=False,
-    )
+    attack = pga_attack(model, x, selected, spec, y=y, target_logits=target_logits.detach(), generator=generator,
+                        evaluate_end=False)
     # θ* is the attack's own buffer, used by nothing else: a new leaf on it needs no copy
     leaves = {n: t.detach().requires_grad_(True) for n, t in attack.theta_star.items()}
     logits_adv = functional_logits(model, x, leaves, y)
-    l_rob = robustness_loss(objective, target_logits, logits_adv, y)
+    l_rob = robustness_loss(spec.objective, target_logits, logits_adv, y)
     total = float(beta) * l_rob
     if natural_loss is not None:
         total = total + natural_loss
@@ -130,10 +136,7 @@ def robust_loss_backward(
             g_star = leaves[n].grad
             if g_star is None or not p.requires_grad:
                 continue
-            jac = diagonal_jacobian(
-                p.detach(), attack.noise[n], attack.sign_sum[n],
-                epsilon=epsilon, n_steps=n_steps, sigma_init=sigma_init,
-            )
+            jac = diagonal_jacobian(p.detach(), attack.noise[n], attack.sign_sum[n], spec)
             if p.grad is None:
                 p.grad = jac * g_star
             else:

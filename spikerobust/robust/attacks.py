@@ -4,13 +4,15 @@ Starting from a random point near the clean parameters,
 
 .. math::
     \theta^*_0 = \theta + \sigma_{init} |\theta| \odot R, \quad R \sim \mathcal{N}(0, I), \qquad
-    \zeta = (\epsilon |\theta| + \epsilon_c) / N_{steps},
+    \mathrm{step} = (\epsilon |\theta| + \epsilon_c) / N_{steps},
 
 the attack takes ``N_steps`` signed gradient-ascent steps
-:math:`\theta^*_{t+1} = \theta^*_t + \zeta \odot \mathrm{sign}(\nabla_{\theta^*} L)` on an objective
+:math:`\theta^*_{t+1} = \theta^*_t + \mathrm{step} \odot \mathrm{sign}(\nabla_{\theta^*} L)` on an objective
 ``L``. The steps keep every element inside the relative box
 :math:`|\theta^* - \theta^*_0| \le \epsilon|\theta| + \epsilon_c` (no further projection, as in the
-reference); parameters equal to zero are never moved when ``eps_c = 0``.
+reference); parameters equal to zero are never moved when ``eps_c = 0``. The settings (ε, N_steps,
+σ_init, ε_c, objective, step) form one :class:`~spikerobust.robust.spec.AttackSpec`; every
+function below takes ``spec=`` and, for convenience, the same fields as keywords, which override it.
 
 Objectives (``logits_clean`` = f(X, θ), the target; ``logits_adv`` = f(X, θ*)):
 
@@ -29,7 +31,7 @@ Examples:
     >>> from torch import nn
     >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
     >>> x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
-    >>> theta_star = attack_weights(model, x, y, epsilon=0.1, n_steps=5, sigma_init=0.0)
+    >>> theta_star = attack_weights(model, x, y, AttackSpec(epsilon=0.1, n_steps=5, sigma_init=0.0))
     >>> w = model[0].weight
     >>> bool(((theta_star["0.weight"] - w).abs() <= 0.1 * w.abs() * (1 + 1e-5)).all())
     True
@@ -37,22 +39,25 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 from tqdm import tqdm
 
-from .mismatch import Data, as_batches, check_logits, model_mode, resolve_params
+from .core import (Data, as_batches, buffer_copies, count_correct, functional_logits, model_mode, rand_like,
+                   randn_like, resolve_params, seeded_generator)
+from .spec import EVAL_ATTACK, AttackSpec
 
 __all__ = [
+    "AttackSpec",
     "OBJECTIVES",
     "robustness_loss",
     "AttackResult",
     "pga_attack",
     "pga_attack_dataset",
+    "step_size",
     "attack_weights",
     "random_perturbation",
     "perturbed_accuracy",
@@ -126,43 +131,6 @@ def robustness_loss(
     return fn(logits_clean, logits_adv, y)
 
 
-def _check_attack_args(epsilon: float, n_steps: int, sigma_init: float, eps_c: float) -> None:
-    if not float(epsilon) >= 0:
-        raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-    if int(n_steps) < 0:
-        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
-    if not float(sigma_init) >= 0:
-        raise ValueError(f"sigma_init must be >= 0, got {sigma_init}")
-    if not float(eps_c) >= 0:
-        raise ValueError(f"eps_c must be >= 0, got {eps_c}")
-
-
-def buffer_copies(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """Copies of ``model``'s buffers when some module is training, else ``{}``.
-
-    Passed to :func:`torch.func.functional_call` next to perturbed parameters, so a forward pass
-    in training mode (BatchNorm) updates the copies and not the model's running statistics.
-
-    Returns:
-        ``{buffer name: clone}``, empty when every module is in eval mode.
-    """
-    if not any(m.training for m in model.modules()):
-        return {}
-    return {name: b.clone() for name, b in model.named_buffers()}
-
-
-def functional_logits(
-    model: nn.Module, x: torch.Tensor, params: Mapping[str, torch.Tensor], y: Optional[torch.Tensor] = None
-) -> torch.Tensor:
-    """Logits of ``model`` at ``params`` (a partial mapping) without updating running statistics."""
-    out = functional_call(model, {**buffer_copies(model), **dict(params)}, (x,), strict=False)
-    if y is not None:
-        check_logits(out, y)
-    elif not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ValueError(f"the model must return logits of shape [B, C], got {getattr(out, 'shape', type(out))}")
-    return out
-
-
 class AttackResult(NamedTuple):
     """Outcome of :func:`pga_attack`.
 
@@ -183,21 +151,23 @@ class AttackResult(NamedTuple):
     objective_end: float
 
 
-def _randn(t: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    dev = generator.device if generator is not None else t.device
-    return torch.randn(t.shape, generator=generator, device=dev, dtype=t.dtype).to(t.device)
+
+def _spec(spec: Optional[AttackSpec], defaults: AttackSpec, where: str, fields: Dict[str, Any]) -> AttackSpec:
+    return AttackSpec.build(spec, defaults, where=where, **fields)
 
 
 def pga_attack(
     model: nn.Module,
     x: torch.Tensor,
     params: Mapping[str, torch.Tensor],
+    spec: Optional[AttackSpec] = None,
     *,
-    epsilon: float = 0.1,
-    n_steps: int = 10,
-    objective: str = "kl",
-    sigma_init: float = 1e-3,
-    eps_c: float = 0.0,
+    epsilon: Optional[float] = None,
+    n_steps: Optional[int] = None,
+    objective: Optional[str] = None,
+    sigma_init: Optional[float] = None,
+    eps_c: Optional[float] = None,
+    step: Optional[float] = None,
     y: Optional[torch.Tensor] = None,
     target_logits: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
@@ -209,40 +179,34 @@ def pga_attack(
         model: any ``nn.Module`` returning logits ``[B, C]``.
         x: a batch in the model's input layout.
         params: name → the clean tensors θ to attack (the rest stays fixed).
-        epsilon: relative box size ε.
-        n_steps: number of sign steps ``N_steps``.
-        objective: one of :data:`OBJECTIVES`.
-        sigma_init: relative size of the random start.
-        eps_c: constant (absolute) term of the box.
+        spec: the attack (default ``AttackSpec()``: ε = 0.1,
+            10 steps, σ_init = 1e-3, ε_c = 0, objective ``"kl"``).
+        epsilon, n_steps, objective, sigma_init, eps_c, step: override those fields of ``spec``.
         y: labels ``[B]`` (needed for ``"ce"``/``"madry"``).
         target_logits: f(X, θ) for the divergence objectives (computed when omitted); treated as
             a constant during the attack.
-        generator: random generator for ``R``.
+        generator: random generator for ``R`` (drawn on its device, moved to θ's).
         evaluate_end: spend one more forward pass on the objective at the final θ*
             (``objective_end``); otherwise ``objective_end`` is NaN.
 
     Returns:
         :class:`AttackResult`.
     """
-    return _sign_pga(
-        model, [(x, y)], params, epsilon=epsilon, n_steps=n_steps, objective=objective,
-        sigma_init=sigma_init, eps_c=eps_c, targets=None if target_logits is None else [target_logits],
-        generator=generator, evaluate_end=evaluate_end, move=False,
-    )
+    spec = _spec(spec, AttackSpec(), "pga_attack", dict(epsilon=epsilon, n_steps=n_steps, objective=objective,
+                                                       sigma_init=sigma_init, eps_c=eps_c, step=step))
+    return _sign_pga(model, [(x, y)], params, spec, targets=None if target_logits is None else [target_logits],
+                     generator=generator, evaluate_end=evaluate_end, move=False)
 
 
 def pga_attack_dataset(
     model: nn.Module,
     data: Data,
     params: Mapping[str, torch.Tensor],
+    spec: Optional[AttackSpec] = None,
     *,
-    epsilon: float = 0.1,
-    n_steps: int = 10,
-    objective: str = "ce",
-    sigma_init: float = 1e-3,
-    eps_c: float = 0.0,
     generator: Optional[torch.Generator] = None,
     evaluate_end: bool = False,
+    **fields: Any,
 ) -> AttackResult:
     """Sign-PGA for ONE θ* over a whole data set given in batches (the paper's test-time attack).
 
@@ -257,30 +221,26 @@ def pga_attack_dataset(
         data: ``(x, y)`` or an iterable of ``(x, y)`` batches; each batch is moved to the device
             of ``params`` when used.
         params: name → the clean tensors θ to attack.
-        epsilon, n_steps, objective, sigma_init, eps_c, generator: as in :func:`pga_attack`.
+        spec: the attack (default :data:`~spikerobust.robust.spec.EVAL_ATTACK`, objective ``"ce"``).
+        generator: as in :func:`pga_attack`.
         evaluate_end: also evaluate the objective at the final θ* (one more pass over the data).
+        **fields: ``epsilon``, ``n_steps``, ``objective``, ``sigma_init``, ``eps_c``, ``step``:
+            override those fields of ``spec``.
 
     Returns:
         :class:`AttackResult`; ``objective_start``/``objective_end`` are over the whole set.
     """
-    return _sign_pga(
-        model, as_batches(data), params, epsilon=epsilon, n_steps=n_steps, objective=objective,
-        sigma_init=sigma_init, eps_c=eps_c, targets=None, generator=generator,
-        evaluate_end=evaluate_end, move=True,
-    )
+    spec = _spec(spec, EVAL_ATTACK, "pga_attack_dataset", fields)
+    return _sign_pga(model, as_batches(data), params, spec, targets=None, generator=generator,
+                     evaluate_end=evaluate_end, move=True)
 
 
-def _sign_pga(
-    model, batches, params, *, epsilon, n_steps, objective, sigma_init, eps_c, targets, generator,
-    evaluate_end, move,
-) -> AttackResult:
+def _sign_pga(model, batches, params, spec: AttackSpec, *, targets, generator, evaluate_end, move) -> AttackResult:
     """The sign-PGA loop over a list of ``(x, y)`` batches (one θ* for all of them)."""
-    _check_attack_args(epsilon, n_steps, sigma_init, eps_c)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; expected one of {sorted(OBJECTIVES)}")
     theta = {n: p.detach() for n, p in params.items()}
     if not theta:
         raise ValueError("params: the parameter selection is empty")
+    objective, n_steps = spec.objective, spec.n_steps
     if move:
         dev = next(iter(theta.values())).device
         batches = [(x.to(dev), None if y is None else y.to(dev)) for x, y in batches]
@@ -290,13 +250,13 @@ def _sign_pga(
         with torch.no_grad():
             targets = [functional_logits(model, x, theta, y) for x, y in batches]
     targets = [t.detach() for t in targets]
-    noise = {n: _randn(t, generator) for n, t in theta.items()}
-    start = {n: t + sigma_init * t.abs() * noise[n] for n, t in theta.items()}
-    zeta = {n: (epsilon * t.abs() + eps_c) / max(int(n_steps), 1) for n, t in theta.items()}
+    noise = {n: randn_like(t, generator) for n, t in theta.items()}
+    start = {n: t + spec.sigma_init * t.abs() * noise[n] for n, t in theta.items()}
+    step = {n: step_size(spec, t) for n, t in theta.items()}
     sign_sum = {n: torch.zeros_like(t) for n, t in theta.items()}
     names = list(theta)
     # θ*_t lives in one buffer per tensor, updated in place (``start`` is returned untouched)
-    current = {n: start[n].clone() for n in names} if int(n_steps) > 0 else dict(start)
+    current = {n: start[n].clone() for n in names} if n_steps > 0 else dict(start)
     # trainable tensors outside the selection enter the attack's forward passes detached: the
     # attack differentiates with respect to θ* only, so no graph is recorded for them
     frozen = {
@@ -308,7 +268,7 @@ def _sign_pga(
         return loss if w is None else loss * w
 
     obj_start = None
-    for _ in range(int(n_steps)):
+    for _ in range(n_steps):
         total: Dict[str, torch.Tensor] = {}
         value = 0.0
         for (x, y), target, w in zip(batches, targets, weights):
@@ -330,8 +290,8 @@ def _sign_pga(
         signs = torch._foreach_sign([total[n] for n in used])
         del total
         torch._foreach_add_([sign_sum[n] for n in used], signs)
-        # θ*_{t+1} = θ*_t + ζ ⊙ sign(g_t); ζ ⊙ sign is exact, so this rounds as ``θ*_t + ζ * s``
-        torch._foreach_addcmul_([current[n] for n in used], [zeta[n] for n in used], signs)
+        # θ*_{t+1} = θ*_t + step ⊙ sign(g_t); step ⊙ sign is exact, so this rounds as ``θ*_t + step * s``
+        torch._foreach_addcmul_([current[n] for n in used], [step[n] for n in used], signs)
     obj = float("nan")
     if evaluate_end or obj_start is None:
         with torch.no_grad():
@@ -343,21 +303,34 @@ def _sign_pga(
     )
 
 
+def step_size(spec: AttackSpec, theta: torch.Tensor) -> torch.Tensor:
+    """The element-wise size of one sign step for the clean tensor ``theta``.
+
+    ``(ε|θ| + ε_c) / N_steps`` (``spec.step`` unset), else ``step·|θ| + ε_c / N_steps``.
+
+    Examples:
+        >>> import torch
+        >>> step_size(AttackSpec(epsilon=0.2, n_steps=4), torch.tensor([1.0, -2.0]))
+        tensor([0.0500, 0.1000])
+    """
+    n = max(spec.n_steps, 1)
+    if spec.step is None:
+        return (spec.epsilon * theta.abs() + spec.eps_c) / n
+    return spec.step * theta.abs() + spec.eps_c / n
+
+
 def attack_weights(
     model: nn.Module,
     x: torch.Tensor,
     y: Optional[torch.Tensor] = None,
+    spec: Optional[AttackSpec] = None,
     *,
-    epsilon: float = 0.1,
-    n_steps: int = 10,
-    objective: str = "ce",
-    sigma_init: float = 1e-3,
-    eps_c: float = 0.0,
     params: Optional[Mapping[str, torch.Tensor]] = None,
     include: Optional[Iterable[str]] = None,
     exclude: Optional[Iterable[str]] = None,
     generator: Optional[torch.Generator] = None,
     train_mode: bool = False,
+    **fields: Any,
 ) -> Dict[str, torch.Tensor]:
     """Worst-case parameters θ* for the batch ``(x, y)``: the test-time attack of docs/evaluation.md.
 
@@ -365,21 +338,20 @@ def attack_weights(
 
     Args:
         model, x, y: the model and a batch; ``y`` is needed for ``"ce"``/``"madry"``.
-        epsilon, n_steps, objective, sigma_init, eps_c: as in :func:`pga_attack`.
+        spec: the attack (default :data:`~spikerobust.robust.spec.EVAL_ATTACK`, objective ``"ce"``).
         params: explicit selection (default :func:`select_parameters` with ``include``/``exclude``).
         generator: random generator for the start.
         train_mode: run the attack with the model in training mode instead.
+        **fields: ``epsilon``, ``n_steps``, ``objective``, ``sigma_init``, ``eps_c``, ``step``:
+            override those fields of ``spec``.
 
     Returns:
         name → θ* (detached); pass it to ``functional_call`` or :func:`perturbed_accuracy`.
     """
+    spec = _spec(spec, EVAL_ATTACK, "attack_weights", fields)
     selected = resolve_params(model, params, include, exclude)
     with model_mode(model, train_mode):
-        res = pga_attack(
-            model, x, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,
-            sigma_init=sigma_init, eps_c=eps_c, y=y, generator=generator,
-        )
-    return res.theta_star
+        return pga_attack(model, x, selected, spec, y=y, generator=generator).theta_star
 
 
 def random_perturbation(
@@ -406,41 +378,30 @@ def random_perturbation(
     """
     if mode not in ("corner", "uniform"):
         raise ValueError(f"mode must be 'corner' or 'uniform', got {mode!r}")
-    _check_attack_args(epsilon, 0, 0.0, eps_c)
+    box = AttackSpec(epsilon=epsilon, eps_c=eps_c)  # checks both
     out = {}
     for n, p in params.items():
         p = p.detach()
-        dev = generator.device if generator is not None else p.device
-        u = torch.rand(p.shape, generator=generator, device=dev, dtype=p.dtype).to(p.device)
+        u = rand_like(p, generator)
         direction = torch.where(u < 0.5, -1.0, 1.0).to(p.dtype) if mode == "corner" else 2.0 * u - 1.0
-        out[n] = p + (epsilon * p.abs() + eps_c) * direction
+        out[n] = p + (box.epsilon * p.abs() + box.eps_c) * direction
     return out
 
 
 def perturbed_accuracy(model: nn.Module, data: Data, theta: Mapping[str, torch.Tensor]) -> float:
     """Accuracy of ``model`` at parameters ``theta`` (partial mapping) on ``data``, in eval mode."""
-    correct = total = 0
-    with model_mode(model, False), torch.no_grad():
-        dev = next(iter(theta.values())).device
-        for x, y in as_batches(data):
-            x, y = x.to(dev), y.to(dev)
-            out = check_logits(functional_call(model, dict(theta), (x,), strict=False), y)
-            correct += int((out.argmax(-1) == y.to(out.device)).sum())
-            total += int(y.shape[0])
+    correct, total = count_correct(model, data, theta)
     return correct / total
 
 
 def attacked_accuracy(
     model: nn.Module,
     data: Data,
-    epsilon: float,
+    epsilon: Optional[float] = None,
     *,
-    n_steps: int = 10,
-    objective: str = "ce",
+    spec: Optional[AttackSpec] = None,
     attack: str = "pga",
     random_mode: str = "corner",
-    sigma_init: float = 1e-3,
-    eps_c: float = 0.0,
     params: Optional[Mapping[str, torch.Tensor]] = None,
     include: Optional[Iterable[str]] = None,
     exclude: Optional[Iterable[str]] = None,
@@ -448,6 +409,7 @@ def attacked_accuracy(
     generator: Optional[torch.Generator] = None,
     progress: bool = True,
     per_batch: bool = False,
+    **fields: Any,
 ) -> float:
     """Test accuracy under the weight attack (or a random perturbation of equal size).
 
@@ -460,43 +422,40 @@ def attacked_accuracy(
     Args:
         model: any ``nn.Module`` returning logits ``[B, C]``.
         data: ``(x, y)`` or an iterable of batches (the test set).
-        epsilon: relative size ζ of the box (0 gives the clean accuracy up to the random start).
-        n_steps, objective, sigma_init, eps_c: attack settings (:func:`pga_attack`).
+        epsilon: relative box ε of the attack (0 gives the clean accuracy up to the random
+            start); overrides ``spec.epsilon``.
+        spec: the attack (default :data:`~spikerobust.robust.spec.EVAL_ATTACK`: ε = 0.1,
+            10 steps, objective ``"ce"``).
         attack: ``"pga"`` or ``"random"`` (:func:`random_perturbation` with ``random_mode``).
         params, include, exclude: the attacked parameters.
         seed, generator: randomness of the starts / random points.
         progress: tqdm bar over batches.
         per_batch: one θ* per batch instead of one for the whole set.
+        **fields: ``n_steps``, ``objective``, ``sigma_init``, ``eps_c``, ``step``: override those
+            fields of ``spec``.
 
     Returns:
         accuracy in ``[0, 1]``.
     """
     if attack not in ("pga", "random"):
         raise ValueError(f"attack must be 'pga' or 'random', got {attack!r}")
+    spec = _spec(spec, EVAL_ATTACK, "attacked_accuracy", {"epsilon": epsilon, **fields})
     selected = resolve_params(model, params, include, exclude)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded_generator(seed, generator)
     batches = as_batches(data)
 
     def draw(part) -> Dict[str, torch.Tensor]:
         if attack == "pga":
-            return _sign_pga(
-                model, part, selected, epsilon=epsilon, n_steps=n_steps, objective=objective,
-                sigma_init=sigma_init, eps_c=eps_c, targets=None, generator=generator,
-                evaluate_end=False, move=True,
-            ).theta_star
-        return random_perturbation(selected, epsilon, eps_c, mode=random_mode, generator=generator)
+            return _sign_pga(model, part, selected, spec, targets=None, generator=generator, evaluate_end=False,
+                             move=True).theta_star
+        return random_perturbation(selected, spec.epsilon, spec.eps_c, mode=random_mode, generator=generator)
 
     correct = total = 0
     with model_mode(model, False):
-        dev = next(iter(selected.values())).device
         theta = None if per_batch else draw(batches)
-        for x, y in tqdm(batches, desc=f"{attack} eps={epsilon:g}", disable=not progress):
+        for x, y in tqdm(batches, desc=f"{attack} eps={spec.epsilon:g}", disable=not progress):
             if per_batch:
                 theta = draw([(x, y)])
-            x, y = x.to(dev), y.to(dev)
-            with torch.no_grad():
-                out = check_logits(functional_call(model, theta, (x,), strict=False), y)
-            correct += int((out.argmax(-1) == y.to(out.device)).sum())
-            total += int(y.shape[0])
+            c, n = count_correct(model, (x, y), theta)
+            correct, total = correct + c, total + n
     return correct / total

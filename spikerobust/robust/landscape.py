@@ -32,7 +32,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .mismatch import Data, as_batches, check_logits, evaluate_stacked, model_mode, resolve_params
+from .core import Data, as_batches, check_logits, model_mode, randn_like, resolve_params, seeded_generator
+from .mismatch import evaluate_stacked
 
 __all__ = ["LandscapeResult", "moving_average", "flatness", "loss_landscape", "plot_landscape"]
 
@@ -154,18 +155,14 @@ def loss_landscape(
         raise ValueError(f"alpha_range must be (low, high) with high > low, got {alpha_range}")
     selected = {n: p.detach() for n, p in resolve_params(model, params, include, exclude).items()}
     batches = as_batches(data)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded_generator(seed, generator)
     alphas = torch.linspace(lo, hi, int(n_alphas), dtype=torch.float64)
     losses = torch.zeros(int(n_directions), int(n_alphas), dtype=torch.float64)
     directions = []
     with model_mode(model, False), torch.no_grad():
         check_logits(model(batches[0][0].to(next(iter(selected.values())).device)), batches[0][1])
         for k in tqdm(range(int(n_directions)), desc="landscape directions", disable=not progress):
-            d = {}
-            for n, t in selected.items():
-                r = torch.randn(t.shape, generator=generator, device=generator.device, dtype=t.dtype).to(t.device)
-                d[n] = scale * t.abs() * r
+            d = {n: scale * t.abs() * randn_like(t, generator) for n, t in selected.items()}
             directions.append(d)
             a = alphas.to(dtype=next(iter(selected.values())).dtype, device=next(iter(selected.values())).device)
             stacked = {n: t.unsqueeze(0) + a.view(-1, *([1] * t.dim())) * d[n].unsqueeze(0) for n, t in selected.items()}

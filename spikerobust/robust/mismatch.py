@@ -31,10 +31,9 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +41,8 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm import tqdm
 
-from .params import select_parameters
+from .core import Batch, Data, as_batches, check_logits, model_mode, randn_like, resolve_params, seeded_generator
+from .spec import MISMATCH_LEVELS, N_DRAWS
 from .stats import summarise
 
 __all__ = [
@@ -60,92 +60,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Mismatch levels of the paper's Table 1.
-DEFAULT_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
-
-Batch = Tuple[torch.Tensor, torch.Tensor]
-Data = Union[Batch, Iterable[Batch]]
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def resolve_params(
-    model: nn.Module,
-    params: Optional[Mapping[str, torch.Tensor]] = None,
-    include: Optional[Iterable[str]] = None,
-    exclude: Optional[Iterable[str]] = None,
-) -> Dict[str, torch.Tensor]:
-    """The parameter selection to perturb: ``params`` as given, else :func:`select_parameters`.
-
-    Raises:
-        ValueError: for an empty selection or a name that is not a parameter/buffer of ``model``.
-    """
-    if params is None:
-        return select_parameters(model, include, exclude)
-    params = dict(params)
-    if not params:
-        raise ValueError("params: the parameter selection is empty; select at least one tensor")
-    known = dict(model.named_parameters())
-    known.update(dict(model.named_buffers()))
-    for name, value in params.items():
-        if name not in known:
-            raise ValueError(f"params: {name!r} is not a parameter or buffer of the model")
-        if tuple(value.shape) != tuple(known[name].shape):
-            raise ValueError(
-                f"params[{name!r}] has shape {tuple(value.shape)}, the model's tensor {tuple(known[name].shape)}"
-            )
-    return params
-
-
-@contextlib.contextmanager
-def model_mode(model: nn.Module, train: bool) -> Iterator[nn.Module]:
-    """Put every submodule in train (``True``) or eval mode, restoring each one's mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.train(train)
-    try:
-        yield model
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-
-
-def as_batches(data: Data) -> List[Batch]:
-    """``data`` as a list of ``(x, y)`` batches: one ``(x, y)`` tuple of tensors, or an iterable of
-    them (e.g. a ``DataLoader``; it is iterated once and kept in memory).
-
-    Raises:
-        ValueError: if a batch is not an ``(x, y)`` pair of tensors or there is no batch.
-    """
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        batches = [tuple(data)]
-    else:
-        batches = []
-        for i, batch in enumerate(data):
-            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
-                raise ValueError(f"data: batch {i} must be an (x, y) pair, got {type(batch).__name__}")
-            batches.append((batch[0], batch[1]))
-    if not batches:
-        raise ValueError("data holds no batch; expected (x, y) or an iterable of (x, y) batches")
-    for i, (x, y) in enumerate(batches):
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or y.dim() != 1:
-            raise ValueError(f"data: batch {i} must hold a tensor x and integer labels y of shape [B]")
-    return batches
-
-
-def check_logits(out, y: torch.Tensor, *, batched: bool = False) -> torch.Tensor:
-    """Check that a model output is logits ``[B, C]`` (``[K, B, C]`` when ``batched``) for labels ``y [B]``.
-
-    Raises:
-        ValueError: naming the expected shape.
-    """
-    want = 3 if batched else 2
-    if not isinstance(out, torch.Tensor) or out.dim() != want or out.shape[-2] != y.shape[0]:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"the model must return logits of shape [B, C] with B = {y.shape[0]} (the number of labels), got {got}"
-        )
-    return out
+#: Mismatch levels of the paper's Table 1 (:data:`spikerobust.robust.spec.MISMATCH_LEVELS`).
+DEFAULT_LEVELS = MISMATCH_LEVELS
 
 
 def _check_labels(batches, n_classes: int) -> None:
@@ -155,11 +71,6 @@ def _check_labels(batches, n_classes: int) -> None:
         if bool(bad.any()):
             raise ValueError(f"label {int(y[bad][0])} in batch {i} is outside the model's {n_classes} classes "
                              f"(0..{n_classes - 1})")
-
-
-def _randn_like(t: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    dev = generator.device if generator is not None else t.device
-    return torch.randn(t.shape, generator=generator, device=dev, dtype=t.dtype).to(t.device)
 
 
 # --------------------------------------------------------------------------- draws
@@ -185,7 +96,7 @@ def mismatch_params(
     out = {}
     for name, p in params.items():
         p = p.detach()
-        out[name] = p * (1.0 + level * _randn_like(p, generator)) if level > 0 else p.clone()
+        out[name] = p * (1.0 + level * randn_like(p, generator)) if level > 0 else p.clone()
     return out
 
 
@@ -359,7 +270,7 @@ def mismatch_evaluate(
     model: nn.Module,
     data: Data,
     levels: Sequence[float] = DEFAULT_LEVELS,
-    n_draws: int = 100,
+    n_draws: int = N_DRAWS,
     *,
     params: Optional[Mapping[str, torch.Tensor]] = None,
     include: Optional[Iterable[str]] = None,
@@ -404,8 +315,7 @@ def mismatch_evaluate(
         raise ValueError(f"n_draws must be an integer >= 1, got {n_draws!r}")
     selected = resolve_params(model, params, include, exclude)
     batches = as_batches(data)
-    if generator is None:
-        generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded_generator(seed, generator)
     accuracies: Dict[float, torch.Tensor] = {}
     vec = vectorize
     with model_mode(model, False), torch.no_grad():

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ..params import select_parameters
-from .base import SeededMixin, TrainingMethod, get_method, register_method, task_loss
+from .base import ParameterMethod, get_method, register_method, task_loss
 
 __all__ = ["ABCD", "abcd_iteration"]
 
@@ -89,7 +89,7 @@ def abcd_iteration(
 
 
 @register_method("abcd")
-class ABCD(SeededMixin, TrainingMethod):
+class ABCD(ParameterMethod):
     """``n_inner`` ABCD iterations per batch (the paper: 2) with ascent size ``eta_a`` (0.1).
 
     Args:
@@ -112,19 +112,16 @@ class ABCD(SeededMixin, TrainingMethod):
             raise ValueError(f"n_inner must be >= 1, got {n_inner}")
         if not float(eta_a) >= 0:
             raise ValueError(f"eta_a must be >= 0, got {eta_a}")
+        super().__init__(include, exclude, seed)
         self.n_inner = int(n_inner)
         self.eta_a = float(eta_a)
-        self.include = list(include) if include is not None else None
-        self.exclude = list(exclude) if exclude is not None else None
-        self.seed = seed
-        self._generator = None
 
     def draw_masks(self, params: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Random half masks: each element 1 with probability ½, else 0."""
         return {n: (self.rand_like(p.detach()) < 0.5).to(p.dtype) for n, p in params.items()}
 
     def step(self, model, x, y, optimizer):
-        params = select_parameters(model, self.include, self.exclude)
+        params = self.select(model)
         first = None
         for _ in range(self.n_inner):
             out = abcd_iteration(model, x, y, optimizer, self.draw_masks(params), eta_a=self.eta_a, params=params)

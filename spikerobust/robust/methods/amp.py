@@ -3,8 +3,8 @@ r"""Adversarial model perturbation, AMP (Zheng, Zhang & Mao, CVPR 2021), as its 
 AMP minimises the "AMP loss" ``max_{‖Δ‖₂ ≤ ε} L(θ + Δ)``, the worst loss in an L2 ball of radius
 ε (``radius``) around θ. Per step, on the batch (Algorithm 1 of the AMP paper):
 
-1. ``Δ = 0``; repeat ``n_inner`` times: ``Δ ← Δ + ζ·∇L(θ+Δ)`` (a plain, UNNORMALISED gradient
-   ascent step of size ζ = ``inner_lr``), then project back onto the ball:
+1. ``Δ = 0``; repeat ``n_inner`` times: ``Δ ← Δ + η·∇L(θ+Δ)`` (a plain, UNNORMALISED gradient
+   ascent step of size η = ``inner_lr``, the AMP paper's ζ), then project back onto the ball:
    ``Δ ← Δ·min(1, ε/‖Δ‖₂)``;
 2. descend with ``∇L`` evaluated at ``θ + Δ``, Δ treated as a constant (the gradient is applied
    to θ by the optimiser).
@@ -42,20 +42,19 @@ from typing import Dict, Iterable, Optional
 import torch
 from torch import nn
 
-from ..attacks import buffer_copies
-from ..params import select_parameters
-from .base import TrainingMethod, get_method, register_method, task_loss
+from ..core import buffer_copies
+from .base import ParameterMethod, get_method, register_method, task_loss
 
 __all__ = ["AMP"]
 
 
 @register_method("amp")
-class AMP(TrainingMethod):
+class AMP(ParameterMethod):
     """Descend the loss at the worst point of a per-tensor L2 ball found by gradient ascent.
 
     Args:
         radius: radius ε of each tensor's L2 ball (0.1).
-        inner_lr: inner step size ζ of the unnormalised ascent ``Δ ← Δ + ζ·∇L`` (1.0).
+        inner_lr: inner step size η of the unnormalised ascent ``Δ ← Δ + η·∇L`` (1.0; the AMP paper's ζ).
         n_inner: inner ascent steps K (1).
         include, exclude: glob patterns of the perturbed parameters.
         epsilon: deprecated alias of ``radius``.
@@ -80,11 +79,10 @@ class AMP(TrainingMethod):
             raise ValueError(f"radius and inner_lr must be >= 0, got {radius}, {inner_lr}")
         if int(n_inner) < 0:
             raise ValueError(f"n_inner must be >= 0, got {n_inner}")
+        super().__init__(include, exclude)
         self.radius = float(radius)
         self.inner_lr = float(inner_lr)
         self.n_inner = int(n_inner)
-        self.include = list(include) if include is not None else None
-        self.exclude = list(exclude) if exclude is not None else None
 
     @property
     def epsilon(self) -> float:
@@ -93,7 +91,7 @@ class AMP(TrainingMethod):
 
     def perturbation(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Δ after the inner ascent (name → tensor, detached); running statistics are not updated."""
-        params = {n: p.detach() for n, p in select_parameters(model, self.include, self.exclude).items()}
+        params = {n: p.detach() for n, p in self.select(model).items()}
         delta = {n: torch.zeros_like(p) for n, p in params.items()}
         names = list(params)
         for _ in range(self.n_inner):
@@ -114,8 +112,7 @@ class AMP(TrainingMethod):
     def step(self, model, x, y, optimizer):
         optimizer.zero_grad(set_to_none=True)
         delta = self.perturbation(model, x, y)
-        params = select_parameters(model, self.include, self.exclude)
-        loss, _ = task_loss(model, x, y, {n: p + delta[n] for n, p in params.items()})
+        loss, _ = task_loss(model, x, y, {n: p + delta[n] for n, p in self.select(model).items()})
         loss.backward()
         optimizer.step()
         return {"loss": float(loss.detach()), "loss_perturbed": float(loss.detach())}

@@ -32,14 +32,14 @@ import torch
 from torch import nn
 
 from ..attacks import pga_attack
-from ..params import select_parameters
-from .base import TrainingMethod, get_method, register_method, task_loss
+from ..spec import AttackSpec
+from .base import AttackMethod, get_method, register_method, task_loss
 
 __all__ = ["AWP"]
 
 
 @register_method("awp")
-class AWP(TrainingMethod):
+class AWP(AttackMethod):
     """Train on the task loss at the scaled-down sign-PGA point θ* (docs/robust-training.md).
 
     Args:
@@ -47,38 +47,38 @@ class AWP(TrainingMethod):
         n_steps: sign steps (10), each of size ``ε|θ|/n_steps``.
         gamma: scaling γ of the raw perturbation (0.1).
         include, exclude: glob patterns of the perturbed parameters.
+        seed: seed of a private generator (``None``: the global torch RNG; the attack has no
+            random start, but draws its unused start noise).
     """
+
+    #: the raw attack: ε = 0.2, no random start, the cross-entropy
+    default_attack = AttackSpec(epsilon=0.2, sigma_init=0.0, objective="ce")
 
     def __init__(
         self,
-        epsilon: float = 0.2,
-        n_steps: int = 10,
+        epsilon: Optional[float] = None,
+        n_steps: Optional[int] = None,
         gamma: float = 0.1,
         include: Optional[Iterable[str]] = None,
         exclude: Optional[Iterable[str]] = None,
+        seed: Optional[int] = None,
     ) -> None:
-        if not float(epsilon) >= 0 or not float(gamma) >= 0:
-            raise ValueError(f"epsilon and gamma must be >= 0, got {epsilon}, {gamma}")
-        if int(n_steps) < 1:
+        if not float(gamma) >= 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        super().__init__(None, include, exclude, seed, epsilon=epsilon, n_steps=n_steps)
+        if self.n_steps < 1:
             raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-        self.epsilon = float(epsilon)
-        self.n_steps = int(n_steps)
         self.gamma = float(gamma)
-        self.include = list(include) if include is not None else None
-        self.exclude = list(exclude) if exclude is not None else None
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
         """θ* = θ + γ(θ*_raw − θ) for the batch, in the model's current mode (detached tensors)."""
-        params = select_parameters(model, self.include, self.exclude)
-        raw = pga_attack(
-            model, x, params, epsilon=self.epsilon, n_steps=self.n_steps, objective="ce",
-            sigma_init=0.0, y=y,
-        ).theta_star
+        params = self.select(model)
+        raw = pga_attack(model, x, params, self.attack, y=y, generator=self.generator()).theta_star
         return {n: p.detach() + self.gamma * (raw[n] - p.detach()) for n, p in params.items()}
 
     def step(self, model, x, y, optimizer):
         optimizer.zero_grad(set_to_none=True)
-        params = select_parameters(model, self.include, self.exclude)
+        params = self.select(model)
         star = self.perturb(model, x, y)
         # θ + (θ* − θ) with the difference constant: value θ*, gradient reaches θ unchanged.
         shifted = {n: p + (star[n] - p.detach()) for n, p in params.items()}

@@ -19,14 +19,19 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Iterable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["SeededMixin", "TrainingMethod", "register_method", "get_method", "method_class", "list_methods", "task_loss", "forward_with_aux", "Standard"]
+from ..core import rand_like, randn_like
+from ..params import select_parameters
+from ..spec import AttackSpec
+
+__all__ = ["SeededMixin", "ParameterMethod", "AttackMethod", "TrainingMethod", "register_method", "get_method",
+           "method_class", "list_methods", "task_loss", "forward_with_aux", "Standard"]
 
 _METHODS: Dict[str, type] = {}
 
@@ -114,32 +119,34 @@ class TrainingMethod:
 
 
 class SeededMixin:
-    """A private ``torch.Generator`` created lazily from ``self.seed`` (``None``: global RNG).
+    """A private CPU ``torch.Generator`` created lazily from ``self.seed`` (``None``: global RNG).
 
-    Its state round-trips through :meth:`state_dict` / :meth:`load_state_dict` (tensors only), so a
-    checkpointed run resumes with the same draws.
+    Draws follow the one device rule of :mod:`spikerobust.robust.core`: made on the generator's
+    device and moved to the tensor's, so a seed gives the same numbers on CPU and GPU. Its state
+    round-trips through :meth:`state_dict` / :meth:`load_state_dict` (tensors only), so a
+    checkpointed run resumes with the same draws; a generator saved on another device (by an older
+    version) is restored on that device and keeps drawing there.
     """
 
     seed: Optional[int] = None
     _generator: Optional[torch.Generator] = None
 
-    def generator(self, device: torch.device) -> Optional[torch.Generator]:
+    def generator(self, device: Optional[torch.device] = None) -> Optional[torch.Generator]:
+        """The private generator (``None`` without a seed); ``device`` is accepted for compatibility
+        and ignored: the generator lives on the CPU."""
         if self.seed is None:
             return None
-        device = torch.device(device)
-        if self._generator is None or self._generator.device.type != device.type:
-            self._generator = torch.Generator(device=device).manual_seed(int(self.seed))
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(int(self.seed))
         return self._generator
 
     def randn_like(self, t: torch.Tensor) -> torch.Tensor:
         """Standard normal draws of ``t``'s shape/dtype/device from this method's generator."""
-        g = self.generator(t.device)
-        return torch.randn(t.shape, generator=g, device=t.device, dtype=t.dtype)
+        return randn_like(t, self.generator())
 
     def rand_like(self, t: torch.Tensor) -> torch.Tensor:
         """Uniform [0, 1) draws of ``t``'s shape/dtype/device from this method's generator."""
-        g = self.generator(t.device)
-        return torch.rand(t.shape, generator=g, device=t.device, dtype=t.dtype)
+        return rand_like(t, self.generator())
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         if self._generator is None:
@@ -151,6 +158,61 @@ class SeededMixin:
             dev = state.get("generator_device", "cpu")
             self._generator = torch.Generator(device=dev)
             self._generator.set_state(state["generator_state"].cpu())
+
+
+class ParameterMethod(SeededMixin, TrainingMethod):
+    """Base of the methods that act on a selection of parameters: ``include``/``exclude`` globs
+    (:func:`~spikerobust.robust.params.select_parameters`) and an optional ``seed``.
+
+    Args:
+        include, exclude: glob patterns of the parameters taking part (default: every trainable
+            tensor except normalisation layers).
+        seed: seed of the private generator (``None``: the global torch RNG).
+    """
+
+    def __init__(
+        self,
+        include: Optional[Iterable[str]] = None,
+        exclude: Optional[Iterable[str]] = None,
+        seed: Optional[int] = None,
+    ) -> None:
+        self.include = list(include) if include is not None else None
+        self.exclude = list(exclude) if exclude is not None else None
+        self.seed = seed
+        self._generator = None
+
+    def select(self, model: nn.Module) -> Dict[str, torch.Tensor]:
+        """The live parameters taking part (name → tensor)."""
+        return select_parameters(model, self.include, self.exclude)
+
+
+class AttackMethod(ParameterMethod):
+    """A :class:`ParameterMethod` that runs the weight attack: it holds an
+    :class:`~spikerobust.robust.spec.AttackSpec` (:attr:`attack`) built from the class's
+    :attr:`default_attack`, the ``attack`` argument and the individual fields given.
+
+    The fields stay readable as attributes (``method.epsilon``, ``method.n_steps`` ...).
+    """
+
+    #: the attack when nothing is given (subclasses override)
+    default_attack: AttackSpec = AttackSpec()
+
+    def __init__(
+        self,
+        attack: Optional[AttackSpec] = None,
+        include: Optional[Iterable[str]] = None,
+        exclude: Optional[Iterable[str]] = None,
+        seed: Optional[int] = None,
+        **fields,
+    ) -> None:
+        super().__init__(include, exclude, seed)
+        self.attack = AttackSpec.build(attack, self.default_attack, where=type(self).__name__, **fields)
+
+    epsilon = property(lambda self: self.attack.epsilon, doc="relative attack box ε")
+    n_steps = property(lambda self: self.attack.n_steps, doc="attack sign steps")
+    sigma_init = property(lambda self: self.attack.sigma_init, doc="relative size of the random start")
+    eps_c = property(lambda self: self.attack.eps_c, doc="constant term of the attack box")
+    objective = property(lambda self: self.attack.objective, doc="attack objective")
 
 
 @register_method("standard")

@@ -126,7 +126,6 @@ class Dropout(SeededMixin, TrainingMethod):
         self.targets = targets if isinstance(targets, str) else list(targets)
         self.where = where
         self.seed = seed
-        self._generator = None
 
     def _resolve(self, model: nn.Module) -> List[Tuple[str, str]]:
         if self.targets == "auto":

@@ -32,15 +32,14 @@ from typing import Dict, Iterable, Mapping, Optional
 
 import torch
 
-from ..attacks import buffer_copies
-from ..params import select_parameters
-from .base import SeededMixin, TrainingMethod, get_method, register_method, task_loss
+from ..core import buffer_copies
+from .base import ParameterMethod, get_method, register_method, task_loss
 
 __all__ = ["EntropySGD"]
 
 
 @register_method("entropy_sgd")
-class EntropySGD(SeededMixin, TrainingMethod):
+class EntropySGD(ParameterMethod):
     """Langevin inner loop around x, outer step on ``γ_t (x − μ)``.
 
     Args:
@@ -72,16 +71,13 @@ class EntropySGD(SeededMixin, TrainingMethod):
         for name, v in (("langevin_lr", langevin_lr), ("noise", noise), ("gamma0", gamma0), ("gamma1", gamma1)):
             if not float(v) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
+        super().__init__(include, exclude, seed)
         self.n_langevin = int(n_langevin)
         self.langevin_lr = float(langevin_lr)
         self.noise = float(noise)
         self.gamma0 = float(gamma0)
         self.gamma1 = float(gamma1)
         self.alpha = float(alpha)
-        self.include = list(include) if include is not None else None
-        self.exclude = list(exclude) if exclude is not None else None
-        self.seed = seed
-        self._generator = None
         self.t = 0
 
     def gamma(self, t: Optional[int] = None) -> float:
@@ -97,7 +93,7 @@ class EntropySGD(SeededMixin, TrainingMethod):
 
     def step(self, model, x, y, optimizer):
         optimizer.zero_grad(set_to_none=True)
-        params = select_parameters(model, self.include, self.exclude)
+        params = self.select(model)
         names = list(params)
         gamma = self.gamma()
         xs = {n: p.detach() for n, p in params.items()}

@@ -17,26 +17,31 @@ RNG checkpointing makes resumed runs identical); with a seed, from a private gen
 state is part of :meth:`state_dict`. Under data-parallel training every rank draws its own
 noise unless the ranks share the seed; see :mod:`spikerobust.robust.distributed`.
 
+It is :class:`~spikerobust.robust.methods.noise_injection.NoiseInjection` with ``mode="relative"``,
+no clipping and its own defaults (η = 0.3, the paper's 10 attack steps), except that the robust
+loss's target is computed by the robust loss itself (no separate clean forward pass, so no
+``loss_clean`` metric).
+
 Examples:
     >>> import torch
-    >>> from spikerobust.nn import LSNNClassifier
-    >>> from spikerobust.robust.methods import get_method
-    >>> model = LSNNClassifier(2, 8, 2)
-    >>> opt = torch.optim.Adam(model.parameters(), 1e-3)
-    >>> sorted(get_method("forward_noise").step(model, torch.randn(20, 4, 2), torch.tensor([0, 1, 0, 1]), opt))
-    ['loss', 'loss_noisy']
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    >>> method = ForwardNoise(seed=0)
+    >>> metrics = method.step(model, torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 1, 0]),
+    ...                       torch.optim.SGD(model.parameters(), lr=0.1))
+    >>> sorted(metrics), method.mode, method.n_steps
+    (['loss', 'loss_noisy'], 'relative', 10)
 """
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from typing import Dict, Iterable, Mapping, Optional
 
 import torch
 
-from ..adversarial import robust_loss_backward
-from ..params import select_parameters
-from .adversarial import Adversarial
-from .base import SeededMixin, register_method, task_loss  # noqa: F401  (SeededMixin re-exported)
+from ..spec import AttackSpec
+from .base import SeededMixin, register_method  # noqa: F401  (SeededMixin re-exported)
+from .noise_injection import NoiseInjection
 
 __all__ = ["ForwardNoise", "forward_noise_params", "SeededMixin"]
 
@@ -62,47 +67,54 @@ def forward_noise_params(
 
 
 @register_method("forward_noise")
-class ForwardNoise(Adversarial):
+class ForwardNoise(NoiseInjection):
     """Task loss at ``θ + stopgrad(η|θ|⊙N(0,1))``, a fresh draw each step; optional ``+ β·L_rob``.
 
     Args:
         eta: relative noise level η (the paper: 0.3).
         beta: weight of the robust loss (0: forward noise alone; the paper uses 0.1 for ECG and CNN).
-        n_steps, epsilon, sigma_init, eps_c, objective: robust-loss attack settings (docs/robust-training.md),
-            used only when ``beta > 0``.
+        n_steps, epsilon, sigma_init, eps_c, objective: robust-loss attack settings, each
+            overriding ``attack`` (default ``AttackSpec()``, docs/robust-training.md), used only
+            when ``beta > 0``.
         include, exclude: glob patterns of the perturbed parameters (default: every trainable
             tensor except normalisation layers).
         seed: seed of a private generator (``None``: the global torch RNG).
+        attack: the whole attack as one :class:`~spikerobust.robust.spec.AttackSpec`.
 
     Returns of :meth:`step`:
         ``{"loss_noisy": L_nat at the noisy point, "loss": the same value (no clean pass is
         made without β), "loss_rob": L_rob (only with β > 0)}``.
     """
 
-    def __init__(self, eta: float = 0.3, beta: float = 0.0, **attack) -> None:
-        if not float(eta) >= 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        super().__init__(beta=beta, **attack)
-        self.eta = float(eta)
+    default_attack = AttackSpec()
+
+    def __init__(
+        self,
+        eta: float = 0.3,
+        beta: float = 0.0,
+        n_steps: Optional[int] = None,
+        epsilon: Optional[float] = None,
+        sigma_init: Optional[float] = None,
+        eps_c: Optional[float] = None,
+        objective: Optional[str] = None,
+        include: Optional[Iterable[str]] = None,
+        exclude: Optional[Iterable[str]] = None,
+        seed: Optional[int] = None,
+        attack: Optional[AttackSpec] = None,
+    ) -> None:
+        super().__init__(eta=eta, mode="relative", beta=beta, n_steps=n_steps, epsilon=epsilon,
+                         sigma_init=sigma_init, objective=objective, include=include, exclude=exclude, seed=seed,
+                         eps_c=eps_c, attack=attack)
 
     def draw(self, params: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """One draw ``R ~ N(0, I)`` per selected tensor."""
         return {n: self.randn_like(p.detach()) for n, p in params.items()}
 
+    def clean_target(self, model, x, y):
+        """No separate clean pass: the robust loss computes its target f(x, θ)."""
+        return None, {}
+
     def step(self, model, x, y, optimizer):
-        optimizer.zero_grad(set_to_none=True)
-        params = select_parameters(model, self.include, self.exclude)
-        noisy = forward_noise_params(params, self.eta, self.draw(params))
-        loss_noisy, _ = task_loss(model, x, y, noisy)
-        metrics = {"loss": float(loss_noisy.detach()), "loss_noisy": float(loss_noisy.detach())}
-        if self.beta > 0:
-            metrics["loss_rob"] = robust_loss_backward(
-                model, x, beta=self.beta, n_steps=self.n_steps, epsilon=self.epsilon,
-                sigma_init=self.sigma_init, eps_c=self.eps_c, objective=self.objective,
-                params=params, generator=self.generator(next(iter(params.values())).device), y=y,
-                natural_loss=loss_noisy,
-            )
-        else:
-            loss_noisy.backward()
-        optimizer.step()
+        metrics = super().step(model, x, y, optimizer)
+        metrics["loss_noisy"] = metrics["loss"]
         return metrics

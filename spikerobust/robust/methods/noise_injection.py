@@ -28,16 +28,26 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
+from torch import nn
 
-from ..params import select_parameters
-from .base import SeededMixin, TrainingMethod, register_method, task_loss
+from ..adversarial import robust_loss_backward
+from ..core import randn_like
+from ..spec import PCM_N_STEPS, AttackSpec
+from .base import AttackMethod, register_method, task_loss
 
-__all__ = ["NoiseInjection", "inject_noise", "clip_to_sigma"]
+__all__ = ["NoiseInjection", "inject_noise", "clip_to_sigma", "MODES"]
 
 MODES = ("relative", "layer_range")
+
+
+def _check(eta: float, mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not float(eta) >= 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
 
 
 def inject_noise(
@@ -52,19 +62,17 @@ def inject_noise(
         params: name → tensor.
         eta: relative noise size η.
         mode: ``"relative"`` (std ``η·|θ|`` per element) or ``"layer_range"`` (std ``η·max|θ|`` per tensor).
-        generator: random generator.
+        generator: random generator; the draws are made on its device and moved to each tensor's
+            (:func:`spikerobust.robust.core.randn_like`), so a CPU generator serves CUDA tensors.
 
     Raises:
         ValueError: unknown mode or negative η.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if not float(eta) >= 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    _check(eta, mode)
     out = {}
     for name, p in params.items():
         with torch.no_grad():
-            n = torch.randn(p.shape, dtype=p.dtype, device=p.device, generator=generator)
+            n = randn_like(p, generator)
             std = p.abs() if mode == "relative" else p.abs().max()
             noise = float(eta) * std * n
         out[name] = p + noise
@@ -81,78 +89,78 @@ def clip_to_sigma(params: Mapping[str, torch.Tensor], clip_sigma: float) -> None
 
 
 @register_method("noise_injection")
-class NoiseInjection(SeededMixin, TrainingMethod):
+class NoiseInjection(AttackMethod):
     """Noise-injection training step, optionally plus ``β·L_rob`` and weight clipping.
 
     Args:
         eta: noise size η (relative to |θ| or to the layer's max |θ|).
         mode: ``"relative"`` or ``"layer_range"``.
         beta: weight of the robust loss (0: noise injection alone).
-        n_steps, epsilon, sigma_init, objective: the attack of the robust loss (docs/robust-training.md; 3 steps
-            for the PCM experiments).
+        n_steps, epsilon, sigma_init, objective, eps_c: fields of the robust loss's attack, each
+            overriding ``attack`` (default: 3 steps for the PCM experiments, ε = 0.1,
+            σ_init = 1e-3, ``"kl"``; docs/robust-training.md).
         clip_sigma: after each step clip weight tensors to ±clip_sigma·std (``None``: off; docs/pcm.md: 2).
         include, exclude: glob patterns of the noisy/attacked parameters (default: all trainable
             tensors except normalisation layers).
         seed: seed of the noise and attack start (``None``: global RNG); the private generator's
             state is part of :meth:`state_dict`, so a resumed run draws the same noise.
+        attack: the whole attack as one :class:`~spikerobust.robust.spec.AttackSpec`.
 
     Metrics of :meth:`step`: ``loss`` (task loss at the noisy weights); with ``beta > 0`` also
     ``loss_clean`` (task loss at θ, from the forward pass that is the robust loss's target) and
     ``loss_rob``.
     """
 
+    default_attack = AttackSpec(n_steps=PCM_N_STEPS)
+
     def __init__(
         self,
         eta: float = 0.1,
         mode: str = "relative",
         beta: float = 0.0,
-        n_steps: int = 3,
-        epsilon: float = 0.1,
-        sigma_init: float = 1e-3,
-        objective: str = "kl",
+        n_steps: Optional[int] = None,
+        epsilon: Optional[float] = None,
+        sigma_init: Optional[float] = None,
+        objective: Optional[str] = None,
         clip_sigma: Optional[float] = None,
         include: Optional[Iterable[str]] = None,
         exclude: Optional[Iterable[str]] = None,
         seed: Optional[int] = None,
+        eps_c: Optional[float] = None,
+        attack: Optional[AttackSpec] = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if not float(eta) >= 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
+        _check(eta, mode)
         if not float(beta) >= 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         if clip_sigma is not None and not float(clip_sigma) > 0:
             raise ValueError(f"clip_sigma must be > 0 or None, got {clip_sigma}")
+        super().__init__(attack, include, exclude, seed, n_steps=n_steps, epsilon=epsilon, sigma_init=sigma_init,
+                         objective=objective, eps_c=eps_c)
         self.eta = float(eta)
         self.mode = mode
         self.beta = float(beta)
-        self.n_steps = int(n_steps)
-        self.epsilon = float(epsilon)
-        self.sigma_init = float(sigma_init)
-        self.objective = objective
         self.clip_sigma = None if clip_sigma is None else float(clip_sigma)
-        self.include = list(include) if include is not None else None
-        self.exclude = list(exclude) if exclude is not None else None
-        self.seed = seed
-        self._generator: Optional[torch.Generator] = None
+
+    def clean_target(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+                     ) -> Tuple[Optional[torch.Tensor], Dict[str, float]]:
+        """The robust loss's target f(x, θ) (``None``: the robust loss computes it) and its metrics."""
+        clean_loss, clean_logits = task_loss(model, x, y)
+        return clean_logits, {"loss_clean": float(clean_loss.detach())}
 
     def step(self, model, x, y, optimizer):
         optimizer.zero_grad(set_to_none=True)
-        params = select_parameters(model, self.include, self.exclude)
-        gen = self.generator(next(iter(params.values())).device)
+        params = self.select(model)
+        gen = self.generator()
         noisy = inject_noise(params, self.eta, self.mode, gen)
         loss, _ = task_loss(model, x, y, params=noisy)
         metrics = {"loss": float(loss.detach())}
         if self.beta > 0:
-            from ..adversarial import robust_loss_backward
-
-            clean_loss, clean_logits = task_loss(model, x, y)
+            target, extra = self.clean_target(model, x, y)
             metrics["loss_rob"] = robust_loss_backward(
-                model, x, beta=self.beta, n_steps=self.n_steps, epsilon=self.epsilon,
-                sigma_init=self.sigma_init, objective=self.objective, params=params, generator=gen, y=y,
-                target_logits=clean_logits, natural_loss=loss,
+                model, x, beta=self.beta, spec=self.attack, params=params, generator=gen, y=y,
+                target_logits=target, natural_loss=loss,
             )
-            metrics["loss_clean"] = float(clean_loss.detach())
+            metrics.update(extra)
         else:
             loss.backward()
         optimizer.step()
