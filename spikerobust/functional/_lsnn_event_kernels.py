@@ -97,11 +97,11 @@ def forward(
                 v[k] = vk
                 b[k] = bk
                 z[k] = zn
-                zo[k] = zn
                 a[k] = ak
                 s[k] = sk
                 al[k] = allowed
                 cur[k] = ck
+            zo[:] = z  # after the loop: z_out may be c itself (the no-grad path reuses it)
             if keep:
                 a_out[t, bi] = a
                 s_out[t, bi] = s

@@ -156,9 +156,14 @@ def _empty(t_steps: int, batch: int, n: int, like: torch.Tensor) -> torch.Tensor
 
 
 def _run_forward(
-    c, w, alpha, rho, b0, beta, state, n_refr, dt, derivative, mask, *, record_vb, record_i
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, derivative, mask, *, record_vb, record_i, spikes_into_c=False
 ):
-    """Run the forward kernel; returns a dict of tensors (traces, last values, backward data)."""
+    """Run the forward kernel; returns a dict of tensors (traces, last values, backward data).
+
+    ``spikes_into_c``: write the spikes over the currents ``c`` (the kernel reads step ``t`` of
+    ``c`` before it writes step ``t`` of the spikes), saving the one ``[T, B, N]`` allocation of
+    the pass; only for a ``c`` nobody else reads (the no-grad path's own ``x @ W_in``).
+    """
     t_steps, batch, n = c.shape
     mask = torch.ones(n, dtype=c.dtype) if mask is None else mask.detach().to(c.dtype).contiguous()
     v0, z0, bs0, r0 = (s.detach().to(c.dtype).contiguous() for s in state)
@@ -174,7 +179,7 @@ def _run_forward(
         return _empty(t_steps if flag else 0, batch, n, c)
 
     out = dict(
-        z=_empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb), i=buf(record_i),
+        z=c if spikes_into_c else _empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb), i=buf(record_i),
         a=buf(keep), s=buf(keep), da=buf(tri), allowed=buf(keep and not tri),
         v_last=torch.empty(batch, n, dtype=c.dtype), b_last=torch.empty(batch, n, dtype=c.dtype),
         r_last=torch.empty(batch, n, dtype=c.dtype),
@@ -335,7 +340,8 @@ def lsnn_unroll_event(
 
 def _plain_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states):
     """The forward kernels without recording for a backward pass: ``(z, v, b, r_last)``."""
+    c = c.contiguous()
     out = _run_forward(c, w, alpha, rho, b0, beta, state, n_refr, dt, None, mask, record_vb=return_states,
-                       record_i=False)
+                       record_i=False, spikes_into_c=True)
     v_out, b_out = (out["v"], out["b"]) if return_states else (out["v_last"], out["b_last"])
     return out["z"], v_out, b_out, out["r_last"]

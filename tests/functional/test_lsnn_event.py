@@ -213,6 +213,48 @@ def test_no_grad_matches(return_states):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("scale,n_refr,dt,masked", [(0.5, 2, 1.0, False), (2.0, 0, 1.0, True), (20.0, 0, 1.0, False),
+                                                    (2.0, 2, 0.5, True)])
+def test_no_grad_matches_across_rates_steps_and_masks(dtype, scale, n_refr, dt, masked):
+    # the no-grad kernel writes the spikes over its own currents x @ W_in: still the reference's bits
+    x, w_in, w_rec, params, state, _, _ = _problem(dtype, scale=scale, n_refr=n_refr, dt=dt, seed=9)
+    mask = (torch.rand(N, generator=torch.Generator().manual_seed(1)) >= 0.3).to(dtype) if masked else None
+    x_before, w_before = x.detach().clone(), w_in.detach().clone()
+    with torch.no_grad():
+        z_e, fin_e, _ = lsnn_unroll(x, params, w_in, w_rec, state, backend="event", spike_mask=mask)
+        z_r, fin_r, _ = lsnn_unroll(x, params, w_in, w_rec, state, spike_mask=mask)
+    assert 0.0 < (z_r * dt).mean().item() < 0.7
+    assert torch.equal(z_e, z_r)
+    for a, b in zip(fin_e, fin_r):
+        assert torch.equal(a, b)
+    assert torch.equal(x, x_before) and torch.equal(w_in, w_before)  # inputs untouched
+
+
+def _large_allocations(fn, n_bytes):
+    """Number of CPU allocations of at least ``n_bytes`` that ``fn`` makes (torch's allocator)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return sum(1 for e in prof.events() if e.self_cpu_memory_usage >= n_bytes)
+
+
+def test_no_grad_pass_allocates_one_time_by_neuron_tensor():
+    # the spikes are the only [T, B, N] tensor of a no-grad pass (the fused loop needs two: x @ W_in
+    # and the spikes); with a gradient the traces the backward pass reads are kept
+    x, w_in, w_rec, params, state, _, _ = _problem(torch.float32, seed=9)
+    size = T * B * N * 4
+
+    def run(backend):
+        return lambda: lsnn_unroll(x, params, w_in, w_rec, state, backend=backend)
+
+    with torch.no_grad():
+        assert _large_allocations(run("event"), size) == 1
+        assert _large_allocations(run("fused"), size) == 2
+    assert _large_allocations(run("event"), size) > 2
+
+
 def test_gradients_without_traces_and_only_some_leaves():
     x, w_in, w_rec, params, state, _, weights = _problem(torch.float64, state_grad=False, seed=6)
     res = {}
