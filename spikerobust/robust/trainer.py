@@ -62,7 +62,9 @@ from torch import nn
 from tqdm import tqdm  # not tqdm.auto: its asyncio variant calls iter() on a DataLoader at construction
 
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .core import count_correct, first_device
 from .methods import TrainingMethod, get_method
+from .spec import EVAL_ATTACK, LR, LR_GAMMA, AttackSpec
 
 __all__ = ["fit", "FitResult", "NonFiniteLossError", "ResumeMismatchError", "settings_diff", "refuse_changes",
            "evaluate_accuracy", "unwrap_model", "format_epoch", "CHECKPOINT_NAME"]
@@ -149,27 +151,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def _device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def evaluate_accuracy(model: nn.Module, data: Iterable[Tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Clean accuracy over ``(x, y)`` batches, in eval mode without gradients (mode restored)."""
-    was = [(m, m.training) for m in model.modules()]
-    model.eval()
-    dev = _device(model)
-    correct = total = 0
-    try:
-        with torch.no_grad():
-            for x, y in data:
-                out = model(x.to(dev))
-                correct += int((out.argmax(-1) == y.to(dev)).sum())
-                total += int(y.shape[0])
-    finally:
-        for m, t in was:
-            m.training = t
+    """Clean accuracy over ``(x, y)`` batches, in eval mode without gradients (mode restored).
+
+    The loop is :func:`spikerobust.robust.core.count_correct`.
+    """
+    correct, total = count_correct(model, data)
     if total == 0:
         raise ValueError("evaluate_accuracy: the data holds no sample")
     return correct / total
@@ -247,15 +234,16 @@ def fit(
     val_loader: Optional[Iterable[Tuple[torch.Tensor, torch.Tensor]]] = None,
     *,
     epochs: int,
-    lr: float = 1e-3,
+    lr: float = LR,
     milestones: Sequence[int] = (),
-    lr_gamma: float = 0.1,
+    lr_gamma: float = LR_GAMMA,
     optimizer: Optional[torch.optim.Optimizer] = None,
     scheduler: Optional[Any] = None,
     checkpoint_dir: Optional[Union[str, os.PathLike]] = None,
     resume: bool = True,
     attack_every: int = 0,
     attack_kwargs: Optional[Mapping[str, Any]] = None,
+    attack: Optional[AttackSpec] = None,
     seed: Optional[int] = None,
     restore_best: bool = True,
     progress: bool = True,
@@ -281,8 +269,10 @@ def fit(
         checkpoint_dir: folder for ``last.pt`` (``None``: no checkpoints).
         resume: continue from ``checkpoint_dir/last.pt`` when it exists.
         attack_every: every k epochs, also measure the validation accuracy under the weight
-            attack (0: never); ``attack_kwargs`` go to
-            :func:`~spikerobust.robust.attacks.attacked_accuracy` (default ``epsilon=0.1``).
+            attack ``attack`` (0: never; default :data:`~spikerobust.robust.spec.EVAL_ATTACK`,
+            ε = 0.1); ``attack_kwargs`` go to
+            :func:`~spikerobust.robust.attacks.attacked_accuracy` as well (e.g. ``seed``,
+            ``include``, or single attack fields such as ``epsilon``, which override ``attack``).
         seed: seeds Python, NumPy and torch at a fresh start (a resumed run restores the saved
             RNG states instead).
         restore_best: load the best epoch's state into ``model`` at the end.
@@ -317,7 +307,7 @@ def fit(
     if scheduler is None:
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), float(lr_gamma))
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    dev = _device(inner)
+    dev = first_device(inner)
     history: List[Dict[str, Any]] = []
     best_epoch, best_acc, best_state = 0, -math.inf, {}
     start_epoch = 0
@@ -427,8 +417,8 @@ def fit(
         if attack_every and val_loader is not None and (epoch + 1) % int(attack_every) == 0:
             from .attacks import attacked_accuracy
 
-            kw = {"epsilon": 0.1, "progress": False, **dict(attack_kwargs or {})}
-            attacked = attacked_accuracy(inner, val_loader, **kw)
+            kw = {"progress": False, **dict(attack_kwargs or {})}
+            attacked = attacked_accuracy(inner, val_loader, spec=attack if attack is not None else EVAL_ATTACK, **kw)
         score = val_acc if val_loader is not None else float(epoch)
         if score > best_acc:
             best_epoch, best_acc = epoch + 1, score
