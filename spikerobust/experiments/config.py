@@ -24,12 +24,24 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
+from ..robust.spec import EVAL_OBJECTIVE, OBJECTIVE_NAMES
 from .presets import PAPER_METHODS, PRESETS, preset, preset_methods
 
 __all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "read_config_file", "parse_methods", "parse_method",
-           "TASKS", "EVAL_FIELDS", "CHANGEABLE_FIELDS", "DATA_FIELDS", "check_allow_change", "lr_milestones"]
+           "parse_set", "build_method", "paper_methods", "TASKS", "EVAL_FIELDS", "CHANGEABLE_FIELDS", "DATA_FIELDS",
+           "ATTACK_OBJECTIVES", "check_allow_change", "lr_milestones"]
 
 TASKS = tuple(PRESETS)
+#: objectives of the test-time attack a config may name (``"madry"`` is the same as ``"ce"``)
+ATTACK_OBJECTIVES = tuple(n for n in OBJECTIVE_NAMES if n != "madry")
+#: the task and preset whose settings are :class:`ExperimentConfig`'s field defaults
+DEFAULT_TASK, DEFAULT_PRESET = "ecg", "quick"
+_DEFAULTS = preset(DEFAULT_TASK, DEFAULT_PRESET)
+
+
+def paper_methods(task: str = DEFAULT_TASK, preset_name: str = DEFAULT_PRESET) -> Dict[str, dict]:
+    """The paper's methods of ``task`` with the kwargs of preset ``preset_name``, by label."""
+    return {k: v for k, v in preset_methods(task, preset_name).items() if k in PAPER_METHODS(task)}
 
 #: fields that do not change what is computed (ignored when a resumed run checks its config)
 RUNTIME_FIELDS = ("out_dir", "jobs", "progress")
@@ -65,7 +77,7 @@ def check_allow_change(names) -> Tuple[str, ...]:
 
 @dataclass
 class ExperimentConfig:
-    """Everything a pipeline needs. Defaults are the ECG ``quick`` preset; see :mod:`.presets`.
+    """Everything a pipeline needs. Defaults are the ECG ``quick`` preset, read from :mod:`.presets`.
 
     Attributes:
         task: ``"ecg"`` (MIT-BIH with ``data_dir``, else synthetic beats), ``"speech"`` (Speech
@@ -88,8 +100,12 @@ class ExperimentConfig:
             ``round(lr_drop_at · epochs)`` epochs (ECG 150/200, speech 80/100).
         methods: label → ``{"method": registered name, **kwargs}``.
         levels, n_draws: mismatch protocol (docs/evaluation.md).
-        attack_eps, attack_objective: worst-case attack sizes ζ and objective (docs/evaluation.md: CE).
-        zetas: interval half-widths for verified accuracy (docs/verification.md).
+        attack_eps, attack_objective: relative boxes ε of the test-time weight attack and its
+            objective (docs/evaluation.md: CE); ε has the meaning of
+            :class:`~spikerobust.robust.spec.AttackSpec`'s ``epsilon``.
+        zetas: relative half-widths ε of the verifier's interval box |θ' − θ| ≤ ε|θ|, the same
+            box as the attack's (docs/verification.md; the field keeps its name so that saved
+            configs load).
         landscape_points, landscape_directions: weight-loss landscape resolution (docs/evaluation.md).
         membrane_samples: test samples whose membrane potentials are histogrammed (LSNN only).
         seed: seed of data splits, initialisation, training and evaluation.
@@ -99,30 +115,29 @@ class ExperimentConfig:
         out_dir: output folder. jobs: methods trained in parallel processes. progress: tqdm bars.
     """
 
-    task: str = "ecg"
-    preset: str = "quick"
+    task: str = DEFAULT_TASK
+    preset: str = DEFAULT_PRESET
     data_dir: Optional[str] = None
     split: str = "random"
     composition: str = "random"
-    n_per_class: int = 400
+    n_per_class: int = _DEFAULTS["n_per_class"]
     n_train: Optional[int] = None
     n_test: Optional[int] = None
     augment: bool = True
     standardize: bool = False
-    n_hidden: int = 64
-    epochs: int = 30
-    lr: float = 1e-2
-    lr_drop_at: float = 0.8
-    batch_size: int = 32
-    methods: Dict[str, dict] = field(default_factory=lambda: {k: v for k, v in preset_methods("ecg", "quick").items()
-                                                              if k in PAPER_METHODS("ecg")})
-    levels: Tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
-    n_draws: int = 30
-    attack_eps: Tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
-    attack_objective: str = "ce"
-    zetas: Tuple[float, ...] = (0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3)
-    landscape_points: int = 25
-    landscape_directions: int = 3
+    n_hidden: int = _DEFAULTS["n_hidden"]
+    epochs: int = _DEFAULTS["epochs"]
+    lr: float = _DEFAULTS["lr"]
+    lr_drop_at: float = _DEFAULTS["lr_drop_at"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    methods: Dict[str, dict] = field(default_factory=paper_methods)
+    levels: Tuple[float, ...] = _DEFAULTS["levels"]
+    n_draws: int = _DEFAULTS["n_draws"]
+    attack_eps: Tuple[float, ...] = _DEFAULTS["attack_eps"]
+    attack_objective: str = EVAL_OBJECTIVE
+    zetas: Tuple[float, ...] = _DEFAULTS["zetas"]
+    landscape_points: int = _DEFAULTS["landscape_points"]
+    landscape_directions: int = _DEFAULTS["landscape_directions"]
     membrane_samples: int = 200
     seed: int = 0
     seeds: int = 1
@@ -187,20 +202,14 @@ class ExperimentConfig:
             bad("landscape_points", "an integer >= 6 (the landscape is smoothed over 5 points)")
         if 0.0 not in self.levels:
             bad("levels", "a list containing 0 (the clean accuracy)")
-        if self.attack_objective not in ("ce", "kl", "reverse_kl", "js", "l2"):
-            bad("attack_objective", 'one of "ce", "kl", "reverse_kl", "js", "l2"')
+        if self.attack_objective not in ATTACK_OBJECTIVES:
+            bad("attack_objective", "one of " + ", ".join(f'"{n}"' for n in ATTACK_OBJECTIVES))
         if not isinstance(self.methods, dict) or not self.methods:
             bad("methods", "a non-empty mapping label → {method: name, kwargs...}")
-        from ..robust.methods import list_methods
-
-        known = list_methods()
         for label, kw in self.methods.items():
             if not isinstance(kw, dict):
                 raise ValueError(f"config field 'methods': entry {label!r} must be a mapping, got {kw!r}")
-            name = kw.get("method", label)
-            if name not in known:
-                raise ValueError(f"config field 'methods': {label!r} names unknown method {name!r} (known: {known})")
-            _check_method_kwargs(label, name, {k: v for k, v in kw.items() if k != "method"})
+            build_method(kw, label)
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -242,26 +251,39 @@ def lr_milestones(cfg: ExperimentConfig) -> Tuple[int, ...]:
     return (m,) if 1 <= m < cfg.epochs else ()
 
 
-def _check_method_kwargs(label: str, name: str, kwargs: dict) -> None:
-    """Build the method once, so that a bad keyword argument fails before any training."""
+def build_method(spec: Mapping[str, Any], label: str = ""):
+    """The training method of one ``methods`` entry, ``{"method": name, **kwargs}`` (a bare
+    ``label`` names the method when ``"method"`` is missing); the config's check builds each one.
+
+    Raises:
+        ValueError: an unknown method, a setting the method does not take (the message lists the
+            ones it takes) or a bad value, naming the entry.
+
+    Examples:
+        >>> build_method({"method": "adversarial", "beta": 0.5, "n_steps": 3}).attack.n_steps
+        3
+    """
     import inspect
 
-    from ..robust.methods import get_method, method_class
+    from ..robust.methods import get_method, list_methods, method_class
 
-    cls = method_class(name)
+    kwargs = dict(spec)
+    name = kwargs.pop("method", label)
+    label = label or name
+    if name not in list_methods():
+        raise ValueError(f"config field 'methods': {label!r} names unknown method {name!r} (known: {list_methods()})")
     try:
-        params = inspect.signature(cls).parameters.values()
-        accepted = None if any(p.kind is p.VAR_KEYWORD for p in params) else \
-            [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    except (TypeError, ValueError):  # pragma: no cover - a method without an inspectable signature
-        accepted = None
-    unknown = [k for k in kwargs if accepted is not None and k not in accepted]
-    if unknown:
-        raise ValueError(f"config field 'methods': {label!r} ({name}) has no setting {unknown[0]!r} "
-                         f"(value {kwargs[unknown[0]]!r}); {name} takes {', '.join(accepted) or 'no settings'}")
-    try:
-        get_method(name, **kwargs)
-    except (TypeError, ValueError) as err:
+        return get_method(name, **kwargs)
+    except TypeError as err:
+        params = inspect.signature(method_class(name)).parameters.values()
+        accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [k for k in kwargs if k not in accepted]
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
+            raise ValueError(f"config field 'methods': {label!r} ({name}) has no setting {unknown[0]!r} "
+                             f"(value {kwargs[unknown[0]]!r}); {name} takes {', '.join(accepted) or 'no settings'}"
+                             ) from None
+        raise ValueError(f"config field 'methods': {label!r} ({name}) with {kwargs}: {err}") from None
+    except ValueError as err:
         raise ValueError(f"config field 'methods': {label!r} ({name}) with {kwargs}: {err}") from None
 
 
@@ -304,6 +326,33 @@ def read_config_file(path: Union[str, Path]) -> dict:
     return data
 
 
+def _value(text: str) -> Any:
+    """A ``key=value`` value: JSON when it parses, else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_set(items) -> Dict[str, Any]:
+    """``--set key=value`` items (values in JSON, else text; ``-`` in keys read as ``_``) → overrides.
+
+    Raises:
+        ValueError: an item without ``=`` or without a key.
+
+    Examples:
+        >>> parse_set(["epochs=5", "levels=[0,0.5]", "data-dir=/data/mitbih"])
+        {'epochs': 5, 'levels': [0, 0.5], 'data_dir': '/data/mitbih'}
+    """
+    out: Dict[str, Any] = {}
+    for item in items or ():
+        key, eq, value = str(item).partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        out[key.strip().replace("-", "_")] = _value(value)
+    return out
+
+
 def parse_methods(spec: str, task: str = "ecg", preset_name: str = "paper") -> Dict[str, dict]:
     """``"standard,beta,fn+beta=forward_noise:beta=0.1;eta=0.3"`` → ``{label: {"method": ..., ...}}``.
 
@@ -331,10 +380,7 @@ def parse_methods(spec: str, task: str = "ecg", preset_name: str = "paper") -> D
             key, eq, value = kv.partition("=")
             if not eq:
                 raise ValueError(f"methods: expected key=value in {item!r}")
-            try:
-                kwargs[key] = json.loads(value)
-            except json.JSONDecodeError:
-                kwargs[key] = value
+            kwargs[key] = _value(value)
         out[label] = kwargs
     if not out:
         raise ValueError(f"config field 'methods': no method in {spec!r}; give a comma list of labels, e.g. "
@@ -359,9 +405,7 @@ def make_config(task: str, preset_name: str = "quick", *, config_file: Optional[
                 overrides: Optional[Mapping[str, Any]] = None) -> ExperimentConfig:
     """Preset → config file → overrides, checked (see the module docstring)."""
     fields_ = preset(task, preset_name)  # checks task and preset
-    methods = preset_methods(task, preset_name)
-    d: Dict[str, Any] = {"task": task, "preset": preset_name,
-                         "methods": {k: v for k, v in methods.items() if k in PAPER_METHODS(task)}}
+    d: Dict[str, Any] = {"task": task, "preset": preset_name, "methods": paper_methods(task, preset_name)}
     d.update(fields_)
     if config_file is not None:
         d.update(read_config_file(config_file))

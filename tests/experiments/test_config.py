@@ -102,3 +102,54 @@ def test_parse_method_takes_the_preset_kwargs_and_exactly_one_method():
 
 def test_docstring_examples():
     assert doctest.testmod(config_module).failed == 0
+
+
+def test_defaults_are_read_from_the_quick_ecg_preset_and_spec():
+    from spikerobust.experiments.presets import preset
+    from spikerobust.robust.spec import EVAL_OBJECTIVE
+
+    quick, cfg = preset("ecg", "quick"), ExperimentConfig()
+    for name, value in quick.items():
+        assert getattr(cfg, name) == value, name
+    assert cfg.attack_objective == EVAL_OBJECTIVE
+    assert cfg == make_config("ecg", "quick")
+
+
+def test_a_saved_run_config_loads(tmp_path):
+    # a config.json as earlier versions wrote it: every field, methods with their flat kwargs
+    # (AMP's old epsilon included), attack_eps and zetas under their old names
+    import json
+    import warnings
+
+    saved = make_config("ecg", "quick").to_dict()
+    saved["methods"] = {"beta": {"method": "adversarial", "beta": 0.25, "n_steps": 3, "epsilon": 0.1,
+                                 "sigma_init": 0.001, "eps_c": 0.0, "objective": "kl"},
+                        "fn+beta": {"method": "forward_noise", "eta": 0.3, "beta": 0.1, "n_steps": 3},
+                        "awp": {"method": "awp", "n_steps": 3, "epsilon": 0.2, "gamma": 0.1},
+                        "pcm": {"method": "noise_injection", "eta": 0.05, "mode": "layer_range", "beta": 0.1,
+                                "clip_sigma": 2.0},
+                        "amp": {"method": "amp", "epsilon": 0.5}}
+    saved["attack_eps"], saved["zetas"] = [0.0, 0.1], [0.0, 1e-4]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cfg = ExperimentConfig.from_dict(config_module.read_config_file(path))
+    assert cfg.attack_eps == (0.0, 0.1) and cfg.zetas == (0.0, 1e-4)
+    assert config_module.build_method(cfg.methods["fn+beta"]).n_steps == 3
+    with pytest.warns(DeprecationWarning, match="radius"):
+        assert config_module.build_method(cfg.methods["amp"]).radius == 0.5
+
+
+def test_build_method_names_a_setting_the_method_does_not_take():
+    with pytest.raises(ValueError, match=r"'x' \(adversarial\) has no setting 'n_step' .* takes beta, n_steps"):
+        config_module.build_method({"method": "adversarial", "n_step": 3}, "x")
+    with pytest.raises(ValueError, match="'y' .* n_steps must be an integer >= 0"):
+        config_module.build_method({"method": "adversarial", "n_steps": -2}, "y")
+
+
+def test_parse_set_reads_json_values_once():
+    assert config_module.parse_set(["epochs=5", "levels=[0, 0.5]", "out-dir=runs/a", "methods=standard,beta"]) == {
+        "epochs": 5, "levels": [0, 0.5], "out_dir": "runs/a", "methods": "standard,beta"}
+    with pytest.raises(ValueError, match="key=value"):
+        config_module.parse_set(["epochs"])

@@ -91,7 +91,7 @@ def grad_ce_at(th, x, y, point):
     """∇_θ CE(f(x, point(θ)), y) for ``point`` a function of the θ leaves."""
     leaves = {k: v.clone().requires_grad_(True) for k, v in th.items()}
     loss = ce(f(x, point(leaves)), y)
-    return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())))), float(loss)
+    return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())))), float(loss.detach())
 
 
 def sgd(th, grads, lr):
