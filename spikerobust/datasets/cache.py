@@ -20,6 +20,12 @@ Examples:
     >>> save_arrays(path, {"x": np.arange(3)})
     >>> load_arrays(path)["x"].tolist()
     [0, 1, 2]
+
+A dataset does all of this in one call, :func:`cached_arrays`:
+
+    >>> arrays, path = cached_arrays("demo", {"a": 1, "b": [1, 2]}, lambda: {"x": np.arange(3)}, cache_dir=d)
+    >>> arrays["x"].tolist(), path == cache_file("demo", key, cache_dir=d)
+    ([0, 1, 2], True)
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -41,6 +47,7 @@ __all__ = [
     "cache_file",
     "save_arrays",
     "load_arrays",
+    "cached_arrays",
 ]
 
 logger = logging.getLogger(__name__)
@@ -154,3 +161,33 @@ def load_arrays(path: PathLike) -> Optional[Dict[str, np.ndarray]]:
     except Exception as exc:  # a corrupt cache is rebuilt, never trusted
         logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
         return None
+
+
+def cached_arrays(
+    prefix: str,
+    settings: Mapping[str, Any],
+    build: Callable[[], Dict[str, np.ndarray]],
+    cache_dir: Optional[PathLike] = None,
+    use_cache: bool = True,
+) -> Tuple[Dict[str, np.ndarray], Path]:
+    """The arrays for ``settings``: from the cache when there, else ``build()`` (then cached).
+
+    The file is ``cache_file(prefix, settings_hash(settings), cache_dir)``. With ``use_cache=False``
+    the cache is neither read nor written and ``build()`` always runs.
+
+    Args:
+        prefix: the dataset's file prefix (``"mitbih"``, ``"fsdd"`` ...).
+        settings: every setting that changes the arrays (see :func:`settings_hash`).
+        build: computes the arrays when they are not cached.
+        cache_dir, use_cache: the dataset's arguments.
+
+    Returns:
+        ``(arrays, path)``: the arrays (as built, or as read back) and the cache file's path.
+    """
+    path = cache_file(prefix, settings_hash(settings), cache_dir)
+    arrays = load_arrays(path) if use_cache else None
+    if arrays is None:
+        arrays = build()
+        if use_cache:
+            save_arrays(path, arrays)
+    return arrays, path

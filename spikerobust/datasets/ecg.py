@@ -73,7 +73,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ._base import ArrayDataset, check_split, stratified_split_indices
-from .cache import cache_file, cache_root, files_fingerprint, load_arrays, save_arrays, settings_hash
+from .cache import cache_root, cached_arrays, files_fingerprint
 
 __all__ = [
     "MITDB_RECORDS",
@@ -581,14 +581,10 @@ class MITBIH(ArrayDataset):
         )
         if composition != "random":  # keeps the cache key of the "random" composition unchanged
             settings.update(composition=composition, lead_in=int(lead_in), reference_version=1)
-        path = cache_file("mitbih", settings_hash(settings), cache_dir)
-        arrays = load_arrays(path) if use_cache else None
-        if arrays is None:
-            arrays = self._build(records, leads, beats_per_class, split_mode, fractions, seed,
-                                 window, downsample, crop_source, peak_radius)
-            if use_cache:
-                save_arrays(path, arrays)
-        self.cache_path = path
+        arrays, self.cache_path = cached_arrays(
+            "mitbih", settings, lambda: self._build(records, leads, beats_per_class, split_mode, fractions, seed,
+                                                    window, downsample, crop_source, peak_radius),
+            cache_dir, use_cache)
         self.split_records = {s: arrays[f"records_{s}"].tolist() for s in ("train", "val", "test")}
         self.skipped_records = arrays["skipped"].tolist()
         if self.split == "all":

@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ._base import ArrayDataset, check_split, stratified_split_indices
-from .cache import cache_file, load_arrays, save_arrays, settings_hash
+from .cache import cached_arrays
 from .ecg import extract_beats
 
 __all__ = ["SYNTHETIC_MORPHOLOGY", "synthetic_ecg_strip", "SyntheticECG"]
@@ -168,14 +168,10 @@ class SyntheticECG(ArrayDataset):
         settings = dict(version=_VERSION, beats_per_class=beats_per_class, beats_per_strip=beats_per_strip,
                         seed=seed, noise_std=noise_std, wander_amp=wander_amp, window=window,
                         downsample=downsample, crop_source=crop_source)
-        path = cache_file("synthetic_ecg", settings_hash(settings), cache_dir)
-        arrays = load_arrays(path) if use_cache else None
-        if arrays is None:
-            arrays = self._generate(beats_per_class, beats_per_strip, seed, noise_std, wander_amp,
-                                    window, downsample, crop_source)
-            if use_cache:
-                save_arrays(path, arrays)
-        self.cache_path = path
+        arrays, self.cache_path = cached_arrays(
+            "synthetic_ecg", settings, lambda: self._generate(beats_per_class, beats_per_strip, seed, noise_std,
+                                                              wander_amp, window, downsample, crop_source),
+            cache_dir, use_cache)
         x_all, y_all = arrays["x"], arrays["y"]
         if self.split == "all":
             idx = np.arange(len(y_all))

@@ -31,7 +31,7 @@ import numpy as np
 
 from ._base import ArrayDataset, check_split
 from ._download import download_and_extract
-from .cache import cache_file, cache_root, files_fingerprint, load_arrays, save_arrays, settings_hash
+from .cache import cache_root, cached_arrays, files_fingerprint
 from .speech import SpeechFeatures, compute_features, load_clips
 from .speech_augment import synthetic_noise_bank
 
@@ -137,14 +137,9 @@ class FSDD(ArrayDataset):
         self.classes = tuple(str(d) for d in range(10))
         settings: Dict = dict(version=_VERSION, split=self.split, features=self.features.to_dict(),
                               files=files_fingerprint(f.path for f in self.files))
-        path = cache_file("fsdd", settings_hash(settings), cache_dir)
-        arrays = load_arrays(path) if use_cache else None
-        if arrays is None:
-            arrays = {"x": compute_features([f.path for f in self.files], self.features, desc=f"FSDD {self.split}"),
-                      "y": np.asarray([f.digit for f in self.files], dtype=np.int64)}
-            if use_cache:
-                save_arrays(path, arrays)
-        self.cache_path = path
+        arrays, self.cache_path = cached_arrays("fsdd", settings, lambda: {
+            "x": compute_features([f.path for f in self.files], self.features, desc=f"FSDD {self.split}"),
+            "y": np.asarray([f.digit for f in self.files], dtype=np.int64)}, cache_dir, use_cache)
         self.data, self.targets = arrays["x"], arrays["y"]
         self.speakers = np.asarray([f.speaker for f in self.files])
 

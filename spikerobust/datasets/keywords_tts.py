@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ._base import ArrayDataset, check_split
-from .cache import cache_file, load_arrays, save_arrays, settings_hash
+from .cache import cached_arrays
 from .speech import SpeechFeatures, pad_or_crop
 from .speech_augment import synthetic_noise_bank
 from .speech_commands import SC_WORDS
@@ -279,13 +279,10 @@ class SyntheticKeywords(ArrayDataset):
                               clips=clips_per_voice, rate=list(rate_range), pitch=list(pitch_range),
                               snr=list(snr_db_range), features=self.features.to_dict(), seed=seed,
                               engine=engine.version)
-        path = cache_file("keywords_tts", settings_hash(settings), cache_dir)
-        arrays = load_arrays(path) if use_cache else None
-        if arrays is None:
-            arrays = self._generate(engine, clips_per_voice, rate_range, pitch_range, snr_db_range, seed)
-            if use_cache:
-                save_arrays(path, arrays)
-        self.cache_path = path
+        arrays, self.cache_path = cached_arrays(
+            "keywords_tts", settings,
+            lambda: self._generate(engine, clips_per_voice, rate_range, pitch_range, snr_db_range, seed),
+            cache_dir, use_cache)
         self.data, self.targets = arrays["x"], arrays["y"]
         self.clip_voices, self.clip_words = arrays["voice"], arrays["word"]
         self._wav = arrays["wav"]

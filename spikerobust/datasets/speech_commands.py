@@ -44,7 +44,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from ._base import ArrayDataset, check_split
 from ._download import download_and_extract
-from .cache import cache_file, cache_root, files_fingerprint, load_arrays, save_arrays, settings_hash
+from .cache import cache_root, cached_arrays, files_fingerprint
 from .speech import SpeechFeatures, load_clips, load_wav, pad_or_crop
 from .speech_augment import synthetic_noise_bank, time_shift
 
@@ -184,13 +184,9 @@ class SpeechCommands(ArrayDataset):
 
         settings = dict(version=_VERSION, paths=self.paths, features=self.features.to_dict(), seed=seed,
                         fingerprint=files_fingerprint([self.root / p for p in self.paths if p] + self.noise_files))
-        path = cache_file("speech_commands", settings_hash(settings), cache_dir)
-        arrays = load_arrays(path) if use_cache else None
-        if arrays is None:
-            arrays = {"x": self._compute_clean(np.random.default_rng(seed + 1))}
-            if use_cache:
-                save_arrays(path, arrays)
-        self.cache_path = path
+        arrays, self.cache_path = cached_arrays(
+            "speech_commands", settings, lambda: {"x": self._compute_clean(np.random.default_rng(seed + 1))},
+            cache_dir, use_cache)
         self.data = arrays["x"]
 
     def _all_files(self) -> List[str]:
