@@ -1,4 +1,9 @@
-"""Input validation shared by the modules: clear ``ValueError``s instead of silent NaNs."""
+"""Input validation shared by the modules: clear ``ValueError``s instead of silent NaNs.
+
+:func:`check_batch` checks an input batch against a model's declared input layout
+(:func:`spikerobust.protocol.input_layout`); :func:`check_time_first` is the detailed check of the
+time-first layout ``[T, B, d_in]`` an LSNN takes.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ from typing import Optional
 
 import torch
 
-__all__ = ["check_time_first", "check_finite"]
+from .protocol import TIME_FIRST, batch_dim
+
+__all__ = ["check_batch", "check_time_first", "check_finite"]
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:
@@ -54,3 +61,36 @@ def check_time_first(
         raise ValueError(f"{name} is on {x.device} but the model's parameters are on {device}")
     if check_values:
         check_finite(x, name)
+
+
+def check_batch(x: torch.Tensor, layout: str, *, name: str = "x", example: Optional[str] = None) -> int:
+    """Check an input batch in ``layout`` (``"time_first"`` or ``"batch_first"``); return its batch size.
+
+    A floating-point tensor with a non-empty batch axis (axis 1 if time first, else 0), rank 3 if
+    time first.
+
+    Args:
+        x: the batch.
+        layout: the model's input layout (:func:`spikerobust.protocol.input_layout`).
+        name: the argument's name in messages.
+        example: an example shape for messages (default ``[T, B, d]`` or ``[B, ...]``).
+
+    Raises:
+        ValueError: naming the field and the expected layout.
+
+    Examples:
+        >>> check_batch(torch.zeros(10, 4, 2), "time_first")
+        4
+        >>> check_batch(torch.zeros(10, 4, 2), "batch_first")
+        10
+    """
+    dim = batch_dim(layout)
+    shape = example or ("[T, B, d]" if layout == TIME_FIRST else "[B, ...]")
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        what = type(x).__name__ if not isinstance(x, torch.Tensor) else f"a {x.dtype} tensor"
+        raise ValueError(f"{name} must be a floating-point tensor batch of shape {shape} ({layout}), got {what}")
+    if (layout == TIME_FIRST and x.dim() != 3) or x.dim() <= dim:
+        raise ValueError(f"{name} must have shape {shape} ({layout}), got {tuple(x.shape)}")
+    if x.shape[dim] == 0:
+        raise ValueError(f"{name} has an empty batch (axis {dim} of {tuple(x.shape)}); expected {shape}")
+    return int(x.shape[dim])

@@ -1,8 +1,9 @@
 """The :class:`Interval` type: element-wise lower and upper bounds on a tensor (docs/verification.md).
 
 An interval ``[lower, upper]`` stands for every tensor ``x`` with ``lower <= x <= upper`` element
-by element. Parameters under relative noise become ``[p - ζ|p|, p + ζ|p|]``
-(:func:`relative_interval`); a plain tensor is the degenerate interval ``[x, x]``.
+by element. Parameters under relative noise become ``[p - ε|p|, p + ε|p|]``
+(:func:`relative_interval`; ``ε`` is ``epsilon``, the relative box size used across the library);
+a plain tensor or number is the degenerate interval ``[x, x]``.
 
 The constructor checks ``lower <= upper`` exactly, without tolerance: every propagation rule in
 :mod:`spikerobust.verify.rules` produces ordered bounds by construction (``c - r <= c + r`` for
@@ -23,9 +24,12 @@ from __future__ import annotations
 
 from typing import Iterator, Optional, Union
 
+import warnings
+
 import torch
 
-__all__ = ["Interval", "IntervalLike", "as_interval", "relative_interval"]
+__all__ = ["Interval", "IntervalLike", "as_interval", "relative_interval", "check_epsilon", "check_zeta",
+           "resolve_epsilon"]
 
 
 class Interval:
@@ -45,6 +49,7 @@ class Interval:
     Attributes:
         rel: when not ``None``, the interval was built as ``centre ± rel·|centre|``
             (:func:`relative_interval`); affine rules use it to save one matrix product.
+            ``rel == 0`` marks a degenerate interval (:meth:`point`), which rules treat as a tensor.
 
     Examples:
         >>> import torch
@@ -158,7 +163,9 @@ class Interval:
         return 2
 
     def __getitem__(self, index) -> "Interval":
-        """Index both bounds alike (``iv[0]``, ``iv[:, 3]``)."""
+        """Index both bounds alike (``iv[0]``, ``iv[:, 3]``); a degenerate interval stays degenerate."""
+        if self.rel == 0.0:
+            return Interval.point(self.lower[index])
         return Interval.trusted(self.lower[index], self.upper[index])
 
     def contains(self, x: torch.Tensor, atol: float = 0.0) -> torch.Tensor:
@@ -181,24 +188,47 @@ class Interval:
 IntervalLike = Union[Interval, torch.Tensor]
 
 
-def as_interval(x: IntervalLike) -> Interval:
-    """``x`` itself if it is an :class:`Interval`, else the degenerate interval ``[x, x]``."""
+def as_interval(x: Union[IntervalLike, float]) -> Interval:
+    """``x`` itself if it is an :class:`Interval`, else the degenerate interval ``[x, x]`` (a tensor or a number)."""
     if isinstance(x, Interval):
         return x
     if isinstance(x, torch.Tensor):
         return Interval.point(x)
-    raise ValueError(f"expected an Interval or a torch.Tensor, got {type(x).__name__}")
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return Interval.point(torch.as_tensor(float(x)))
+    raise ValueError(f"expected an Interval, a torch.Tensor or a number, got {type(x).__name__}")
 
 
-def relative_interval(p: torch.Tensor, zeta: float) -> Interval:
-    """``[p - ζ|p|, p + ζ|p|]``: the box of docs/verification.md around a parameter tensor.
+def resolve_epsilon(epsilon: Optional[float], zeta: Optional[float], *, owner: str) -> float:
+    """The relative box size from ``epsilon``, or from the former keyword ``zeta`` (deprecated).
+
+    ``zeta=`` still works for one release, with a ``DeprecationWarning``.
+
+    Raises:
+        TypeError: if neither or both are given.
+        ValueError: for a negative or non-finite value (:func:`check_epsilon`).
+    """
+    if zeta is not None:
+        warnings.warn(f"{owner}: zeta= is deprecated, use epsilon= (the same relative box size)",
+                      DeprecationWarning, stacklevel=3)
+        if epsilon is not None:
+            raise TypeError(f"{owner}: got both epsilon and its deprecated name zeta")
+        epsilon = zeta
+    if epsilon is None:
+        raise TypeError(f"{owner}: missing the relative box size epsilon")
+    return check_epsilon(epsilon)
+
+
+def relative_interval(p: torch.Tensor, epsilon: Optional[float] = None, *, zeta: Optional[float] = None) -> Interval:
+    """``[p - ε|p|, p + ε|p|]``: the box of docs/verification.md around a parameter tensor.
 
     Args:
         p: the nominal parameter.
-        zeta: relative half-width ``ζ >= 0``.
+        epsilon: relative half-width ``ε >= 0``.
+        zeta: deprecated name of ``epsilon``.
 
     Raises:
-        ValueError: if ``zeta`` is negative or not finite.
+        ValueError: if ``epsilon`` is negative or not finite.
 
     Examples:
         >>> import torch
@@ -206,16 +236,26 @@ def relative_interval(p: torch.Tensor, zeta: float) -> Interval:
         >>> iv.lower, iv.upper
         (tensor([0.9000, 0.0000]), tensor([1.1000, 0.0000]))
     """
-    zeta = check_zeta(zeta)
-    return Interval.from_centre_radius(p, zeta * p.abs(), rel=zeta)
+    epsilon = resolve_epsilon(epsilon, zeta, owner="relative_interval")
+    return Interval.from_centre_radius(p, epsilon * p.abs(), rel=epsilon)
+
+
+def check_epsilon(epsilon: float) -> float:
+    """Validate the relative half-width: a finite float ``>= 0``.
+
+    Raises:
+        ValueError: otherwise.
+    """
+    try:
+        e = float(epsilon)
+    except (TypeError, ValueError):
+        raise ValueError(f"epsilon must be a non-negative float, got {epsilon!r}") from None
+    if not (e >= 0.0) or e == float("inf"):
+        raise ValueError(f"epsilon must be a finite float >= 0, got {epsilon!r}")
+    return e
 
 
 def check_zeta(zeta: float) -> float:
-    """Validate the relative half-width: a finite float ``>= 0``."""
-    try:
-        z = float(zeta)
-    except (TypeError, ValueError):
-        raise ValueError(f"zeta must be a non-negative float, got {zeta!r}") from None
-    if not (z >= 0.0) or z == float("inf"):
-        raise ValueError(f"zeta must be a finite float >= 0, got {zeta!r}")
-    return z
+    """Deprecated name of :func:`check_epsilon` (``DeprecationWarning``)."""
+    warnings.warn("check_zeta is deprecated, use check_epsilon", DeprecationWarning, stacklevel=2)
+    return check_epsilon(zeta)

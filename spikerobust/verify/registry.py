@@ -1,65 +1,65 @@
-"""Registry of interval propagation rules: one rule per operation, looked up by name.
+"""Deprecated: look interval rules up by name. Call the functions of :mod:`spikerobust.verify.rules` instead.
 
-A rule takes :class:`~spikerobust.verify.interval.Interval` operands (or plain tensors, which are
-degenerate intervals) and returns an :class:`Interval` that contains the operation's output for
-every choice of operands inside their intervals (soundness). The rules live in
-:mod:`spikerobust.verify.rules`, which registers them when imported; the package
-(``spikerobust/verify/__init__.py``) imports it, and Python runs the package before any of its
-modules, so the registry is full whichever module a caller imports. This module imports no
-rules itself (the rules import it). The tests iterate over :func:`list_rules` and check each
-one by sampling.
-
-Examples:
-    >>> import torch
-    >>> from spikerobust.verify import Interval, interval_propagate
-    >>> a = Interval(torch.tensor([0.0]), torch.tensor([1.0]))
-    >>> interval_propagate("add", a, a)
-    Interval(lower=tensor([0.]), upper=tensor([2.]))
-    >>> "conv2d" in list_rules()
-    True
+The rules are plain functions (``rules.matmul(x, w)``), used directly by the feed-forward verifier
+and the LSNN simulation; :data:`spikerobust.verify.rules.RULES` lists them by name. The string
+interface below is kept for one release and emits a ``DeprecationWarning`` on every call.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict
 
 from .interval import Interval
+from .rules import RULES
 
 __all__ = ["register_rule", "get_rule", "list_rules", "interval_propagate"]
 
-_RULES: Dict[str, Callable[..., Interval]] = {}
+# rules added through the deprecated register_rule, consulted by get_rule for one release
+_ADDED: Dict[str, Callable[..., Interval]] = {}
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"spikerobust.verify.{old} is deprecated: {new}", DeprecationWarning, stacklevel=3)
 
 
 def register_rule(name: str) -> Callable[[Callable[..., Interval]], Callable[..., Interval]]:
-    """Decorator registering an interval propagation rule under ``name``."""
+    """Deprecated: a rule is a plain function; call it directly."""
+    _deprecated("register_rule", "an interval rule is a plain function, call it directly")
 
     def decorator(fn: Callable[..., Interval]) -> Callable[..., Interval]:
-        if name in _RULES and _RULES[name] is not fn:
-            raise ValueError(f"interval rule {name!r} is already registered")
-        _RULES[name] = fn
+        if name in RULES or (name in _ADDED and _ADDED[name] is not fn):
+            raise ValueError(f"interval rule {name!r} already exists")
+        _ADDED[name] = fn
         return fn
 
     return decorator
 
 
+def _lookup(name: str) -> Callable[..., Interval]:
+    fn = RULES.get(name, _ADDED.get(name))
+    if fn is None:
+        raise ValueError(f"unknown interval rule {name!r}; rules: {sorted(RULES) + sorted(_ADDED)}")
+    return fn
+
+
 def get_rule(name: str) -> Callable[..., Interval]:
-    """The rule registered under ``name``.
+    """Deprecated: the function ``spikerobust.verify.rules.<name>``.
 
     Raises:
-        ValueError: for an unknown name (the message lists the registered ones).
+        ValueError: for an unknown name (the message lists the rules).
     """
-    try:
-        return _RULES[name]
-    except KeyError:
-        raise ValueError(f"unknown interval rule {name!r}; registered: {list_rules()}") from None
+    _deprecated("get_rule", f"use spikerobust.verify.rules.{name}")
+    return _lookup(name)
 
 
 def list_rules() -> list[str]:
-    """Names of all registered rules, sorted."""
-    return sorted(_RULES)
+    """Deprecated: ``sorted(spikerobust.verify.rules.RULES)``."""
+    _deprecated("list_rules", "use sorted(spikerobust.verify.rules.RULES)")
+    return sorted(RULES) + sorted(_ADDED)
 
 
 def interval_propagate(op: str, *args, **kwargs) -> Interval:
-    """Apply the rule ``op`` to interval (or tensor) operands: ``get_rule(op)(*args, **kwargs)``."""
-    return get_rule(op)(*args, **kwargs)
-
+    """Deprecated: ``spikerobust.verify.rules.<op>(*args, **kwargs)``."""
+    _deprecated("interval_propagate", f"call spikerobust.verify.rules.{op}(...) directly")
+    return _lookup(op)(*args, **kwargs)

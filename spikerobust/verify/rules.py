@@ -1,7 +1,11 @@
-r"""Interval propagation rules, one per operation (docs/verification.md), all vectorised tensor code.
+r"""Interval propagation rules, one plain function per operation (docs/verification.md), all vectorised tensor code.
 
 Every rule accepts :class:`Interval` operands or plain tensors (degenerate intervals) and returns
 an :class:`Interval` containing the exact result for every choice of operands in their intervals.
+There is one way to propagate an operation: call its function. The feed-forward verifier
+(:mod:`~spikerobust.verify.feedforward`) and the LSNN simulation (:mod:`~spikerobust.verify.lsnn`)
+both build on these functions, so they share the same interval products. :data:`RULES` lists them
+by name (the soundness tests iterate over it).
 
 Bilinear maps (``matmul``, ``linear``, ``conv2d``) use the centre/radius form. For
 :math:`x \in [x_c \pm x_r]` and :math:`W \in [W_c \pm W_r]`,
@@ -10,36 +14,38 @@ Bilinear maps (``matmul``, ``linear``, ``conv2d``) use the centre/radius form. F
     xW - x_c W_c = x_c (W - W_c) + (x - x_c) W_c + (x - x_c)(W - W_c),
 
 so :math:`xW \in [x_c W_c \pm (|x_c| W_r + x_r |W_c| + x_r W_r)]` — two or three products of the
-same kind as the original (two when ``W`` is relative, ``W_r = ζ|W_c|``:
-``radius = (ζ|x_c| + (1 + ζ) x_r) |W_c|``). This form is inclusion-monotone: a smaller input
+same kind as the original (two when ``W`` is relative, ``W_r = ε|W_c|``:
+``radius = (ε|x_c| + (1 + ε) x_r) |W_c|``). This form is inclusion-monotone: a smaller input
 or weight interval gives a nested output interval.
 
-Monotone maps (ReLU, clip, max-pool, flatten, mean, Heaviside) act on each bound separately;
-element-wise products take the min/max of the four endpoint products; division by a positive
-interval multiplies by ``[1/upper, 1/lower]``.
+Monotone maps (ReLU, clip, max-pool, flatten, mean, Heaviside, any :func:`monotone` map such as
+a ResNet's subsample-and-pad shortcut) act on each bound separately; element-wise products take
+the min/max of the four endpoint products; division by a positive interval multiplies by
+``[1/upper, 1/lower]``; batch normalisation (evaluation mode) is an exact positive scaling of
+``x - mean`` followed by an element-wise product with ``γ`` and a sum with ``β``.
 
 Examples:
     >>> import torch
-    >>> from spikerobust.verify import Interval, interval_propagate
+    >>> from spikerobust.verify.rules import matmul, mul
     >>> x = Interval(torch.tensor([[-1.0, 2.0]]), torch.tensor([[1.0, 2.0]]))
     >>> w = torch.tensor([[1.0], [1.0]])
-    >>> interval_propagate("matmul", x, w)
+    >>> matmul(x, w)
     Interval(lower=tensor([[1.]]), upper=tensor([[3.]]))
-    >>> interval_propagate("mul", x, Interval(torch.tensor([[-2.0, 1.0]]), torch.tensor([[3.0, 2.0]])))
+    >>> mul(x, Interval(torch.tensor([[-2.0, 1.0]]), torch.tensor([[3.0, 2.0]])))
     Interval(lower=tensor([[-3.,  2.]]), upper=tensor([[3., 4.]]))
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 from .interval import Interval, IntervalLike, as_interval
-from .registry import register_rule
 
 __all__ = [
+    "RULES",
     "add",
     "sub",
     "mul",
@@ -55,6 +61,9 @@ __all__ = [
     "flatten",
     "mean",
     "decay",
+    "batch_norm",
+    "monotone",
+    "stack",
     "bilinear",
 ]
 
@@ -63,19 +72,36 @@ def _is_iv(x) -> bool:
     return isinstance(x, Interval)
 
 
+def _each(x: IntervalLike, fn: Callable[[torch.Tensor], torch.Tensor]) -> Interval:
+    """``[fn(lower), fn(upper)]`` for a non-decreasing ``fn``; a degenerate interval stays degenerate."""
+    x = as_interval(x)
+    if x.rel == 0.0:
+        return Interval.point(fn(x.centre))
+    return Interval.trusted(fn(x.lower), fn(x.upper))
+
+
+def _exact(x):
+    """A degenerate interval (built as a point, radius exactly zero) as its tensor; anything else unchanged."""
+    return x.centre if _is_iv(x) and x.rel == 0.0 else x
+
+
 # --------------------------------------------------------------------------- sums
 
 
-@register_rule("add")
 def add(a: IntervalLike, b: IntervalLike) -> Interval:
     """``a + b``: lower bounds add, upper bounds add."""
+    a, b = _exact(a), _exact(b)
+    if not _is_iv(a) and not _is_iv(b):
+        return Interval.point(a + b)
     a, b = as_interval(a), as_interval(b)
     return Interval.trusted(a.lower + b.lower, a.upper + b.upper)
 
 
-@register_rule("sub")
 def sub(a: IntervalLike, b: IntervalLike) -> Interval:
     """``a - b = [a.lower - b.upper, a.upper - b.lower]``."""
+    a, b = _exact(a), _exact(b)
+    if not _is_iv(a) and not _is_iv(b):
+        return Interval.point(a - b)
     a, b = as_interval(a), as_interval(b)
     return Interval.trusted(a.lower - b.upper, a.upper - b.lower)
 
@@ -83,27 +109,35 @@ def sub(a: IntervalLike, b: IntervalLike) -> Interval:
 # --------------------------------------------------------------------------- products
 
 
-@register_rule("mul")
+def _nonneg(t) -> bool:
+    return bool(t >= 0) if isinstance(t, (int, float)) else bool((t >= 0).all())
+
+
 def mul(a: IntervalLike, b: IntervalLike) -> Interval:
     """Element-wise ``a * b`` (broadcasting): min and max of the four endpoint products.
 
-    A plain-tensor factor ``c`` needs only two products: ``[c·lo, c·hi]`` swapped where ``c < 0``.
+    A plain-tensor (or number, or degenerate-interval) factor ``c`` needs only two products:
+    ``[c·lo, c·hi]`` swapped where ``c < 0``. Two non-negative intervals (spikes, thresholds,
+    indicators) need two as well: ``[a_lo·b_lo, a_hi·b_hi]``.
     """
+    a, b = _exact(a), _exact(b)
     if not _is_iv(a) and not _is_iv(b):
-        p = a * b
-        return Interval.point(p)
+        return Interval.point(a * b)
     if not _is_iv(a):
         a, b = b, a
     if not _is_iv(b):
         p, q = a.lower * b, a.upper * b
+        if _nonneg(b):
+            return Interval.trusted(p, q)
         return Interval.trusted(torch.minimum(p, q), torch.maximum(p, q))
-    products = torch.stack(
-        torch.broadcast_tensors(a.lower * b.lower, a.lower * b.upper, a.upper * b.lower, a.upper * b.upper)
-    )
-    return Interval.trusted(products.amin(dim=0), products.amax(dim=0))
+    if _nonneg(a.lower) and _nonneg(b.lower):
+        return Interval.trusted(a.lower * b.lower, a.upper * b.upper)
+    p, q = a.lower * b.lower, a.lower * b.upper
+    u, w = a.upper * b.lower, a.upper * b.upper
+    return Interval.trusted(torch.minimum(torch.minimum(p, q), torch.minimum(u, w)),
+                            torch.maximum(torch.maximum(p, q), torch.maximum(u, w)))
 
 
-@register_rule("div")
 def div(a: IntervalLike, b: IntervalLike) -> Interval:
     """``a / b`` for a strictly positive divisor ``b``: ``a · [1/b.upper, 1/b.lower]``.
 
@@ -178,7 +212,6 @@ def bilinear(
     return Interval.trusted(centre - radius, centre + radius)
 
 
-@register_rule("matmul")
 def matmul(x: IntervalLike, w: IntervalLike) -> Interval:
     """``x @ w`` with interval input and/or interval weights (centre/radius form).
 
@@ -188,7 +221,6 @@ def matmul(x: IntervalLike, w: IntervalLike) -> Interval:
     return bilinear(torch.matmul, x, w)
 
 
-@register_rule("linear")
 def linear(x: IntervalLike, weight: IntervalLike, bias: Optional[IntervalLike] = None) -> Interval:
     """``F.linear(x, weight, bias) = x @ weight.T + bias`` (``nn.Linear`` layout), centre/radius form.
 
@@ -198,7 +230,6 @@ def linear(x: IntervalLike, weight: IntervalLike, bias: Optional[IntervalLike] =
     return bilinear(F.linear, x, weight, bias, op_bias=F.linear)
 
 
-@register_rule("conv2d")
 def conv2d(
     x: IntervalLike,
     weight: IntervalLike,
@@ -229,64 +260,52 @@ def conv2d(
 # --------------------------------------------------------------------------- monotone maps
 
 
-@register_rule("heaviside")
 def heaviside(x: IntervalLike) -> Interval:
     """Spike ``H(x) = 1[x > 0]`` (``H(0) = 0``, as the LSNN's forward pass): ``[H(lower), H(upper)]``.
 
     The result is ``[1, 1]`` (certain spike), ``[0, 0]`` (impossible) or ``[0, 1]`` (uncertain).
     """
-    x = as_interval(x)
-    return Interval.trusted((x.lower > 0).to(x.dtype), (x.upper > 0).to(x.dtype))
+    return _each(x, lambda t: (t > 0).to(t.dtype))
 
 
-@register_rule("le_zero")
 def le_zero(x: IntervalLike) -> Interval:
     """Indicator ``1[x <= 0]`` (the LSNN's "not refractory"): decreasing, so ``[1[upper <= 0], 1[lower <= 0]]``."""
     x = as_interval(x)
+    if x.rel == 0.0:
+        return Interval.point((x.centre <= 0).to(x.dtype))
     return Interval.trusted((x.upper <= 0).to(x.dtype), (x.lower <= 0).to(x.dtype))
 
 
-@register_rule("clip")
 def clip(x: IntervalLike, min: Optional[float] = None, max: Optional[float] = None) -> Interval:
     """``clamp(x, min, max)``, monotone: applied to each bound."""
-    x = as_interval(x)
-    return Interval.trusted(torch.clamp(x.lower, min, max), torch.clamp(x.upper, min, max))
+    return _each(x, lambda t: torch.clamp(t, min, max))
 
 
-@register_rule("relu")
 def relu(x: IntervalLike) -> Interval:
     """``max(x, 0)``, monotone: applied to each bound."""
-    x = as_interval(x)
-    return Interval.trusted(F.relu(x.lower), F.relu(x.upper))
+    return _each(x, F.relu)
 
 
-@register_rule("max_pool2d")
 def max_pool2d(x: IntervalLike, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> Interval:
     """``F.max_pool2d``: a maximum is monotone in every input, so pool each bound.
 
     Shape:
         ``[B, C, H, W]`` → ``[B, C, H', W']``.
     """
-    x = as_interval(x)
     kw = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode)
-    return Interval.trusted(F.max_pool2d(x.lower, **kw), F.max_pool2d(x.upper, **kw))
+    return _each(x, lambda t: F.max_pool2d(t, **kw))
 
 
-@register_rule("flatten")
 def flatten(x: IntervalLike, start_dim: int = 1, end_dim: int = -1) -> Interval:
     """``torch.flatten`` of both bounds."""
-    x = as_interval(x)
-    return Interval.trusted(torch.flatten(x.lower, start_dim, end_dim), torch.flatten(x.upper, start_dim, end_dim))
+    return _each(x, lambda t: torch.flatten(t, start_dim, end_dim))
 
 
-@register_rule("mean")
 def mean(x: IntervalLike, dim: Union[int, tuple] = 0) -> Interval:
     """Mean over ``dim`` (e.g. over time, ``dim=0`` for ``[T, B, N]``): a positive linear map."""
-    x = as_interval(x)
-    return Interval.trusted(x.lower.mean(dim=dim), x.upper.mean(dim=dim))
+    return _each(x, lambda t: t.mean(dim=dim))
 
 
-@register_rule("decay")
 def decay(tau: IntervalLike, dt: float = 1.0) -> Interval:
     """``exp(-dt / τ)`` for ``τ > 0``, increasing in ``τ``: ``[exp(-dt/τ_lo), exp(-dt/τ_hi)]``.
 
@@ -299,6 +318,68 @@ def decay(tau: IntervalLike, dt: float = 1.0) -> Interval:
     if not bool((tau.lower > 0).all()):
         raise ValueError(
             f"decay: the time constant interval must be strictly positive, lower bound reaches "
-            f"{float(tau.lower.min()):.3g} (use a smaller zeta)"
+            f"{float(tau.lower.min()):.3g} (use a smaller epsilon)"
         )
+    if tau.rel == 0.0:
+        return Interval.point(torch.exp(-dt / tau.centre))
     return Interval.trusted(torch.exp(-dt / tau.lower), torch.exp(-dt / tau.upper))
+
+
+def monotone(x: IntervalLike, fn: Callable[[torch.Tensor], torch.Tensor]) -> Interval:
+    """``fn`` applied to each bound, for a map ``fn`` non-decreasing in every input element.
+
+    E.g. slicing, reshaping, zero padding, pooling by maximum: the option-A shortcut of
+    :class:`~spikerobust.models.resnet.ShortcutA` (subsample, then pad channels with zeros).
+    Soundness rests on the caller: ``fn`` must be monotone.
+    """
+    return _each(x, fn)
+
+
+def stack(xs: Sequence[IntervalLike], dim: int = 0) -> Interval:
+    """``torch.stack`` of intervals (e.g. the steps of a time loop): lower bounds and upper bounds stacked."""
+    xs = [as_interval(x) for x in xs]
+    if all(x.rel == 0.0 for x in xs):
+        return Interval.point(torch.stack([x.centre for x in xs], dim))
+    return Interval.trusted(torch.stack([x.lower for x in xs], dim), torch.stack([x.upper for x in xs], dim))
+
+
+def batch_norm(
+    x: IntervalLike,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    weight: Optional[IntervalLike] = None,
+    bias: Optional[IntervalLike] = None,
+    eps: float = 1e-5,
+) -> Interval:
+    """Batch normalisation in evaluation mode, ``γ (x - μ) / sqrt(σ² + eps) + β``, over channel dim 1.
+
+    The running statistics ``μ``, ``σ²`` are exact (buffers, not weights); ``γ`` (``weight``) and
+    ``β`` (``bias``) may be intervals. ``(x - μ) / sqrt(σ² + eps)`` is an increasing affine map of
+    ``x`` (exact on each bound), the product with ``γ`` takes the four endpoint products
+    (:func:`mul`), then ``β`` is added (:func:`add`). With every operand exact the result is
+    ``F.batch_norm`` itself.
+
+    Shape:
+        ``x`` ``[B, C, ...]``; ``running_mean``, ``running_var``, ``weight``, ``bias`` ``[C]``.
+    """
+    x, weight, bias = _exact(x), _exact(weight), _exact(bias)
+    if not any(_is_iv(t) for t in (x, weight, bias)):
+        return Interval.point(F.batch_norm(x, running_mean, running_var, weight, bias, False, 0.0, eps))
+    x = as_interval(x)
+    view = (1, -1) + (1,) * (x.lower.dim() - 2)
+    mu = running_mean.reshape(view)
+    scale = torch.rsqrt(running_var.reshape(view) + eps)
+    out = Interval.trusted((x.lower - mu) * scale, (x.upper - mu) * scale)
+    if weight is not None:
+        out = mul(out, _each(weight, lambda t: t.reshape(view)))
+    if bias is not None:
+        out = add(out, _each(bias, lambda t: t.reshape(view)))
+    return out
+
+
+#: Every rule by name, for the soundness tests and for looking a rule up by a string.
+RULES = {
+    fn.__name__: fn
+    for fn in (add, sub, mul, div, matmul, linear, conv2d, heaviside, le_zero, clip, relu, max_pool2d, flatten,
+               mean, decay, batch_norm, monotone, stack)
+}

@@ -28,14 +28,14 @@ def test_is_verified_errors():
         is_verified(lo, torch.zeros(2, 4), torch.tensor([0, 1]))
 
 
-def test_lsnn_verified_accuracy_matches_the_bounds_and_decreases_with_zeta():
+def test_lsnn_verified_accuracy_matches_the_bounds_and_decreases_with_epsilon():
     torch.manual_seed(0)
     model = LSNNClassifier(2, n_hidden=16, n_classes=3)
     with torch.no_grad():
         model.readout.weight.normal_(0.0, 1.0)
     x = 2.0 * torch.randn(30, 10, 2)
     logits = model.double()(x.double())
-    y = logits.argmax(dim=1)  # every sample correct at ζ = 0 (ties have probability 0)
+    y = logits.argmax(dim=1)  # every sample correct at ε = 0 (ties have probability 0)
     accs = [verified_accuracy(model, (x, y), z, batch_size=4) for z in (0.0, 1e-3, 1e-2, 1e-1)]
     assert accs[0] == 1.0
     assert all(a >= b for a, b in zip(accs, accs[1:]))

@@ -36,15 +36,18 @@ def test_shape_and_type_errors_name_the_problem():
         Interval.from_centre_radius(torch.zeros(2), torch.tensor([1.0, -1.0]))
 
 
-def test_relative_interval_is_p_plus_minus_zeta_abs_p():
+def test_relative_interval_is_p_plus_minus_epsilon_abs_p():
     p = torch.tensor([2.0, -4.0, 0.0])
     iv = relative_interval(p, 0.25)
     assert torch.equal(iv.lower, torch.tensor([1.5, -5.0, 0.0]))
     assert torch.equal(iv.upper, torch.tensor([2.5, -3.0, 0.0]))
     assert torch.equal(iv.centre, p) and iv.rel == 0.25
     for bad in (-0.1, float("nan"), float("inf"), "x"):
-        with pytest.raises(ValueError, match="zeta"):
+        with pytest.raises(ValueError, match="epsilon"):
             relative_interval(p, bad)
+    with pytest.warns(DeprecationWarning, match="zeta"):
+        old = relative_interval(p, zeta=0.25)
+    assert torch.equal(old.lower, iv.lower) and torch.equal(old.upper, iv.upper)
 
 
 def test_point_contains_and_subset():
@@ -54,5 +57,6 @@ def test_point_contains_and_subset():
     big = Interval(torch.tensor([0.0, -3.0]), torch.tensor([1.0, 0.0]))
     assert iv.is_subset_of(big) and not big.is_subset_of(iv)
     assert big.contains(torch.tensor([0.5, 0.1])).tolist() == [True, False]
-    with pytest.raises(ValueError, match="Interval or a torch.Tensor"):
-        as_interval(3.0)
+    with pytest.raises(ValueError, match="Interval, a torch.Tensor or a number"):
+        as_interval("3.0")
+    assert as_interval(3.0).lower.item() == 3.0 and as_interval(3.0).rel == 0.0
