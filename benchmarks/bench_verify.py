@@ -1,7 +1,7 @@
 """Cost of the interval simulation relative to a plain forward pass of the same batch.
 
 Target (issue 4): the interval pass costs at most 4x the plain forward pass. Measured for the
-LSNN (N = 256, T = 100, B = 100, d_in = 2) and the Fashion-MNIST CNN (B = 100), both without
+LSNN (N = 256, T = 100, B = 100, d_in = 2), the Fashion-MNIST CNN (B = 100) and ResNet32 (B = 16), all without
 autograd, in float32; the float64 interval pass (what :func:`spikerobust.verify.verified_accuracy`
 uses by default) is reported against the float32 forward pass too.
 
@@ -39,9 +39,9 @@ def bench_lsnn(args) -> dict:
     x = torch.randn(args.t_steps, args.batch, 2)
     with torch.no_grad():
         fwd = best_time(lambda: model(x), args.repeats)
-    ivl = best_time(lambda: lsnn_interval_simulation(model, x, args.zeta), args.repeats)
-    ivl64 = best_time(lambda: lsnn_interval_simulation(model, x, args.zeta, dtype=torch.float64), args.repeats)
-    ivlc = best_time(lambda: lsnn_interval_simulation(model, x, args.zeta, neuron_constants=True), args.repeats)
+    ivl = best_time(lambda: lsnn_interval_simulation(model, x, args.epsilon), args.repeats)
+    ivl64 = best_time(lambda: lsnn_interval_simulation(model, x, args.epsilon, dtype=torch.float64), args.repeats)
+    ivlc = best_time(lambda: lsnn_interval_simulation(model, x, args.epsilon, neuron_constants=True), args.repeats)
     return {"forward": fwd, "interval": ivl, "interval_f64": ivl64, "interval_constants": ivlc}
 
 
@@ -54,9 +54,19 @@ def bench_cnn(args) -> dict:
     x = torch.randn(args.batch, 1, 28, 28)
     with torch.no_grad():
         fwd = best_time(lambda: model(x), args.repeats)
-    ivl = best_time(lambda: sequential_interval(model, x, args.zeta), args.repeats)
-    ivl64 = best_time(lambda: sequential_interval(model, x, args.zeta, dtype=torch.float64), args.repeats)
+    ivl = best_time(lambda: sequential_interval(model, x, args.epsilon), args.repeats)
+    ivl64 = best_time(lambda: sequential_interval(model, x, args.epsilon, dtype=torch.float64), args.repeats)
     return {"forward": fwd, "interval": ivl, "interval_f64": ivl64}
+
+
+def bench_resnet(args) -> dict:
+    torch.manual_seed(0)
+    model = get_model("resnet32").eval()
+    x = torch.randn(args.resnet_batch, 3, 32, 32)
+    with torch.no_grad():
+        fwd = best_time(lambda: model(x), args.repeats)
+    ivl = best_time(lambda: sequential_interval(model, x, args.epsilon), args.repeats)
+    return {"forward": fwd, "interval": ivl}
 
 
 def main(argv=None) -> None:
@@ -64,12 +74,14 @@ def main(argv=None) -> None:
     parser.add_argument("--n-hidden", type=int, default=256)
     parser.add_argument("--t-steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--zeta", type=float, default=1e-3)
+    parser.add_argument("--epsilon", "--zeta", dest="epsilon", type=float, default=1e-3,
+                        help="relative box size (--zeta: its former name)")
+    parser.add_argument("--resnet-batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    for name, bench in (("LSNN", bench_lsnn), ("CNN", bench_cnn)):
+    for name, bench in (("LSNN", bench_lsnn), ("CNN", bench_cnn), ("ResNet32", bench_resnet)):
         r = bench(args)
         fwd = r.pop("forward")
         print(f"{name}: forward {fwd * 1e3:.1f} ms")
