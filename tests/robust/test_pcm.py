@@ -34,6 +34,7 @@ from spikerobust.robust.pcm import (
     quantize,
     read_conductance,
     read_noise_std,
+    tile_readout,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -178,6 +179,68 @@ def test_tiled_matmul_equals_plain_product(tile):
     x = torch.randn(6, 13, dtype=torch.float64, generator=gen(8))
     g = torch.randn(11, 13, dtype=torch.float64, generator=gen(9))
     assert torch.allclose(crossbar_matmul(x, g, tile_size=tile), x @ g.T, atol=1e-12)
+
+
+def test_tile_readout_is_the_abs_sum_of_each_tile_by_hand():
+    x = torch.randn(4, 13, dtype=torch.float64, generator=gen(16))
+    g = torch.randn(11, 13, dtype=torch.float64, generator=gen(17))
+    out = tile_readout(x, g, tile_size=(3, 5))
+    assert out.shape == (4, 3)  # ceil(11 / 3) row bands, ceil(13 / 5) column bands
+    for i in range(4):
+        for j in range(3):
+            rows, cols = slice(3 * i, 3 * i + 3), slice(5 * j, 5 * j + 5)
+            assert float(out[i, j]) == pytest.approx(float((x[:, cols] @ g[rows, cols].T).abs().sum()), rel=1e-12)
+    assert torch.equal(tile_readout(x, g), (x @ g.T).abs().sum().reshape(1, 1))  # default: one 256 x 256 tile
+    with pytest.raises(TypeError, match="tile_sise"):
+        crossbar_matmul(x, g, tile_sise=3)  # a misspelt tiling setting is refused, not ignored
+
+
+# ----------------------------------------------------------------------------- seeded draws and devices
+def test_the_draw_is_made_on_the_generators_device_then_moved(monkeypatch):
+    """The device rule, checked on a CPU-only machine: a CPU generator draws on the CPU, and the
+    draw (not the generator) is moved to the device of the tensor it is for (mocked here)."""
+    from types import SimpleNamespace
+
+    from spikerobust.robust.pcm.devices import _standard_normal
+
+    moves = []
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: moves.append((self.device, a, k)) or self)
+    on_gpu = SimpleNamespace(shape=(3, 4), dtype=torch.float64, device=torch.device("cuda", 0))
+    draw = _standard_normal(on_gpu, gen(18))
+    assert moves == [(torch.device("cpu"), (torch.device("cuda", 0),), {})]
+    assert torch.equal(draw, torch.randn(3, 4, dtype=torch.float64, generator=gen(18)))  # the generator's numbers
+
+
+def test_a_cpu_generator_serves_conductances_on_another_device():
+    g = torch.full((5, 7), 0.5)
+    ref = gen(19)
+    expected_state = (torch.randn(5, 7, generator=ref), torch.randn(5, 7, generator=ref), ref.get_state())[-1]
+    cpu_gen = gen(19)
+    g_p = program_conductance(g.to("meta"), generator=cpu_gen)
+    nu = draw_drift_exponent(g.to("meta"), generator=cpu_gen)
+    assert g_p.device.type == nu.device.type == "meta" and g_p.shape == nu.shape == (5, 7)
+    assert torch.equal(cpu_gen.get_state(), expected_state)  # exactly two draws of 35 normals, on the CPU
+    # and on the CPU the same generator gives the numbers of docs/pcm.md's formula by hand
+    noise = torch.randn(5, 7, generator=gen(20))
+    sigma = sigma_p_us(0.5) / 25.0
+    assert torch.allclose(program_conductance(g, generator=gen(20)), (0.5 + sigma * noise).clamp(min=0), atol=1e-7)
+
+
+def test_a_given_cpu_generator_gives_the_numbers_of_the_same_seed():
+    """``seed=`` and a CPU generator of that seed passed to ``program`` and ``set_time`` draw one stream."""
+    model, x = small_cnn(), small_input()
+    seeded = PCMSimulator(model, seed=7).program().set_time(3600.0)(x)
+    g = gen(7)
+    assert torch.equal(PCMSimulator(model).program(generator=g).set_time(3600.0, generator=g)(x), seeded)
+
+
+def test_the_package_exports_every_public_name_of_its_modules():
+    import spikerobust.robust.pcm as pcm
+    from spikerobust.robust.pcm import crossbar, devices, evaluate, simulator
+
+    for mod in (crossbar, devices, evaluate, simulator):
+        assert all(getattr(pcm, n) is getattr(mod, n) for n in mod.__all__)
+    assert sorted(pcm.__all__) == sorted({n for m in (crossbar, devices, evaluate, simulator) for n in m.__all__})
 
 
 # ----------------------------------------------------------------------------- simulator

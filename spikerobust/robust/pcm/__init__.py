@@ -30,38 +30,23 @@ Examples:
     torch.Size([2, 4])
 """
 
-from .crossbar import crossbar_matmul, lsb, map_weights, quantize, tile_readout
+from . import crossbar, devices, evaluate, simulator
+from .crossbar import crossbar_matmul, lsb, map_weights, quantize, tile_outputs, tile_readout, tile_shape, tile_slices
 from .devices import (
+    G_MAX_US,
+    G_MIN_LOG,
+    PROG_COEFFS_US,
+    T_READ,
+    draw_drift_exponent,
     drift_conductance,
     drift_exponent_stats,
-    draw_drift_exponent,
     program_conductance,
     programming_noise_std,
     read_conductance,
     read_noise_std,
 )
 from .evaluate import PCM_TIMES, PCMAccuracy, format_time, pcm_accuracy_over_time, pcm_table, plot_accuracy_over_time
-from .simulator import PCMConfig, PCMSimulator
+from .simulator import ANALOG_LAYERS, PCMConfig, PCMSimulator
 
-__all__ = [
-    "PCMConfig",
-    "PCMSimulator",
-    "PCMAccuracy",
-    "PCM_TIMES",
-    "pcm_accuracy_over_time",
-    "plot_accuracy_over_time",
-    "pcm_table",
-    "format_time",
-    "programming_noise_std",
-    "drift_exponent_stats",
-    "read_noise_std",
-    "program_conductance",
-    "draw_drift_exponent",
-    "drift_conductance",
-    "read_conductance",
-    "map_weights",
-    "quantize",
-    "lsb",
-    "crossbar_matmul",
-    "tile_readout",
-]
+#: everything public of the four modules (each module's ``__all__`` is the one list of its names)
+__all__ = [*simulator.__all__, *evaluate.__all__, *devices.__all__, *crossbar.__all__]

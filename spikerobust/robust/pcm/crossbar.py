@@ -144,48 +144,34 @@ def tile_outputs(
             yield i, j, rows, y
 
 
-def crossbar_matmul(
-    x: torch.Tensor,
-    g: torch.Tensor,
-    *,
-    tile_size: TileSize = 256,
-    dac_bits: Optional[int] = None,
-    adc_bits: Optional[int] = None,
-    adc_bound: float = 12.0,
-    tile_gain: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
+def crossbar_matmul(x: torch.Tensor, g: torch.Tensor, *, tile_gain: Optional[torch.Tensor] = None,
+                    **tiling) -> torch.Tensor:
     """``x · gᵀ`` computed tile by tile, with optional converters and per-tile output gains.
 
     Args:
         x: inputs ``[N, in]``.
         g: differential conductances ``[out, in]``.
-        tile_size: ``rows × cols`` of a tile (an int for square tiles; ``None``: one tile).
-        dac_bits, adc_bits: converter resolutions (``None``: ideal).
-        adc_bound: ADC range (in units of a full-scale input times a fully-on device).
         tile_gain: ``[n_row_tiles, n_col_tiles]`` factors applied to each partial output
             (per-tile drift compensation); ``None``: 1.
+        tiling: ``tile_size``, ``dac_bits``, ``adc_bits``, ``adc_bound`` as for :func:`tile_outputs`
+            (default: 256 × 256 tiles, ideal converters).
 
     Returns:
         ``[N, out]``.
     """
     y = x.new_zeros(x.shape[0], g.shape[0])
-    for i, j, rows, part in tile_outputs(x, g, tile_size=tile_size, dac_bits=dac_bits, adc_bits=adc_bits, adc_bound=adc_bound):
+    for i, j, rows, part in tile_outputs(x, g, **tiling):
         y[:, rows] += part if tile_gain is None else part * tile_gain[i, j]
     return y
 
 
-def tile_readout(
-    x: torch.Tensor,
-    g: torch.Tensor,
-    *,
-    tile_size: TileSize = 256,
-    dac_bits: Optional[int] = None,
-    adc_bits: Optional[int] = None,
-    adc_bound: float = 12.0,
-) -> torch.Tensor:
-    """``Σ|y_ij|`` of every tile for the calibration input ``x``: ``[n_row_tiles, n_col_tiles]``."""
-    rows_n, cols_n = tile_shape(tile_size, g.shape[0], g.shape[1])
-    out = x.new_zeros(len(tile_slices(g.shape[0], rows_n)), len(tile_slices(g.shape[1], cols_n)))
-    for i, j, _, part in tile_outputs(x, g, tile_size=tile_size, dac_bits=dac_bits, adc_bits=adc_bits, adc_bound=adc_bound):
-        out[i, j] = part.abs().sum()
+def tile_readout(x: torch.Tensor, g: torch.Tensor, **tiling) -> torch.Tensor:
+    """``Σ|y_ij|`` of every tile for the calibration input ``x``: ``[n_row_tiles, n_col_tiles]``.
+
+    ``tiling``: the tile and converter settings of :func:`tile_outputs`.
+    """
+    sums = {(i, j): part.abs().sum() for i, j, _, part in tile_outputs(x, g, **tiling)}
+    out = x.new_zeros(*(1 + max((ij[d] for ij in sums), default=-1) for d in (0, 1)))
+    for (i, j), total in sums.items():
+        out[i, j] = total
     return out

@@ -28,6 +28,8 @@ Choices where docs/pcm.md leaves room, and what this module does:
   which the clips turn into μ_ν = 0.1, σ_ν = 0.045; a zero conductance stays zero under drift.
 * ``g_p`` in ``Q_s`` is the *programmed* normalised conductance (after programming noise, before
   drift), clamped below at 1e-7 so that ``Q_s`` is 0.2 for an empty device.
+* A seeded ``generator`` draws on its own device and the draw is moved to the conductances'
+  device, so a CPU generator gives the same numbers for conductances on any device.
 
 Examples:
     >>> import torch
@@ -45,7 +47,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -108,8 +110,21 @@ def read_noise_std(g_prog: torch.Tensor, t: float, t_read: float = T_READ) -> to
     return q_s * math.sqrt(math.log((t + t_read) / (2.0 * t_read)))
 
 
-def _randn_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+def _standard_normal(like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """``N(0, 1)`` of ``like``'s shape and dtype, on ``like``'s device.
+
+    A ``generator`` draws on its own device and the draw is then moved to ``like``'s device (the
+    draw moves, not the generator): a seeded CPU generator serves devices on any accelerator and
+    gives the same numbers there as on the CPU. Without one the global RNG of ``like``'s device draws.
+    """
+    device = like.device if generator is None else generator.device
+    return torch.randn(like.shape, dtype=like.dtype, device=device, generator=generator).to(like.device)
+
+
+def _add_noise(g: torch.Tensor, amplitude: Union[float, torch.Tensor], std: torch.Tensor,
+               generator: Optional[torch.Generator]) -> torch.Tensor:
+    """``max(g + amplitude·std·N(0, 1), 0)``: the noisy write and the noisy read of docs/pcm.md."""
+    return (g + amplitude * std * _standard_normal(g, generator)).clamp(min=0.0)
 
 
 def program_conductance(
@@ -122,8 +137,7 @@ def program_conductance(
     """Programmed conductance ``g_p = max(g_T + scale·σ_p(g_T)·N(0,1), 0)`` (normalised)."""
     if scale == 0:
         return g_target.clone()
-    noise = _randn_like(g_target, generator)
-    return (g_target + float(scale) * programming_noise_std(g_target, g_max) * noise).clamp(min=0.0)
+    return _add_noise(g_target, float(scale), programming_noise_std(g_target, g_max), generator)
 
 
 def draw_drift_exponent(
@@ -136,7 +150,7 @@ def draw_drift_exponent(
     if fixed is not None:
         return torch.full_like(g_target, float(fixed))
     mu, sigma = drift_exponent_stats(g_target)
-    return (mu + sigma * _randn_like(g_target, generator)).abs()
+    return (mu + sigma * _standard_normal(g_target, generator)).abs()
 
 
 def drift_conductance(g_prog: torch.Tensor, nu: torch.Tensor, t: float, t0: float) -> torch.Tensor:
@@ -165,6 +179,4 @@ def read_conductance(
     """Read conductance ``max(g(t) + scale·|g(t)|·Q_s(g_p)·sqrt(ln(...))·N(0,1), 0)``."""
     if scale == 0:
         return g_drift.clone()
-    std = read_noise_std(g_prog, t, t_read)
-    noise = _randn_like(g_drift, generator)
-    return (g_drift + float(scale) * g_drift.abs() * std * noise).clamp(min=0.0)
+    return _add_noise(g_drift, float(scale) * g_drift.abs(), read_noise_std(g_prog, t, t_read), generator)
