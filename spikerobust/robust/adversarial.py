@@ -27,7 +27,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
@@ -44,17 +44,14 @@ def diagonal_jacobian(
     noise: torch.Tensor,
     sign_sum: torch.Tensor,
     spec: Optional[AttackSpec] = None,
-    *,
-    epsilon: Optional[float] = None,
-    n_steps: Optional[int] = None,
-    sigma_init: Optional[float] = None,
+    **fields: Any,
 ) -> torch.Tensor:
     """``J = 1 + sign(θ) ⊙ (σ_init·R + step·Σ_t sign(g_t))`` (docs/robust-training.md), step = ε/N_steps.
 
     Args:
         theta, noise, sign_sum: the clean tensor, the start's draw ``R`` and ``Σ_t sign(g_t)``.
         spec: the attack (its ``sigma_init`` and :attr:`~AttackSpec.step_size`).
-        epsilon, n_steps, sigma_init: override those fields of ``spec``.
+        **fields: ``epsilon``, ``n_steps``, ``sigma_init``, ``step``: override those fields of ``spec``.
 
     Examples:
         >>> import torch
@@ -62,7 +59,7 @@ def diagonal_jacobian(
         ...                   AttackSpec(epsilon=0.1, n_steps=3, sigma_init=0.0))
         tensor([1.1000, 0.9000, 1.0000])
     """
-    spec = AttackSpec.build(spec, where="diagonal_jacobian", epsilon=epsilon, n_steps=n_steps, sigma_init=sigma_init)
+    spec = AttackSpec.build(spec, where="diagonal_jacobian", **fields)
     step = spec.step_size * sign_sum if spec.n_steps > 0 else torch.zeros_like(sign_sum)
     return 1.0 + torch.sign(theta) * (spec.sigma_init * noise + step)
 
@@ -73,16 +70,12 @@ def robust_loss_backward(
     *,
     beta: float,
     spec: Optional[AttackSpec] = None,
-    n_steps: Optional[int] = None,
-    epsilon: Optional[float] = None,
-    sigma_init: Optional[float] = None,
-    eps_c: Optional[float] = None,
-    objective: Optional[str] = None,
     params: Optional[Mapping[str, torch.Tensor]] = None,
     generator: Optional[torch.Generator] = None,
     y: Optional[torch.Tensor] = None,
     target_logits: Optional[torch.Tensor] = None,
     natural_loss: Optional[torch.Tensor] = None,
+    **fields: Any,
 ) -> float:
     """β·L_rob(f(x, θ), f(x, θ*)) with θ* from the attack; ACCUMULATES its gradient into ``.grad``.
 
@@ -100,7 +93,6 @@ def robust_loss_backward(
         spec: the attack (default ``AttackSpec()``: N_steps = 10,
             ε = 0.1, σ_init = 1e-3, ε_c = 0, objective ``"kl"``, as the paper); the objectives
             ``"ce"``/``"madry"`` need ``y``.
-        n_steps, epsilon, sigma_init, eps_c, objective: override those fields of ``spec``.
         params: name → parameter to attack (default :func:`select_parameters`); the live
             ``nn.Parameter`` objects, whose ``.grad`` receives the result.
         generator: random generator for the start ``R``.
@@ -109,6 +101,8 @@ def robust_loss_backward(
             the natural loss), reused as the target instead of a second clean forward pass.
         natural_loss: a loss tensor (e.g. L_nat) added before the single backward pass, so that
             a graph shared with ``target_logits`` is traversed once.
+        **fields: ``n_steps``, ``epsilon``, ``sigma_init``, ``eps_c``, ``objective``, ``step``:
+            override those fields of ``spec``.
 
     Returns:
         L_rob as a float (without β).
@@ -116,8 +110,7 @@ def robust_loss_backward(
     Raises:
         ValueError: bad attack settings, an empty selection, or an output that is not logits.
     """
-    spec = AttackSpec.build(spec, where="robust_loss_backward", n_steps=n_steps, epsilon=epsilon,
-                            sigma_init=sigma_init, eps_c=eps_c, objective=objective)
+    spec = AttackSpec.build(spec, where="robust_loss_backward", **fields)
     selected = resolve_params(model, params)
     if target_logits is None:
         target_logits = functional_logits(model, x, {}, y)

@@ -162,16 +162,11 @@ def pga_attack(
     params: Mapping[str, torch.Tensor],
     spec: Optional[AttackSpec] = None,
     *,
-    epsilon: Optional[float] = None,
-    n_steps: Optional[int] = None,
-    objective: Optional[str] = None,
-    sigma_init: Optional[float] = None,
-    eps_c: Optional[float] = None,
-    step: Optional[float] = None,
     y: Optional[torch.Tensor] = None,
     target_logits: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     evaluate_end: bool = True,
+    **fields: Any,
 ) -> AttackResult:
     """Sign-PGA in weight space (docs/robust-training.md) on one batch, in the model's current train/eval mode.
 
@@ -181,19 +176,19 @@ def pga_attack(
         params: name → the clean tensors θ to attack (the rest stays fixed).
         spec: the attack (default ``AttackSpec()``: ε = 0.1,
             10 steps, σ_init = 1e-3, ε_c = 0, objective ``"kl"``).
-        epsilon, n_steps, objective, sigma_init, eps_c, step: override those fields of ``spec``.
         y: labels ``[B]`` (needed for ``"ce"``/``"madry"``).
         target_logits: f(X, θ) for the divergence objectives (computed when omitted); treated as
             a constant during the attack.
         generator: random generator for ``R`` (drawn on its device, moved to θ's).
         evaluate_end: spend one more forward pass on the objective at the final θ*
             (``objective_end``); otherwise ``objective_end`` is NaN.
+        **fields: ``epsilon``, ``n_steps``, ``objective``, ``sigma_init``, ``eps_c``, ``step``:
+            override those fields of ``spec``.
 
     Returns:
         :class:`AttackResult`.
     """
-    spec = _spec(spec, AttackSpec(), "pga_attack", dict(epsilon=epsilon, n_steps=n_steps, objective=objective,
-                                                       sigma_init=sigma_init, eps_c=eps_c, step=step))
+    spec = _spec(spec, AttackSpec(), "pga_attack", fields)
     return _sign_pga(model, [(x, y)], params, spec, targets=None if target_logits is None else [target_logits],
                      generator=generator, evaluate_end=evaluate_end, move=False)
 

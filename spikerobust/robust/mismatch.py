@@ -237,7 +237,7 @@ class MismatchResult:
 
     def to_markdown(self, digits: int = 2) -> str:
         """The Table-1 layout: level, mean, std and min accuracy over draws, in percent."""
-        head = f"| m | mean acc. (%) | std | min |" if not self.label else f"| {self.label}: m | mean acc. (%) | std | min |"
+        head = "| m | mean acc. (%) | std | min |" if not self.label else f"| {self.label}: m | mean acc. (%) | std | min |"
         rows = [head, "|---|---|---|---|"]
         for r in self.summary():
             rows.append(

@@ -26,9 +26,8 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 __all__ = [
     "EPSILON",
@@ -146,15 +145,13 @@ class AttackSpec:
         spec: Optional["AttackSpec"] = None,
         defaults: Optional["AttackSpec"] = None,
         *,
-        aliases: Optional[Mapping[str, str]] = None,
         where: str = "",
         **fields: Any,
     ) -> "AttackSpec":
         """``spec`` (else ``defaults``, else ``AttackSpec()``) with the fields given as keywords.
 
         Keyword arguments set to ``None`` are ignored, so a function can forward its optional
-        keywords unchanged. ``aliases`` maps deprecated keyword names to field names; using one
-        emits a ``DeprecationWarning`` naming ``where``.
+        keywords unchanged; an unknown keyword is a ``TypeError`` naming ``where``.
 
         Examples:
             >>> AttackSpec.build(None, n_steps=3, epsilon=None).n_steps
@@ -163,12 +160,6 @@ class AttackSpec:
         base = spec if spec is not None else (defaults if defaults is not None else cls())
         if not isinstance(base, AttackSpec):
             raise TypeError(f"spec must be an AttackSpec, got {type(base).__name__}")
-        for old, new in (aliases or {}).items():
-            if fields.get(old) is not None:
-                warnings.warn(f"{where}({old}=...) is deprecated; use {new}=...", DeprecationWarning, stacklevel=3)
-                if fields.get(new) is None:
-                    fields[new] = fields[old]
-            fields.pop(old, None)
         unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise TypeError(f"{where or 'AttackSpec'}: unknown attack setting {unknown[0]!r}")

@@ -159,12 +159,12 @@ def _plain_sign_pga(model, x, params, *, epsilon, n_steps, sigma_init, eps_c, ge
         target = model(x)
     noise = {n: torch.randn(t.shape, generator=generator, dtype=t.dtype) for n, t in theta.items()}
     cur = {n: t + sigma_init * t.abs() * noise[n] for n, t in theta.items()}
-    zeta = {n: (epsilon * t.abs() + eps_c) / n_steps for n, t in theta.items()}
+    step = {n: (epsilon * t.abs() + eps_c) / n_steps for n, t in theta.items()}
     for _ in range(n_steps):
         leaves = {n: t.clone().requires_grad_(True) for n, t in cur.items()}
         loss = robustness_loss("kl", target, functional_call(model, leaves, (x,), strict=False), y)
         grads = torch.autograd.grad(loss, list(leaves.values()))
-        cur = {n: cur[n] + zeta[n] * torch.sign(g) for n, g in zip(leaves, grads)}
+        cur = {n: cur[n] + step[n] * torch.sign(g) for n, g in zip(leaves, grads)}
     return cur, noise
 
 
@@ -183,9 +183,9 @@ def test_in_place_attack_equals_the_plain_loop_and_keeps_the_start():
         torch.testing.assert_close(res.theta_star[n], want[n], rtol=0, atol=0)
         start = p.detach() + 0.01 * p.detach().abs() * want_noise[n]
         torch.testing.assert_close(res.theta_start[n], start, rtol=0, atol=0)
-        # θ* − θ*_0 is ζ·Σ sign(g_t) (up to the rounding of the additions)
-        zeta = (0.2 * p.detach().abs() + 0.001) / 4
-        torch.testing.assert_close(res.theta_star[n] - res.theta_start[n], zeta * res.sign_sum[n])
+        # θ* − θ*_0 is step·Σ sign(g_t) (up to the rounding of the additions)
+        step = (0.2 * p.detach().abs() + 0.001) / 4
+        torch.testing.assert_close(res.theta_star[n] - res.theta_start[n], step * res.sign_sum[n])
     assert model[0].bias.grad is None and all(p.grad is None for p in model.parameters())
 
 

@@ -268,11 +268,11 @@ def test_awp_one_step_matches_a_hand_sign_step_and_update_uses_grad_at_theta_sta
 # --------------------------------------------------------------------------- AMP
 
 
-@pytest.mark.parametrize("eps,zeta,k", [(0.05, 1.0, 3), (0.5, 0.2, 5), (0.1, 0.1, 1)])
-def test_amp_perturbation_norm_at_most_radius_per_tensor(eps, zeta, k):
+@pytest.mark.parametrize("eps,inner_lr,k", [(0.05, 1.0, 3), (0.5, 0.2, 5), (0.1, 0.1, 1)])
+def test_amp_perturbation_norm_at_most_radius_per_tensor(eps, inner_lr, k):
     x, y = blobs()
     model = mlp(dtype=torch.float64)
-    delta = get_method("amp", radius=eps, inner_lr=zeta, n_inner=k).perturbation(model, x.double(), y)
+    delta = get_method("amp", radius=eps, inner_lr=inner_lr, n_inner=k).perturbation(model, x.double(), y)
     assert set(delta) == {n for n, _ in model.named_parameters()}
     for d in delta.values():
         assert float(d.norm()) <= eps * (1 + 1e-9)
@@ -290,10 +290,10 @@ def _clip(d, eps):
     return d * (eps / n) if n > eps else d
 
 
-@pytest.mark.parametrize("eps,zeta,k", [(10.0, 0.3, 1), (0.05, 0.3, 1), (0.2, 0.5, 3)])
-def test_amp_step_on_a_linear_model_equals_the_formula(eps, zeta, k):
+@pytest.mark.parametrize("eps,inner_lr,k", [(10.0, 0.3, 1), (0.05, 0.3, 1), (0.2, 0.5, 3)])
+def test_amp_step_on_a_linear_model_equals_the_formula(eps, inner_lr, k):
     # logits = x W^T + b has the closed-form gradient above, so the AMP step is computed here
-    # without autograd: Δ ← clip_ε(Δ + ζ ∇L(θ + Δ)) per tensor, K times, then θ ← θ − lr ∇L(θ + Δ)
+    # without autograd: Δ ← clip_ε(Δ + η ∇L(θ + Δ)) per tensor, K times, then θ ← θ − lr ∇L(θ + Δ)
     x, y = blobs(n=12, d=4, c=3)
     x = x.double()
     torch.manual_seed(3)
@@ -302,14 +302,14 @@ def test_amp_step_on_a_linear_model_equals_the_formula(eps, zeta, k):
     dw, db = torch.zeros_like(w), torch.zeros_like(b)
     for _ in range(k):
         gw, gb = _linear_ce_grad(w + dw, b + db, x, y)
-        dw, db = _clip(dw + zeta * gw, eps), _clip(db + zeta * gb, eps)
-    method = get_method("amp", radius=eps, inner_lr=zeta, n_inner=k)
+        dw, db = _clip(dw + inner_lr * gw, eps), _clip(db + inner_lr * gb, eps)
+    method = get_method("amp", radius=eps, inner_lr=inner_lr, n_inner=k)
     delta = method.perturbation(model, x, y)
     assert torch.allclose(delta["weight"], dw, rtol=0, atol=1e-14)
     assert torch.allclose(delta["bias"], db, rtol=0, atol=1e-14)
     if eps == 10.0:  # the ball is not reached: a plain, unnormalised gradient step
         gw0, gb0 = _linear_ce_grad(w, b, x, y)
-        assert torch.allclose(delta["weight"], zeta * gw0, rtol=0, atol=1e-15)
+        assert torch.allclose(delta["weight"], inner_lr * gw0, rtol=0, atol=1e-15)
         assert 0 < float(delta["weight"].norm()) < eps
     else:  # the ball is reached: the norm is exactly the radius
         assert math.isclose(float(delta["weight"].norm()), eps, rel_tol=1e-12)
@@ -454,3 +454,24 @@ def test_scaled_down_acceptance_forward_noise_and_robust_loss_beat_standard_unde
     for level in (1, 2):
         assert out["fn"][level] > out["standard"][level], out
         assert out["beta"][level] > out["standard"][level], out
+
+
+def test_every_method_lists_its_settings_and_refuses_others():
+    import inspect
+
+    from spikerobust.robust.methods import method_class
+
+    for name in list_methods():
+        cls = method_class(name)
+        params = inspect.signature(cls).parameters.values()
+        assert all(p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params), name
+        with pytest.raises(TypeError, match="not_a_setting|takes no arguments"):
+            cls(not_a_setting=1)
+    adversarial = set(inspect.signature(method_class("adversarial")).parameters)
+    assert {"beta", "n_steps", "epsilon", "sigma_init", "eps_c", "objective", "attack", "include", "exclude",
+            "seed"} <= adversarial
+    assert set(inspect.signature(method_class("abcd")).parameters) == {"n_inner", "eta_a", "include", "exclude", "seed"}
+    # forward noise is noise injection with the relative mode fixed
+    assert "mode" not in inspect.signature(method_class("forward_noise")).parameters
+    with pytest.raises(TypeError, match="mode"):
+        get_method("forward_noise", mode="layer_range")

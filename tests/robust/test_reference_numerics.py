@@ -13,7 +13,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spikerobust.robust.adversarial import robust_loss_backward
@@ -121,7 +120,7 @@ def test_attack_matches_reference(objective):
 
 
 def test_keywords_and_spec_give_the_same_attack():
-    model, (x, y) = mlp(), data()
+    model, (x, _) = mlp(), data()
     params = dict(model.named_parameters())
     a = pga_attack(model, x, params, AttackSpec(n_steps=3, epsilon=0.3), generator=torch.Generator().manual_seed(0))
     b = pga_attack(model, x, params, n_steps=3, epsilon=0.3, generator=torch.Generator().manual_seed(0))

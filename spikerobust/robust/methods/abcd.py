@@ -32,7 +32,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import nn
@@ -104,15 +104,13 @@ class ABCD(ParameterMethod):
         self,
         n_inner: int = 2,
         eta_a: float = 0.1,
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
-        seed: Optional[int] = None,
+        **selection,
     ) -> None:
         if int(n_inner) < 1:
             raise ValueError(f"n_inner must be >= 1, got {n_inner}")
         if not float(eta_a) >= 0:
             raise ValueError(f"eta_a must be >= 0, got {eta_a}")
-        super().__init__(include, exclude, seed)
+        super().__init__(**selection)
         self.n_inner = int(n_inner)
         self.eta_a = float(eta_a)
 

@@ -13,10 +13,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
-
 from ..adversarial import robust_loss_backward
-from ..spec import AttackSpec
 from .base import AttackMethod, register_method, task_loss
 
 __all__ = ["Adversarial"]
@@ -44,20 +41,11 @@ class Adversarial(AttackMethod):
     def __init__(
         self,
         beta: float = 0.25,
-        n_steps: Optional[int] = None,
-        epsilon: Optional[float] = None,
-        sigma_init: Optional[float] = None,
-        eps_c: Optional[float] = None,
-        objective: Optional[str] = None,
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
-        seed: Optional[int] = None,
-        attack: Optional[AttackSpec] = None,
+        **attack_and_selection,
     ) -> None:
         if not float(beta) >= 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        super().__init__(attack, include, exclude, seed, n_steps=n_steps, epsilon=epsilon, sigma_init=sigma_init,
-                         eps_c=eps_c, objective=objective)
+        super().__init__(**attack_and_selection)
         self.beta = float(beta)
 
     def step(self, model, x, y, optimizer):

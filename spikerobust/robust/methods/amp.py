@@ -37,7 +37,7 @@ References:
 from __future__ import annotations
 
 import warnings
-from typing import Dict, Iterable, Optional
+from typing import Dict, Optional
 
 import torch
 from torch import nn
@@ -56,8 +56,9 @@ class AMP(ParameterMethod):
         radius: radius ε of each tensor's L2 ball (0.1).
         inner_lr: inner step size η of the unnormalised ascent ``Δ ← Δ + η·∇L`` (1.0; the AMP paper's ζ).
         n_inner: inner ascent steps K (1).
-        include, exclude: glob patterns of the perturbed parameters.
         epsilon: deprecated alias of ``radius``.
+        include, exclude: glob patterns of the perturbed parameters.
+        seed: accepted like every parameter method's; AMP draws nothing.
 
     Raises:
         ValueError: for a negative radius or step size, or ``n_inner < 0``.
@@ -68,9 +69,8 @@ class AMP(ParameterMethod):
         radius: float = 0.1,
         inner_lr: float = 1.0,
         n_inner: int = 1,
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
         epsilon: Optional[float] = None,
+        **selection,
     ) -> None:
         if epsilon is not None:
             warnings.warn("AMP(epsilon=...) is deprecated; use radius=...", DeprecationWarning, stacklevel=2)
@@ -79,7 +79,7 @@ class AMP(ParameterMethod):
             raise ValueError(f"radius and inner_lr must be >= 0, got {radius}, {inner_lr}")
         if int(n_inner) < 0:
             raise ValueError(f"n_inner must be >= 0, got {n_inner}")
-        super().__init__(include, exclude)
+        super().__init__(**selection)
         self.radius = float(radius)
         self.inner_lr = float(inner_lr)
         self.n_inner = int(n_inner)

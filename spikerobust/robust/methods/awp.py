@@ -26,7 +26,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict
 
 import torch
 from torch import nn
@@ -43,9 +43,12 @@ class AWP(AttackMethod):
     """Train on the task loss at the scaled-down sign-PGA point θ* (docs/robust-training.md).
 
     Args:
-        epsilon: relative box of the raw attack ε (0.2).
-        n_steps: sign steps (10), each of size ``ε|θ|/n_steps``.
         gamma: scaling γ of the raw perturbation (0.1).
+        epsilon: relative box of the raw attack ε (0.2).
+        n_steps: sign steps (10, at least 1), each of size ``ε|θ|/n_steps``.
+        sigma_init, eps_c, objective, step, attack: the rest of the raw attack
+            (:class:`~spikerobust.robust.spec.AttackSpec`; default no random start, ε_c = 0, the
+            cross-entropy, as docs/robust-training.md).
         include, exclude: glob patterns of the perturbed parameters.
         seed: seed of a private generator (``None``: the global torch RNG; the attack has no
             random start, but draws its unused start noise).
@@ -56,18 +59,14 @@ class AWP(AttackMethod):
 
     def __init__(
         self,
-        epsilon: Optional[float] = None,
-        n_steps: Optional[int] = None,
         gamma: float = 0.1,
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
-        seed: Optional[int] = None,
+        **attack_and_selection,
     ) -> None:
         if not float(gamma) >= 0:
             raise ValueError(f"gamma must be >= 0, got {gamma}")
-        super().__init__(None, include, exclude, seed, epsilon=epsilon, n_steps=n_steps)
+        super().__init__(**attack_and_selection)
         if self.n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
         self.gamma = float(gamma)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Dict, Iterable, Mapping, Optional
 
 import torch
@@ -30,7 +31,7 @@ from ..core import rand_like, randn_like
 from ..params import select_parameters
 from ..spec import AttackSpec
 
-__all__ = ["SeededMixin", "ParameterMethod", "AttackMethod", "TrainingMethod", "register_method", "get_method",
+__all__ = ["SeededMixin", "ParameterMethod", "AttackMethod", "hyperparameters", "TrainingMethod", "register_method", "get_method",
            "method_class", "list_methods", "task_loss", "forward_with_aux", "Standard"]
 
 _METHODS: Dict[str, type] = {}
@@ -160,9 +161,34 @@ class SeededMixin:
             self._generator.set_state(state["generator_state"].cpu())
 
 
+def hyperparameters(cls: type) -> inspect.Signature:
+    """The settings a method class takes: its ``__init__``'s, with a trailing ``**kwargs`` replaced
+    by the keyword settings of the parent it forwards them to (less those in
+    ``cls.fixed_settings``).
+
+    Examples:
+        >>> list(hyperparameters(get_method("abcd").__class__).parameters)
+        ['n_inner', 'eta_a', 'include', 'exclude', 'seed']
+    """
+    init = next(c.__dict__["__init__"] for c in cls.__mro__ if "__init__" in c.__dict__)
+    params = list(inspect.signature(init).parameters.values())[1:]
+    if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        params.pop()
+        owner = next(c for c in cls.__mro__ if "__init__" in c.__dict__)
+        parent = next((c for c in owner.__mro__[1:] if "__init__" in c.__dict__ and c is not object), None)
+        if parent is not None and parent is not TrainingMethod:
+            skip = {p.name for p in params} | set(getattr(cls, "fixed_settings", {}))
+            params += [q.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                       for q in hyperparameters(parent).parameters.values() if q.name not in skip]
+    return inspect.Signature(params)
+
+
 class ParameterMethod(SeededMixin, TrainingMethod):
     """Base of the methods that act on a selection of parameters: ``include``/``exclude`` globs
     (:func:`~spikerobust.robust.params.select_parameters`) and an optional ``seed``.
+
+    Subclasses take their own settings and forward ``**kwargs`` here; ``inspect.signature`` of a
+    subclass lists both (:func:`hyperparameters`), so a config's error can name every setting.
 
     Args:
         include, exclude: glob patterns of the parameters taking part (default: every trainable
@@ -170,8 +196,16 @@ class ParameterMethod(SeededMixin, TrainingMethod):
         seed: seed of the private generator (``None``: the global torch RNG).
     """
 
+    #: settings a subclass fixes: name → value (left out of its signature)
+    fixed_settings: Dict[str, object] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = hyperparameters(cls)
+
     def __init__(
         self,
+        *,
         include: Optional[Iterable[str]] = None,
         exclude: Optional[Iterable[str]] = None,
         seed: Optional[int] = None,
@@ -189,9 +223,15 @@ class ParameterMethod(SeededMixin, TrainingMethod):
 class AttackMethod(ParameterMethod):
     """A :class:`ParameterMethod` that runs the weight attack: it holds an
     :class:`~spikerobust.robust.spec.AttackSpec` (:attr:`attack`) built from the class's
-    :attr:`default_attack`, the ``attack`` argument and the individual fields given.
+    :attr:`default_attack`, then ``attack``, then the single fields given.
 
     The fields stay readable as attributes (``method.epsilon``, ``method.n_steps`` ...).
+
+    Args:
+        n_steps, epsilon, sigma_init, eps_c, objective, step: fields of the attack
+            (:class:`~spikerobust.robust.spec.AttackSpec`), each overriding ``attack``.
+        attack: the whole attack (default :attr:`default_attack`).
+        include, exclude, seed: as for :class:`ParameterMethod`.
     """
 
     #: the attack when nothing is given (subclasses override)
@@ -199,14 +239,19 @@ class AttackMethod(ParameterMethod):
 
     def __init__(
         self,
+        *,
+        n_steps: Optional[int] = None,
+        epsilon: Optional[float] = None,
+        sigma_init: Optional[float] = None,
+        eps_c: Optional[float] = None,
+        objective: Optional[str] = None,
+        step: Optional[float] = None,
         attack: Optional[AttackSpec] = None,
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
-        seed: Optional[int] = None,
-        **fields,
+        **selection,
     ) -> None:
-        super().__init__(include, exclude, seed)
-        self.attack = AttackSpec.build(attack, self.default_attack, where=type(self).__name__, **fields)
+        super().__init__(**selection)
+        self.attack = AttackSpec.build(attack, self.default_attack, n_steps=n_steps, epsilon=epsilon,
+                                       sigma_init=sigma_init, eps_c=eps_c, objective=objective, step=step)
 
     epsilon = property(lambda self: self.attack.epsilon, doc="relative attack box ε")
     n_steps = property(lambda self: self.attack.n_steps, doc="attack sign steps")

@@ -28,7 +28,7 @@ Examples:
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 
@@ -60,9 +60,7 @@ class EntropySGD(ParameterMethod):
         gamma0: float = 0.01,
         gamma1: float = 0.001,
         alpha: float = 0.75,
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
-        seed: Optional[int] = None,
+        **selection,
     ) -> None:
         if int(n_langevin) < 1:
             raise ValueError(f"n_langevin must be >= 1, got {n_langevin}")
@@ -71,7 +69,7 @@ class EntropySGD(ParameterMethod):
         for name, v in (("langevin_lr", langevin_lr), ("noise", noise), ("gamma0", gamma0), ("gamma1", gamma1)):
             if not float(v) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
-        super().__init__(include, exclude, seed)
+        super().__init__(**selection)
         self.n_langevin = int(n_langevin)
         self.langevin_lr = float(langevin_lr)
         self.noise = float(noise)

@@ -35,7 +35,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Mapping
 
 import torch
 
@@ -87,24 +87,18 @@ class ForwardNoise(NoiseInjection):
     """
 
     default_attack = AttackSpec()
+    fixed_settings = {"mode": "relative", "clip_sigma": None}
 
     def __init__(
         self,
         eta: float = 0.3,
         beta: float = 0.0,
-        n_steps: Optional[int] = None,
-        epsilon: Optional[float] = None,
-        sigma_init: Optional[float] = None,
-        eps_c: Optional[float] = None,
-        objective: Optional[str] = None,
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
-        seed: Optional[int] = None,
-        attack: Optional[AttackSpec] = None,
+        **attack_and_selection,
     ) -> None:
-        super().__init__(eta=eta, mode="relative", beta=beta, n_steps=n_steps, epsilon=epsilon,
-                         sigma_init=sigma_init, objective=objective, include=include, exclude=exclude, seed=seed,
-                         eps_c=eps_c, attack=attack)
+        fixed = sorted(set(self.fixed_settings) & set(attack_and_selection))
+        if fixed:
+            raise TypeError(f"ForwardNoise() got an unexpected keyword argument {fixed[0]!r}")
+        super().__init__(eta=eta, beta=beta, **self.fixed_settings, **attack_and_selection)
 
     def draw(self, params: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """One draw ``R ~ N(0, I)`` per selected tensor."""

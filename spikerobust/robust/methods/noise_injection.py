@@ -28,7 +28,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -118,24 +118,15 @@ class NoiseInjection(AttackMethod):
         eta: float = 0.1,
         mode: str = "relative",
         beta: float = 0.0,
-        n_steps: Optional[int] = None,
-        epsilon: Optional[float] = None,
-        sigma_init: Optional[float] = None,
-        objective: Optional[str] = None,
         clip_sigma: Optional[float] = None,
-        include: Optional[Iterable[str]] = None,
-        exclude: Optional[Iterable[str]] = None,
-        seed: Optional[int] = None,
-        eps_c: Optional[float] = None,
-        attack: Optional[AttackSpec] = None,
+        **attack_and_selection,
     ) -> None:
         _check(eta, mode)
         if not float(beta) >= 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         if clip_sigma is not None and not float(clip_sigma) > 0:
             raise ValueError(f"clip_sigma must be > 0 or None, got {clip_sigma}")
-        super().__init__(attack, include, exclude, seed, n_steps=n_steps, epsilon=epsilon, sigma_init=sigma_init,
-                         objective=objective, eps_c=eps_c)
+        super().__init__(**attack_and_selection)
         self.eta = float(eta)
         self.mode = mode
         self.beta = float(beta)
