@@ -61,7 +61,7 @@ class Interval:
         ValueError: Interval: lower > upper at 2 of 2 elements (max violation lower - upper = 1)
     """
 
-    __slots__ = ("lower", "upper", "_centre", "_radius", "rel")
+    __slots__ = ("lower", "upper", "_centre", "_radius", "_abs_centre", "rel")
 
     def __init__(self, lower: torch.Tensor, upper: torch.Tensor) -> None:
         if not isinstance(lower, torch.Tensor) or not isinstance(upper, torch.Tensor):
@@ -91,6 +91,7 @@ class Interval:
         self.upper = upper
         self._centre = centre
         self._radius = radius
+        self._abs_centre = None
         self.rel = rel
 
     @classmethod
@@ -138,6 +139,13 @@ class Interval:
         if self._radius is None:
             self._radius = (self.upper - self.lower) * 0.5
         return self._radius
+
+    @property
+    def abs_centre(self) -> torch.Tensor:
+        """``|centre|``, computed once (a weight interval reused at every time step needs it each step)."""
+        if self._abs_centre is None:
+            self._abs_centre = self.centre.abs()
+        return self._abs_centre
 
     @property
     def width(self) -> torch.Tensor:

@@ -110,7 +110,10 @@ def sub(a: IntervalLike, b: IntervalLike) -> Interval:
 
 
 def _nonneg(t) -> bool:
-    return bool(t >= 0) if isinstance(t, (int, float)) else bool((t >= 0).all())
+    """Whether every element is ``>= 0`` (False for NaN)."""
+    if isinstance(t, (int, float)):
+        return bool(t >= 0)
+    return t.numel() == 0 or bool(t.min() >= 0)
 
 
 def mul(a: IntervalLike, b: IntervalLike) -> Interval:
@@ -184,6 +187,7 @@ def bilinear(
     x_iv, w_iv = _is_iv(x), _is_iv(w)
     xc = x.centre if x_iv else x
     wc = w.centre if w_iv else w
+    wc_abs = w.abs_centre if w_iv else (wc.abs() if x_iv else None)
     bc = None if bias is None else (bias.centre if _is_iv(bias) else bias)
     if op_bias is not None and bc is not None:
         centre = op_bias(xc, wc, bc)
@@ -197,13 +201,13 @@ def bilinear(
         if x_iv:
             xr = x.radius
             if w.rel is not None:
-                radius = op(w.rel * xc.abs() + (1.0 + w.rel) * xr, wc.abs())
+                radius = op(w.rel * xc.abs() + (1.0 + w.rel) * xr, wc_abs)
             else:
-                radius = op(xc.abs(), wr) + op(xr, wc.abs() + wr)
+                radius = op(xc.abs(), wr) + op(xr, wc_abs + wr)
         else:
-            radius = w.rel * op(xc.abs(), wc.abs()) if w.rel is not None else op(xc.abs(), wr)
+            radius = w.rel * op(xc.abs(), wc_abs) if w.rel is not None else op(xc.abs(), wr)
     elif x_iv:
-        radius = op(x.radius, wc.abs())
+        radius = op(x.radius, wc_abs)
     if bias is not None and _is_iv(bias):
         br = bias.radius if bias_view is None else bias_view(bias.radius)
         radius = br.expand_as(centre) if radius is None else radius + br

@@ -60,3 +60,9 @@ def test_point_contains_and_subset():
     with pytest.raises(ValueError, match="Interval, a torch.Tensor or a number"):
         as_interval("3.0")
     assert as_interval(3.0).lower.item() == 3.0 and as_interval(3.0).rel == 0.0
+
+
+def test_abs_centre_is_cached_and_equals_abs_of_the_centre():
+    iv = relative_interval(torch.tensor([-2.0, 3.0]), 0.1)
+    assert torch.equal(iv.abs_centre, torch.tensor([2.0, 3.0]))
+    assert iv.abs_centre is iv.abs_centre
