@@ -219,3 +219,27 @@ def test_degenerate_intervals_stay_degenerate_through_the_lsnn_rules():
     for out in (rules.add(p, p), rules.sub(1.0, p), rules.mul(p, p), rules.heaviside(p), rules.le_zero(p),
                 rules.clip(p, 0.0, 1.0), rules.stack([p, p]), rules.matmul(p, torch.eye(2, dtype=D)), p[0]):
         assert out.rel == 0.0 and torch.equal(out.lower, out.upper)
+
+
+@pytest.mark.parametrize("case", ["both_nonneg", "exact_nonneg_factor", "exact_mixed_factor", "number"])
+def test_mul_shortcuts_are_sound_by_sampling(case):
+    # mul takes two products instead of four for non-negative operands; each path against samples
+    g = torch.Generator().manual_seed(2)
+    a = _rand_iv(g, (6, 7), positive=True)
+    if case == "both_nonneg":
+        b = _rand_iv(g, (6, 7), positive=True)
+    elif case == "exact_nonneg_factor":
+        b = torch.rand(7, generator=g, dtype=D)
+    elif case == "exact_mixed_factor":
+        b = torch.randn(7, generator=g, dtype=D)
+        a = _rand_iv(g, (6, 7))
+    else:
+        b = -0.5
+    out = rules.mul(a, b)
+    for _ in range(300):
+        y = _sample(g, a) * _sample(g, b)
+        assert bool(out.contains(y, atol=1e-12).all())
+    # tight: the bounds are attained at the corners (products of endpoints)
+    corners = [lo * hi for lo in (a.lower, a.upper) for hi in ((b.lower, b.upper) if isinstance(b, Interval) else (b,))]
+    assert torch.allclose(out.lower, torch.stack(torch.broadcast_tensors(*corners)).amin(0))
+    assert torch.allclose(out.upper, torch.stack(torch.broadcast_tensors(*corners)).amax(0))
