@@ -137,23 +137,24 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 0
     run_reproduce(cfg, resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change,
                   command=args.command_line)
-    out = Path(cfg.out_dir)
+    return _show_report(Path(cfg.out_dir), "report.md, results.json, config.json, *.png, methods/<label>/model.pt")
+
+
+def _show_report(out: Path, written: str = "") -> int:
+    """Print ``out/report.md`` and what was written to ``out``; the command's exit status (0)."""
     print((out / "report.md").read_text())
-    print(f"written to {out}/ (report.md, results.json, config.json, *.png, methods/<label>/model.pt)")
+    print(f"written to {out}/" + (f" ({written})" if written else ""))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .experiments.pipeline import assemble_report
+    from .experiments.orchestrate import assemble_report
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected an integer >= 1, got {args.jobs}")
     assemble_report(args.run_dir, jobs=args.jobs, progress=False if args.no_progress else None,
                     command=args.command_line)
-    out = Path(args.run_dir)
-    print((out / "report.md").read_text())
-    print(f"written to {out}/ (report.md, results.json, *.png)")
-    return 0
+    return _show_report(Path(args.run_dir), "report.md, results.json, *.png")
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -199,7 +200,7 @@ def _loaded(args: argparse.Namespace):
     """
     from .experiments import ExperimentConfig, load_model, load_task
     from .experiments.config import DATA_FIELDS
-    from .experiments.pipeline import data_fingerprint
+    from .experiments.train import data_fingerprint
 
     model, meta = load_model(args.model)
     d = recorded_config(meta)
@@ -223,16 +224,14 @@ def _loaded(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .experiments import evaluate_model
+    from .experiments.evaluate import evaluate_model, list_parts
     from .experiments.report import write_report
 
-    from .experiments.pipeline import PARTS
-
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = [p for p in parts if p not in PARTS]
+    unknown = [p for p in parts if p not in list_parts()]
     if not parts or unknown:
         raise ValueError(f"--parts: {'no part given' if not parts else f'unknown part(s) {unknown}'} "
-                         f"(choose from {', '.join(PARTS)})")
+                         f"(choose from {', '.join(list_parts())})")
     out = Path(args.out_dir or Path(args.model).parent / "evaluation")
     _writable_folder(out)
     model, meta, cfg, data = _loaded(args)
@@ -245,9 +244,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                         "model": data.model, "model_kwargs": data.model_kwargs},
                "methods": {label: res}, "mann_whitney_vs_standard": {}}
     write_report(results, cfg, out)
-    print((out / "report.md").read_text())
-    print(f"written to {out}/")
-    return 0
+    return _show_report(out)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -264,7 +261,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _pcm(args: argparse.Namespace) -> int:
     from .analysis.tables import markdown_table
-    from .experiments.pipeline import is_lsnn_model
+    from .experiments.evaluate import is_lsnn_model
     from .robust.checkpoint import atomic_write
     from .robust.pcm import pcm_accuracy_over_time, plot_accuracy_over_time
 

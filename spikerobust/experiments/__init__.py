@@ -1,4 +1,6 @@
-"""The paper's experiments as pipelines: tasks, presets, configs, training, evaluation, reports.
+"""The paper's experiments as pipelines: tasks (:mod:`.tasks`), presets, configs, training
+(:mod:`.train`), evaluation (:mod:`.evaluate`), the comparison over methods (:mod:`.orchestrate`)
+and reports.
 
 Examples:
     >>> from spikerobust.experiments import make_config
@@ -7,11 +9,12 @@ Examples:
 """
 
 from .config import ExperimentConfig, ReproduceConfig, make_config, parse_method, parse_methods, read_config_file
-from .pipeline import (PARTS, SingleRun, evaluate_model, load_model, run_reproduce, save_model, train_method,
-                       train_single)
+from .evaluate import PARTS, evaluate_model
+from .orchestrate import run_reproduce
 from .presets import EXTRA_METHODS, PAPER_FLATNESS, PAPER_METHODS, PAPER_TABLE1, PRESETS
 from .report import make_figures, render_report, write_report
 from .tasks import TaskData, load_task
+from .train import SingleRun, load_model, save_model, train_method, train_single
 
 __all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "parse_method", "parse_methods", "read_config_file",
            "PARTS", "evaluate_model", "load_model", "run_reproduce", "save_model", "train_method", "train_single",

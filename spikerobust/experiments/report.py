@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -120,6 +120,23 @@ def _figure(figsize=(5, 3.4)):
     return fig, fig.subplots()
 
 
+#: result key -> (file, one method's curve, axes settings, needs every method), in drawing order
+_FIGURES: Dict[str, Tuple[str, Callable, dict, bool]] = {}
+
+
+def _figure_of(key: str, file: str, *, every: bool = True, **axes) -> Callable:
+    """Decorator: the decorated ``plot(ax, label, result)`` draws one method's curve of figure ``file``
+    for result ``key`` (drawn when every method has it, or any with ``every=False``); ``axes`` go to
+    ``ax.set`` (``{n_draws}`` in the title becomes the config's)."""
+    def add(plot: Callable) -> Callable:
+        _FIGURES[key] = (file, plot, axes, every)
+        return plot
+
+    return add
+
+
+@_figure_of("mismatch", "mismatch.png", xlabel="mismatch level m", ylabel="test accuracy (%)",
+            title="mismatch: mean ± std (min dotted), {n_draws} draws")
 def _plot_mismatch(ax, label: str, r: dict) -> None:
     rows = r["summary"]
     m = [row["level"] for row in rows]
@@ -130,21 +147,29 @@ def _plot_mismatch(ax, label: str, r: dict) -> None:
     ax.plot(m, [100 * row["min"] for row in rows], ls=":", color=line.get_color())
 
 
+@_figure_of("attack", "attack.png", xlabel="relative attack size ζ", ylabel="test accuracy (%)",
+            title="worst-case weight attack (solid) vs random (dashed)")
 def _plot_attack(ax, label: str, r: dict) -> None:
     eps = sorted(float(e) for e in r)
     line = ax.plot(eps, [100 * r[str(e)]["pga"] for e in eps], marker="o", label=label)[0]
     ax.plot(eps, [100 * r[str(e)]["random"] for e in eps], ls="--", color=line.get_color())
 
 
+@_figure_of("verify", "verified.png", xscale="log", xlabel="ζ (weights in [p − ζ|p|, p + ζ|p|])",
+            ylabel="verified accuracy (%)", title="interval verification")
 def _plot_verify(ax, label: str, r: dict) -> None:
     zs = sorted(float(z) for z in r if float(z) > 0)
     ax.plot(zs, [100 * r[str(z)] for z in zs], marker="o", label=label)
 
 
+@_figure_of("landscape", "landscape.png", xlabel="α (θ + α·d, d = 0.2|θ| ⊙ N(0, 1))", ylabel="test cross-entropy",
+            title="weight-loss landscape (flatness in brackets)")
 def _plot_landscape(ax, label: str, r: dict) -> None:
     ax.plot(r["alphas"], r["smoothed"], label=f"{label} ({r['flatness']:.3f})")
 
 
+@_figure_of("membrane", "membrane.png", every=False, xlabel="(v − A)/A  (0 = threshold; clipped to ±3)",
+            ylabel="density", yscale="log", title="membrane potential relative to threshold")
 def _plot_membrane(ax, label: str, r: dict) -> None:
     counts, edges = np.asarray(r["hist_counts"], float), np.asarray(r["hist_edges"])
     density = counts / max(counts.sum(), 1) / np.diff(edges)
@@ -161,25 +186,8 @@ def make_figures(results: dict, cfg: ExperimentConfig, out: Path) -> List[str]:
         The file names written under ``out``.
     """
     methods: Dict[str, dict] = results["methods"]
-    figures = (  # (result key, file, one method's curve, axes settings, needs every method)
-        ("mismatch", "mismatch.png", _plot_mismatch,
-         dict(xlabel="mismatch level m", ylabel="test accuracy (%)",
-              title=f"mismatch: mean ± std (min dotted), {cfg.n_draws} draws"), True),
-        ("attack", "attack.png", _plot_attack,
-         dict(xlabel="relative attack size ζ", ylabel="test accuracy (%)",
-              title="worst-case weight attack (solid) vs random (dashed)"), True),
-        ("verify", "verified.png", _plot_verify,
-         dict(xscale="log", xlabel="ζ (weights in [p − ζ|p|, p + ζ|p|])", ylabel="verified accuracy (%)",
-              title="interval verification"), True),
-        ("landscape", "landscape.png", _plot_landscape,
-         dict(xlabel="α (θ + α·d, d = 0.2|θ| ⊙ N(0, 1))", ylabel="test cross-entropy",
-              title="weight-loss landscape (flatness in brackets)"), True),
-        ("membrane", "membrane.png", _plot_membrane,
-         dict(xlabel="(v − A)/A  (0 = threshold; clipped to ±3)", ylabel="density", yscale="log",
-              title="membrane potential relative to threshold"), False),
-    )
     names: List[str] = []
-    for key, name, plot, axes, every in figures:
+    for key, (name, plot, axes, every) in _FIGURES.items():
         have = {label: r[key] for label, r in methods.items() if key in r}
         if not have or (every and len(have) < len(methods)):
             continue
@@ -188,7 +196,7 @@ def make_figures(results: dict, cfg: ExperimentConfig, out: Path) -> List[str]:
             plot(ax, label, r)
         if key == "membrane":
             ax.axvline(0.0, color="k", lw=0.8, ls="--")
-        ax.set(**axes)
+        ax.set(**{**axes, "title": axes["title"].format(n_draws=cfg.n_draws)})
         ax.legend(fontsize=7)
         fig.savefig(out / name, dpi=130)
         names.append(name)

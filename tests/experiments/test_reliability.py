@@ -129,7 +129,7 @@ WORKER_PARENT = textwrap.dedent("""
     import os, signal, sys, time
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
-    from spikerobust.experiments.pipeline import _worker_init
+    from spikerobust.experiments.orchestrate import _worker_init
     pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_worker_init,
                                initargs=(os.getpid(),))
     pid = pool.submit(os.getpid).result()
@@ -213,9 +213,9 @@ def test_evaluate_keeps_the_models_split_unless_asked(one_epoch, caplog):
     (["--set", "membrane_samples=true"], "'membrane_samples' must be an integer >= 0, got True"),
 ])
 def test_reproduce_settings_fail_before_any_data(argv, message, tmp_path, monkeypatch):
-    from spikerobust.experiments import pipeline
+    from spikerobust.experiments import orchestrate
 
-    monkeypatch.setattr(pipeline, "load_task", lambda cfg: pytest.fail("data loaded before the settings were checked"))
+    monkeypatch.setattr(orchestrate, "load_task", lambda cfg: pytest.fail("data loaded before the settings were checked"))
     with pytest.raises(ValueError, match=message):
         main(["reproduce", "ecg", "--out-dir", str(tmp_path / "o"), *argv])
     assert not (tmp_path / "o").exists()

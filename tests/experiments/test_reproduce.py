@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy.stats import mannwhitneyu
 
-import spikerobust.experiments.pipeline as pipeline
+import spikerobust.experiments.train as train
 from spikerobust.experiments import evaluate_model, load_model, load_task, make_config, run_reproduce
 from spikerobust.robust.trainer import evaluate_accuracy
 
@@ -108,13 +108,13 @@ def test_resume_reuses_finished_and_continues_interrupted(tiny_run, tmp_path, mo
     (out / "methods" / "beta" / "results.json").unlink()
     (out / "methods" / "beta" / "model.pt").unlink()
     trained = []
-    real_fit = pipeline.fit
+    real_fit = train.fit
 
     def spy_fit(model, method, *args, **kwargs):
         trained.append(kwargs["resume"])
         return real_fit(model, method, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fit", spy_fit)
+    monkeypatch.setattr(train, "fit", spy_fit)
     again = run_reproduce(cfg2, resume=True)
     assert trained == [True]  # only beta went through the trainer, resuming from its checkpoint
     for label in ("standard", "beta"):
