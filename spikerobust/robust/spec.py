@@ -44,6 +44,8 @@ __all__ = [
     "LR_GAMMA",
     "AttackSpec",
     "EVAL_ATTACK",
+    "non_negative",
+    "at_least",
 ]
 
 #: Relative attack box ε of the robust loss and of the attacked validation (docs/robust-training.md).
@@ -72,7 +74,13 @@ LR = 1e-3
 LR_GAMMA = 0.1
 
 
-def _number(name: str, value: Any) -> float:
+def non_negative(name: str, value: Any) -> float:
+    """``value`` as a float, checked ``>= 0`` (NaN refused); the message names the setting.
+
+    Examples:
+        >>> non_negative("beta", 0.25)
+        0.25
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -80,6 +88,18 @@ def _number(name: str, value: Any) -> float:
     if not v >= 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return v
+
+
+def at_least(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int, checked to be a whole number ``>= minimum``; the message names the setting.
+
+    Examples:
+        >>> at_least("n_inner", 2, 1)
+        2
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -113,13 +133,10 @@ class AttackSpec:
 
     def __post_init__(self) -> None:
         for name in ("epsilon", "sigma_init", "eps_c"):
-            object.__setattr__(self, name, _number(name, getattr(self, name)))
-        n = self.n_steps
-        if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or int(n) < 0:
-            raise ValueError(f"n_steps must be an integer >= 0, got {n!r}")
-        object.__setattr__(self, "n_steps", int(n))
+            object.__setattr__(self, name, non_negative(name, getattr(self, name)))
+        object.__setattr__(self, "n_steps", at_least("n_steps", self.n_steps, 0))
         if self.step is not None:
-            object.__setattr__(self, "step", _number("step", self.step))
+            object.__setattr__(self, "step", non_negative("step", self.step))
         if self.objective not in OBJECTIVE_NAMES:
             raise ValueError(f"unknown objective {self.objective!r}; expected one of {sorted(OBJECTIVE_NAMES)}")
 

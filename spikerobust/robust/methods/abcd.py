@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..params import select_parameters
+from ..spec import at_least, non_negative
 from .base import ParameterMethod, get_method, register_method, task_loss
 
 __all__ = ["ABCD", "abcd_iteration"]
@@ -106,13 +107,9 @@ class ABCD(ParameterMethod):
         eta_a: float = 0.1,
         **selection,
     ) -> None:
-        if int(n_inner) < 1:
-            raise ValueError(f"n_inner must be >= 1, got {n_inner}")
-        if not float(eta_a) >= 0:
-            raise ValueError(f"eta_a must be >= 0, got {eta_a}")
         super().__init__(**selection)
-        self.n_inner = int(n_inner)
-        self.eta_a = float(eta_a)
+        self.n_inner = at_least("n_inner", n_inner, 1)
+        self.eta_a = non_negative("eta_a", eta_a)
 
     def draw_masks(self, params: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Random half masks: each element 1 with probability ½, else 0."""

@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 from ..adversarial import robust_loss_backward
+from ..spec import non_negative
 from .base import AttackMethod, register_method, task_loss
 
 __all__ = ["Adversarial"]
@@ -38,15 +39,9 @@ class Adversarial(AttackMethod):
         attack: the whole attack as one :class:`~spikerobust.robust.spec.AttackSpec`.
     """
 
-    def __init__(
-        self,
-        beta: float = 0.25,
-        **attack_and_selection,
-    ) -> None:
-        if not float(beta) >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
+    def __init__(self, beta: float = 0.25, **attack_and_selection) -> None:
         super().__init__(**attack_and_selection)
-        self.beta = float(beta)
+        self.beta = non_negative("beta", beta)
 
     def step(self, model, x, y, optimizer):
         optimizer.zero_grad(set_to_none=True)

@@ -1,23 +1,24 @@
 r"""Adversarial model perturbation, AMP (Zheng, Zhang & Mao, CVPR 2021), as its paper defines it.
 
-AMP minimises the "AMP loss" ``max_{‖Δ‖₂ ≤ ε} L(θ + Δ)``, the worst loss in an L2 ball of radius
-ε (``radius``) around θ. Per step, on the batch (Algorithm 1 of the AMP paper):
+AMP minimises the "AMP loss" ``max_{‖Δ‖₂ ≤ r} L(θ + Δ)``, the worst loss in an L2 ball of radius
+r (``radius``; the AMP paper's ε, an ABSOLUTE size, unlike the relative ε of the weight attack)
+around θ. Per step, on the batch (Algorithm 1 of the AMP paper):
 
 1. ``Δ = 0``; repeat ``n_inner`` times: ``Δ ← Δ + η·∇L(θ+Δ)`` (a plain, UNNORMALISED gradient
    ascent step of size η = ``inner_lr``, the AMP paper's ζ), then project back onto the ball:
-   ``Δ ← Δ·min(1, ε/‖Δ‖₂)``;
+   ``Δ ← Δ·min(1, r/‖Δ‖₂)``;
 2. descend with ``∇L`` evaluated at ``θ + Δ``, Δ treated as a constant (the gradient is applied
    to θ by the optimiser).
 
-The ball is PER TENSOR (each perturbed tensor's Δ has L2 norm ≤ ε), as in the AMP authors' code,
+The ball is PER TENSOR (each perturbed tensor's Δ has L2 norm ≤ r), as in the AMP authors' code,
 which clips every parameter tensor's perturbation separately. The loss is the cross-entropy plus
 an LSNN's rate regulariser. A small gradient gives a small Δ: the ball bounds the perturbation,
 it does not set its size.
 
 Defaults: ``radius = 0.1``, ``inner_lr = 1.0``, ``n_inner = 1`` (the AMP paper's CIFAR setting is
-ε = 0.5, ζ = 1, one inner step). On the quick ECG preset (MIT-BIH, 64 neurons, 30 epochs, three
+radius 0.5, inner step 1, one inner step). On the quick ECG preset (MIT-BIH, 64 neurons, 30 epochs, three
 seeds) the defaults reached 84.4 % mean clean test accuracy against 81.3 % for standard
-training, and ε = 0.5 reached 80.0 % with one seed at 72.5 % (160 test beats, so one beat is
+training, and radius 0.5 reached 80.0 % with one seed at 72.5 % (160 test beats, so one beat is
 0.6 %): the smaller ball trained more reliably there.
 
 Examples:
@@ -43,6 +44,7 @@ import torch
 from torch import nn
 
 from ..core import buffer_copies
+from ..spec import at_least, non_negative
 from .base import ParameterMethod, get_method, register_method, task_loss
 
 __all__ = ["AMP"]
@@ -53,7 +55,7 @@ class AMP(ParameterMethod):
     """Descend the loss at the worst point of a per-tensor L2 ball found by gradient ascent.
 
     Args:
-        radius: radius ε of each tensor's L2 ball (0.1).
+        radius: radius r of each tensor's L2 ball (0.1).
         inner_lr: inner step size η of the unnormalised ascent ``Δ ← Δ + η·∇L`` (1.0; the AMP paper's ζ).
         n_inner: inner ascent steps K (1).
         epsilon: deprecated alias of ``radius``.
@@ -75,14 +77,10 @@ class AMP(ParameterMethod):
         if epsilon is not None:
             warnings.warn("AMP(epsilon=...) is deprecated; use radius=...", DeprecationWarning, stacklevel=2)
             radius = epsilon
-        if not float(radius) >= 0 or not float(inner_lr) >= 0:
-            raise ValueError(f"radius and inner_lr must be >= 0, got {radius}, {inner_lr}")
-        if int(n_inner) < 0:
-            raise ValueError(f"n_inner must be >= 0, got {n_inner}")
         super().__init__(**selection)
-        self.radius = float(radius)
-        self.inner_lr = float(inner_lr)
-        self.n_inner = int(n_inner)
+        self.radius = non_negative("radius", radius)
+        self.inner_lr = non_negative("inner_lr", inner_lr)
+        self.n_inner = at_least("n_inner", n_inner, 0)
 
     @property
     def epsilon(self) -> float:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..attacks import pga_attack
-from ..spec import AttackSpec
+from ..spec import AttackSpec, at_least, non_negative
 from .base import AttackMethod, get_method, register_method, task_loss
 
 __all__ = ["AWP"]
@@ -57,17 +57,10 @@ class AWP(AttackMethod):
     #: the raw attack: ε = 0.2, no random start, the cross-entropy
     default_attack = AttackSpec(epsilon=0.2, sigma_init=0.0, objective="ce")
 
-    def __init__(
-        self,
-        gamma: float = 0.1,
-        **attack_and_selection,
-    ) -> None:
-        if not float(gamma) >= 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
+    def __init__(self, gamma: float = 0.1, **attack_and_selection) -> None:
         super().__init__(**attack_and_selection)
-        if self.n_steps < 1:
-            raise ValueError(f"n_steps must be >= 1, got {self.n_steps}")
-        self.gamma = float(gamma)
+        at_least("n_steps", self.n_steps, 1)
+        self.gamma = non_negative("gamma", gamma)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
         """θ* = θ + γ(θ*_raw − θ) for the batch, in the model's current mode (detached tensors)."""

@@ -33,6 +33,7 @@ from typing import Dict, Mapping, Optional
 import torch
 
 from ..core import buffer_copies
+from ..spec import at_least, non_negative
 from .base import ParameterMethod, get_method, register_method, task_loss
 
 __all__ = ["EntropySGD"]
@@ -62,19 +63,14 @@ class EntropySGD(ParameterMethod):
         alpha: float = 0.75,
         **selection,
     ) -> None:
-        if int(n_langevin) < 1:
-            raise ValueError(f"n_langevin must be >= 1, got {n_langevin}")
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        for name, v in (("langevin_lr", langevin_lr), ("noise", noise), ("gamma0", gamma0), ("gamma1", gamma1)):
-            if not float(v) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {v}")
         super().__init__(**selection)
-        self.n_langevin = int(n_langevin)
-        self.langevin_lr = float(langevin_lr)
-        self.noise = float(noise)
-        self.gamma0 = float(gamma0)
-        self.gamma1 = float(gamma1)
+        self.n_langevin = at_least("n_langevin", n_langevin, 1)
+        self.langevin_lr = non_negative("langevin_lr", langevin_lr)
+        self.noise = non_negative("noise", noise)
+        self.gamma0 = non_negative("gamma0", gamma0)
+        self.gamma1 = non_negative("gamma1", gamma1)
         self.alpha = float(alpha)
         self.t = 0
 

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..adversarial import robust_loss_backward
 from ..core import randn_like
-from ..spec import PCM_N_STEPS, AttackSpec
+from ..spec import PCM_N_STEPS, AttackSpec, non_negative
 from .base import AttackMethod, register_method, task_loss
 
 __all__ = ["NoiseInjection", "inject_noise", "clip_to_sigma", "MODES"]
@@ -46,8 +46,7 @@ MODES = ("relative", "layer_range")
 def _check(eta: float, mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if not float(eta) >= 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    non_negative("eta", eta)
 
 
 def inject_noise(
@@ -122,14 +121,12 @@ class NoiseInjection(AttackMethod):
         **attack_and_selection,
     ) -> None:
         _check(eta, mode)
-        if not float(beta) >= 0:
-            raise ValueError(f"beta must be >= 0, got {beta}")
         if clip_sigma is not None and not float(clip_sigma) > 0:
             raise ValueError(f"clip_sigma must be > 0 or None, got {clip_sigma}")
         super().__init__(**attack_and_selection)
         self.eta = float(eta)
         self.mode = mode
-        self.beta = float(beta)
+        self.beta = non_negative("beta", beta)
         self.clip_sigma = None if clip_sigma is None else float(clip_sigma)
 
     def clean_target(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
