@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from .core import Data, as_batches, check_logits, model_mode, randn_like, resolve_params, seeded_generator
 from .mismatch import evaluate_stacked
+from .spec import CHUNK_SIZE
 
 __all__ = ["LandscapeResult", "moving_average", "flatness", "loss_landscape", "plot_landscape"]
 
@@ -121,7 +122,7 @@ def loss_landscape(
     loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
     seed: int = 0,
     generator: Optional[torch.Generator] = None,
-    chunk_size: Optional[int] = 10,
+    chunk_size: Optional[int] = CHUNK_SIZE,
     vectorize: Union[bool, str] = "auto",
     label: str = "",
     progress: bool = True,

@@ -42,7 +42,7 @@ from torch.func import functional_call, vmap
 from tqdm import tqdm
 
 from .core import Batch, Data, as_batches, check_logits, model_mode, randn_like, resolve_params, seeded_generator
-from .spec import MISMATCH_LEVELS, N_DRAWS
+from .spec import CHUNK_SIZE, MISMATCH_LEVELS, N_DRAWS
 from .stats import summarise
 
 __all__ = [
@@ -138,7 +138,7 @@ def evaluate_stacked(
     batches: Sequence[Batch],
     stacked: Mapping[str, torch.Tensor],
     *,
-    chunk_size: Optional[int] = 10,
+    chunk_size: Optional[int] = CHUNK_SIZE,
     vectorize: Union[bool, str] = "auto",
     with_loss: bool = False,
     loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
@@ -277,7 +277,7 @@ def mismatch_evaluate(
     exclude: Optional[Iterable[str]] = None,
     seed: int = 0,
     generator: Optional[torch.Generator] = None,
-    chunk_size: Optional[int] = 10,
+    chunk_size: Optional[int] = CHUNK_SIZE,
     vectorize: Union[bool, str] = "auto",
     label: str = "",
     progress: bool = True,

@@ -40,6 +40,7 @@ __all__ = [
     "PCM_N_STEPS",
     "MISMATCH_LEVELS",
     "N_DRAWS",
+    "CHUNK_SIZE",
     "LR",
     "LR_GAMMA",
     "AttackSpec",
@@ -68,6 +69,8 @@ PCM_N_STEPS = 3
 MISMATCH_LEVELS: Tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7)
 #: Mismatch draws per non-zero level (docs/evaluation.md: 100).
 N_DRAWS = 100
+#: Parameter sets evaluated per vectorised call by mismatch and the landscape (bounds memory).
+CHUNK_SIZE = 10
 #: Default Adam learning rate of :func:`~spikerobust.robust.trainer.fit` (docs/lsnn.md: 1e-3).
 LR = 1e-3
 #: Factor of each learning-rate drop (docs/lsnn.md: 1e-3 then 1e-4).

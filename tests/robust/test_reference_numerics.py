@@ -22,8 +22,9 @@ from spikerobust.robust.methods import get_method
 from spikerobust.robust.methods.forward_noise import ForwardNoise
 from spikerobust.robust.methods.noise_injection import NoiseInjection, inject_noise
 from spikerobust.robust.mismatch import DEFAULT_LEVELS, mismatch_evaluate
-from spikerobust.robust.spec import (EPSILON, LR, LR_GAMMA, MISMATCH_LEVELS, N_DRAWS, N_STEPS, OBJECTIVE_NAMES,
-                                     PCM_N_STEPS, SIGMA_INIT, AttackSpec)
+from spikerobust.robust.landscape import loss_landscape
+from spikerobust.robust.spec import (CHUNK_SIZE, EPSILON, LR, LR_GAMMA, MISMATCH_LEVELS, N_DRAWS, N_STEPS,
+                                     OBJECTIVE_NAMES, PCM_N_STEPS, SIGMA_INIT, AttackSpec)
 from spikerobust.robust.trainer import fit
 
 NAMES = ("0.weight", "0.bias", "2.weight", "2.bias")
@@ -264,6 +265,8 @@ def test_defaults_are_declared_once():
     assert get_method("awp").attack == AttackSpec(epsilon=0.2, sigma_init=0.0, objective="ce")
     assert DEFAULT_LEVELS == MISMATCH_LEVELS
     assert inspect.signature(mismatch_evaluate).parameters["n_draws"].default == N_DRAWS
+    for fn in (mismatch_evaluate, loss_landscape):
+        assert inspect.signature(fn).parameters["chunk_size"].default == CHUNK_SIZE
     sig = inspect.signature(fit).parameters
     assert (sig["lr"].default, sig["lr_gamma"].default) == (LR, LR_GAMMA)
     assert tuple(OBJECTIVES) == OBJECTIVE_NAMES

@@ -8,10 +8,11 @@ by this method), with x the stored parameters and the scoping coupling
 an inner chain x' (started at x) runs ``L = 10`` Langevin steps on the batch,
 
 .. math::
-    x' \leftarrow x' - \eta' \,[\nabla f(x') - \gamma_t (x - x')] + \sqrt{\eta'}\,\varepsilon\,\mathcal{N}(0, I),
+    x' \leftarrow x' - \eta' \,[\nabla f(x') - \gamma_t (x - x')] + \sqrt{\eta'}\,\sigma\,\mathcal{N}(0, I),
     \qquad \mu \leftarrow \alpha\,\mu + (1 - \alpha)\,x',
 
-with Langevin learning rate η' = 0.1, noise ε = 1e-4, averaging α = 0.75 and μ started at x.
+with Langevin learning rate η' = 0.1, noise σ = 1e-4 (the Entropy-SGD paper's ε), averaging
+α = 0.75 and μ started at x.
 The outer gradient is ``γ_t (x − μ)``; it is written into ``.grad`` and the optimiser steps x.
 The chain runs on tensors passed to ``functional_call``: the model is not changed before the
 optimiser step. Every Langevin step uses the same batch (the interface gives one batch per step;
@@ -46,7 +47,7 @@ class EntropySGD(ParameterMethod):
     Args:
         n_langevin: Langevin steps L (10).
         langevin_lr: η' (0.1).
-        noise: ε (1e-4).
+        noise: σ (1e-4).
         gamma0, gamma1: scoping ``γ_t = γ0·(1 + γ1)^t`` (0.01, 0.001).
         alpha: averaging α of μ (0.75).
         include, exclude: glob patterns of the parameters taking part (others get no gradient).
