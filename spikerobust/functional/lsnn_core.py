@@ -57,6 +57,9 @@ __all__ = [
     "initial_state",
     "lsnn_step",
     "lsnn_step_current",
+    "hand_written_unroll",
+    "save_with_constants",
+    "saved_with_constants",
     "unroll_hand_written",
     "unroll_inputs",
     "unroll_outputs",
@@ -297,3 +300,57 @@ def unroll_hand_written(
             z_all, v_out, b_out, r_last = plain_loop(c, w, alpha, rho, b0, beta, tuple(state), n_refr, dt, mask,
                                                      return_states)
     return unroll_outputs(params, z_all, v_out, b_out, r_last, return_states)
+
+
+def hand_written_unroll(name: str, module: str, recurrence, plain_loop, doc: str):
+    """The public entry point of a hand-written backend: :func:`unroll_hand_written` with
+    ``recurrence`` and ``plain_loop``, under the signature of
+    :func:`~spikerobust.functional.lsnn_unroll` less ``backend``.
+
+    Args:
+        name: the function's name (also used in error messages), e.g. ``"lsnn_unroll_event"``.
+        module: the module it is published from (its ``__module__``).
+        recurrence, plain_loop: as :func:`unroll_hand_written`.
+        doc: its docstring, to which the sections ``Returns:`` and ``Raises:`` (the same for
+            every backend) are added.
+
+    Returns:
+        ``unroll(x, params, w_in, w_rec, state=None, *, return_states=False, spike_mask=None)``.
+    """
+
+    def unroll(x: torch.Tensor, params: LSNNParams, w_in: torch.Tensor, w_rec: torch.Tensor,
+               state: Optional[LSNNState] = None, *, return_states: bool = False,
+               spike_mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
+        return unroll_hand_written(name, recurrence, plain_loop, x, params, w_in, w_rec, state,
+                                   return_states=return_states, spike_mask=spike_mask)
+
+    unroll.__name__ = unroll.__qualname__ = name
+    unroll.__module__ = module
+    unroll.__doc__ = doc.rstrip() + "\n" + _HAND_WRITTEN_SECTIONS
+    return unroll
+
+
+_HAND_WRITTEN_SECTIONS = """
+    Returns:
+        ``(spikes [T, B, N], final_state, trace or None)``.
+
+    Raises:
+        ValueError: if the surrogate has no closed-form derivative.
+    """
+
+
+def save_with_constants(ctx, tensors, consts) -> None:
+    """``ctx.save_for_backward`` of ``tensors`` and of the neuron constants ``consts`` that are
+    tensors; the others (Python floats) are kept on ``ctx`` (see :func:`saved_with_constants`)."""
+    ctx.const_is_tensor = tuple(isinstance(k, torch.Tensor) for k in consts)
+    ctx.const_floats = tuple(None if isinstance(k, torch.Tensor) else k for k in consts)
+    ctx.save_for_backward(*tensors, *(k for k in consts if isinstance(k, torch.Tensor)))
+
+
+def saved_with_constants(ctx) -> tuple[list, tuple]:
+    """``(tensors, consts)`` as given to :func:`save_with_constants`."""
+    saved = list(ctx.saved_tensors)
+    n_const = sum(ctx.const_is_tensor)
+    tensors, const_tensors = saved[: len(saved) - n_const], iter(saved[len(saved) - n_const:])
+    consts = tuple(next(const_tensors) if is_t else f for is_t, f in zip(ctx.const_is_tensor, ctx.const_floats))
+    return tensors, consts

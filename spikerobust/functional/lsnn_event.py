@@ -72,7 +72,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .lsnn_core import LSNNParams, LSNNState, LSNNTrace, unroll_hand_written
+from .lsnn_core import LSNNParams, hand_written_unroll, save_with_constants, saved_with_constants
 from .surrogate import Triangle
 
 __all__ = ["numba_available", "event_unsupported_reason", "lsnn_unroll_event"]
@@ -215,13 +215,9 @@ class _EventRecurrence(torch.autograd.Function):
             c, w, alpha, rho, b0, beta, (v0, z0, bs0, r0), n_refr, dt, derivative, mask,
             record_vb=record or need_vb, record_i=needs[2],
         )
-        consts = (alpha, rho, b0, beta)
-        ctx.const_is_tensor = tuple(isinstance(k, torch.Tensor) for k in consts)
-        ctx.const_floats = tuple(None if isinstance(k, torch.Tensor) else k for k in consts)
-        tensors = [k for k in consts if isinstance(k, torch.Tensor)]
-        ctx.save_for_backward(
-            w, v0, z0, bs0, out["z"], out["a"], out["da"], out["s"],
-            out["v"], out["b"], out["i"], *tensors,
+        save_with_constants(
+            ctx, (w, v0, z0, bs0, out["z"], out["a"], out["da"], out["s"], out["v"], out["b"], out["i"]),
+            (alpha, rho, b0, beta),
         )
         ctx.dt, ctx.record, ctx.n = dt, record, c.shape[-1]
         ctx.mark_non_differentiable(out["r_last"])
@@ -233,10 +229,8 @@ class _EventRecurrence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_z_out, g_v_out, g_b_out, _g_r):
-        w, v0, z0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all, *tensors = ctx.saved_tensors
-        it = iter(tensors)
-        alpha, rho, b0, beta = (
-            next(it) if is_t else f for is_t, f in zip(ctx.const_is_tensor, ctx.const_floats)
+        (w, v0, z0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all), (alpha, rho, b0, beta) = (
+            saved_with_constants(ctx)
         )
         t_steps, batch, n = z_all.shape
         like = z_all
@@ -299,16 +293,17 @@ class _EventRecurrence(torch.autograd.Function):
         return tuple(grads)
 
 
-def lsnn_unroll_event(
-    x: torch.Tensor,
-    params: LSNNParams,
-    w_in: torch.Tensor,
-    w_rec: torch.Tensor,
-    state: Optional[LSNNState] = None,
-    *,
-    return_states: bool = False,
-    spike_mask: Optional[torch.Tensor] = None,
-) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
+def _plain_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states):
+    """The forward kernels without recording for a backward pass: ``(z, v, b, r_last)``."""
+    c = c.contiguous()
+    out = _run_forward(c, w, alpha, rho, b0, beta, state, n_refr, dt, None, mask, record_vb=return_states,
+                       record_i=False, spikes_into_c=True)
+    v_out, b_out = (out["v"], out["b"]) if return_states else (out["v_last"], out["b_last"])
+    return out["z"], v_out, b_out, out["r_last"]
+
+
+lsnn_unroll_event = hand_written_unroll(
+    "lsnn_unroll_event", __name__, _EventRecurrence, _plain_loop,
     """:func:`~spikerobust.functional.lsnn_unroll` computed by the event-driven kernels.
 
     The arguments of :func:`~spikerobust.functional.lsnn_unroll` (``backend`` aside; the
@@ -316,12 +311,6 @@ def lsnn_unroll_event(
     bit for bit, gradients equal to rounding. Call it directly only with supported inputs (CPU, a
     surrogate with a closed-form derivative, constants of shape ``[]`` or ``[N]``, outside
     ``torch.func`` transforms); ``lsnn_unroll(..., backend="event")`` checks and falls back by itself.
-
-    Returns:
-        ``(spikes [T, B, N], final_state, trace or None)``.
-
-    Raises:
-        ValueError: if the surrogate has no closed-form derivative.
 
     Examples:
         >>> import torch
@@ -331,17 +320,8 @@ def lsnn_unroll_event(
         >>> z.sum().backward()
         >>> w_rec.grad.shape
         torch.Size([16, 16])
-    """
-    return unroll_hand_written(
-        "lsnn_unroll_event", _EventRecurrence, _plain_loop, x, params, w_in, w_rec, state,
-        return_states=return_states, spike_mask=spike_mask,
-    )
+    """,
+)
 
-
-def _plain_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states):
-    """The forward kernels without recording for a backward pass: ``(z, v, b, r_last)``."""
-    c = c.contiguous()
-    out = _run_forward(c, w, alpha, rho, b0, beta, state, n_refr, dt, None, mask, record_vb=return_states,
-                       record_i=False, spikes_into_c=True)
-    v_out, b_out = (out["v"], out["b"]) if return_states else (out["v_last"], out["b_last"])
-    return out["z"], v_out, b_out, out["r_last"]
+#: the entry point's examples run as doctests (it is made by ``hand_written_unroll``)
+__test__ = {"lsnn_unroll_event": lsnn_unroll_event}

@@ -60,7 +60,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 
-from .lsnn_core import LSNNParams, LSNNState, LSNNTrace, unroll_hand_written
+from .lsnn_core import LSNNParams, hand_written_unroll, save_with_constants, saved_with_constants
 from .lsnn_event import event_unsupported_reason
 from .surrogate import Surrogate, has_closed_form_derivative, heaviside
 
@@ -319,13 +319,11 @@ class _LSNNRecurrence(torch.autograd.Function):
             c, w, alpha, rho, b0, beta, (v0, z0, bs0, r0), n_refr, dt,
             derivative=derivative, record_vb=record or need_vb, record_i=needs[2], mask=mask,
         )
-        consts = (alpha, rho, b0, beta)
-        ctx.const_is_tensor = tuple(isinstance(k, torch.Tensor) for k in consts)
-        ctx.const_floats = tuple(None if isinstance(k, torch.Tensor) else k for k in consts)
-        tensors = [k for k in consts if isinstance(k, torch.Tensor)]
         v_all = tr.v if need_vb else None
         b_all = tr.b if need_vb else None
-        ctx.save_for_backward(w, v0, z0, bs0, tr.z, tr.a, tr.da, tr.s, v_all, b_all, tr.i, *tensors)
+        save_with_constants(
+            ctx, (w, v0, z0, bs0, tr.z, tr.a, tr.da, tr.s, v_all, b_all, tr.i), (alpha, rho, b0, beta)
+        )
         ctx.dt = dt
         ctx.record = record
         ctx.mark_non_differentiable(tr.r_last)
@@ -337,10 +335,8 @@ class _LSNNRecurrence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_z_out, g_v_out, g_b_out, _g_r):
-        w, v0, z0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all, *tensors = ctx.saved_tensors
-        it = iter(tensors)
-        alpha, rho, b0, beta = (
-            next(it) if is_t else f for is_t, f in zip(ctx.const_is_tensor, ctx.const_floats)
+        (w, v0, z0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all), (alpha, rho, b0, beta) = (
+            saved_with_constants(ctx)
         )
         dt = ctx.dt
         t_steps, batch, n = z_all.shape
@@ -425,16 +421,14 @@ class _LSNNRecurrence(torch.autograd.Function):
         return tuple(grads)
 
 
-def lsnn_unroll_fused(
-    x: torch.Tensor,
-    params: LSNNParams,
-    w_in: torch.Tensor,
-    w_rec: torch.Tensor,
-    state: Optional[LSNNState] = None,
-    *,
-    return_states: bool = False,
-    spike_mask: Optional[torch.Tensor] = None,
-) -> tuple[torch.Tensor, LSNNState, Optional[LSNNTrace]]:
+def _plain_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states):
+    """:func:`_forward_loop` without recording for a backward pass: ``(z, v, b, r_last)``."""
+    tr = _forward_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, record_vb=return_states, mask=mask)
+    return tr.z, tr.v, tr.b, tr.r_last
+
+
+lsnn_unroll_fused = hand_written_unroll(
+    "lsnn_unroll_fused", __name__, _LSNNRecurrence, _plain_loop,
     """:func:`~spikerobust.functional.lsnn_unroll` with the hand-written forward and backward pass.
 
     The arguments of :func:`~spikerobust.functional.lsnn_unroll` (``backend`` aside), the same
@@ -444,12 +438,6 @@ def lsnn_unroll_fused(
     no graph. Call it directly only outside ``torch.func`` transforms; the dispatch in
     ``lsnn_unroll(..., backend=...)`` takes care of that.
 
-    Returns:
-        ``(spikes [T, B, N], final_state, trace or None)``.
-
-    Raises:
-        ValueError: if the surrogate has no closed-form derivative.
-
     Examples:
         >>> import torch
         >>> from spikerobust.functional import LSNNParams
@@ -458,14 +446,8 @@ def lsnn_unroll_fused(
         >>> z.sum().backward()
         >>> w_in.grad.shape
         torch.Size([2, 16])
-    """
-    return unroll_hand_written(
-        "lsnn_unroll_fused", _LSNNRecurrence, _plain_loop, x, params, w_in, w_rec, state,
-        return_states=return_states, spike_mask=spike_mask,
-    )
+    """,
+)
 
-
-def _plain_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states):
-    """:func:`_forward_loop` without recording for a backward pass: ``(z, v, b, r_last)``."""
-    tr = _forward_loop(c, w, alpha, rho, b0, beta, state, n_refr, dt, record_vb=return_states, mask=mask)
-    return tr.z, tr.v, tr.b, tr.r_last
+#: the entry point's examples run as doctests (it is made by ``hand_written_unroll``)
+__test__ = {"lsnn_unroll_fused": lsnn_unroll_fused}

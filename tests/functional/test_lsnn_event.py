@@ -255,6 +255,20 @@ def test_no_grad_pass_allocates_one_time_by_neuron_tensor():
     assert _large_allocations(run("event"), size) > 2
 
 
+def test_entry_points_take_the_arguments_of_lsnn_unroll():
+    import inspect
+
+    from spikerobust.functional.lsnn_fused import lsnn_unroll_fused
+
+    want = [(p.name, p.kind, p.default) for p in inspect.signature(lsnn_unroll).parameters.values()
+            if p.name != "backend"]
+    for fn, module in ((lsnn_unroll_event, "lsnn_event"), (lsnn_unroll_fused, "lsnn_fused")):
+        got = [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+        assert got == want
+        assert fn.__module__ == f"spikerobust.functional.{module}"
+        assert "Returns:" in fn.__doc__ and "Examples:" in fn.__doc__
+
+
 def test_gradients_without_traces_and_only_some_leaves():
     x, w_in, w_rec, params, state, _, weights = _problem(torch.float64, state_grad=False, seed=6)
     res = {}
