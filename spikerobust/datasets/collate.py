@@ -25,7 +25,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -100,14 +100,16 @@ class ShuffledBatches:
     Args:
         x, y: inputs (time-first ``[T, N, F]`` if ``time_first``, else ``[N, ...]``) and labels ``[N]``.
         batch_size: samples per batch (the last one may be smaller).
-        seed: seed of the shuffling.
+        seed: seed of the shuffling; ``None``: draw each epoch's order from torch's global generator
+            (``torch.randperm(N)``, as a hand-written loop would; ``generator`` is then ``None`` and a
+            resumed training does not restore the order).
         time_first: the sample axis of ``x`` is 1 rather than 0.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, seed: int,
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, seed: Optional[int],
                  time_first: bool = False) -> None:
         self.x, self.y, self.batch_size, self.time_first = x, y, int(batch_size), bool(time_first)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.generator = None if seed is None else torch.Generator().manual_seed(int(seed))
 
     def __iter__(self) -> Iterator[Pair]:
         perm = torch.randperm(self.y.shape[0], generator=self.generator)

@@ -132,3 +132,16 @@ def test_to_time_first_and_batches_keep_every_sample_once():
     assert [yb.tolist() for _, yb in again] == [yb.tolist() for _, yb in epochs[0]]
     with pytest.raises(ValueError, match=r"\[N, T, F\]"):
         to_time_first(torch.zeros(2, 3))
+
+
+def test_shuffled_batches_without_seed_follow_torch_global_generator():
+    from spikerobust.datasets import ShuffledBatches
+
+    x, y = torch.arange(2 * 7 * 3.0).view(2, 7, 3), torch.arange(7)  # [T, N, F]
+    loader = ShuffledBatches(x, y, batch_size=3, seed=None, time_first=True)
+    assert loader.generator is None
+    torch.manual_seed(11)
+    epochs = [[yb.tolist() for _, yb in loader] for _ in range(2)]
+    torch.manual_seed(11)  # a hand-written loop: one torch.randperm(N) per epoch
+    want = [torch.randperm(7).tolist() for _ in range(2)]
+    assert epochs == [[p[:3], p[3:6], p[6:]] for p in want]
