@@ -152,10 +152,6 @@ class AttackResult(NamedTuple):
 
 
 
-def _spec(spec: Optional[AttackSpec], defaults: AttackSpec, where: str, fields: Dict[str, Any]) -> AttackSpec:
-    return AttackSpec.build(spec, defaults, where=where, **fields)
-
-
 def pga_attack(
     model: nn.Module,
     x: torch.Tensor,
@@ -188,7 +184,7 @@ def pga_attack(
     Returns:
         :class:`AttackResult`.
     """
-    spec = _spec(spec, AttackSpec(), "pga_attack", fields)
+    spec = AttackSpec.build(spec, where="pga_attack", **fields)
     return _sign_pga(model, [(x, y)], params, spec, targets=None if target_logits is None else [target_logits],
                      generator=generator, evaluate_end=evaluate_end, move=False)
 
@@ -225,7 +221,7 @@ def pga_attack_dataset(
     Returns:
         :class:`AttackResult`; ``objective_start``/``objective_end`` are over the whole set.
     """
-    spec = _spec(spec, EVAL_ATTACK, "pga_attack_dataset", fields)
+    spec = AttackSpec.build(spec, EVAL_ATTACK, where="pga_attack_dataset", **fields)
     return _sign_pga(model, as_batches(data), params, spec, targets=None, generator=generator,
                      evaluate_end=evaluate_end, move=True)
 
@@ -343,7 +339,7 @@ def attack_weights(
     Returns:
         name → θ* (detached); pass it to ``functional_call`` or :func:`perturbed_accuracy`.
     """
-    spec = _spec(spec, EVAL_ATTACK, "attack_weights", fields)
+    spec = AttackSpec.build(spec, EVAL_ATTACK, where="attack_weights", **fields)
     selected = resolve_params(model, params, include, exclude)
     with model_mode(model, train_mode):
         return pga_attack(model, x, selected, spec, y=y, generator=generator).theta_star
@@ -434,7 +430,7 @@ def attacked_accuracy(
     """
     if attack not in ("pga", "random"):
         raise ValueError(f"attack must be 'pga' or 'random', got {attack!r}")
-    spec = _spec(spec, EVAL_ATTACK, "attacked_accuracy", {"epsilon": epsilon, **fields})
+    spec = AttackSpec.build(spec, EVAL_ATTACK, where="attacked_accuracy", epsilon=epsilon, **fields)
     selected = resolve_params(model, params, include, exclude)
     generator = seeded_generator(seed, generator)
     batches = as_batches(data)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 __all__ = [
     "EPSILON",
@@ -171,12 +171,18 @@ class AttackSpec:
         """``spec`` (else ``defaults``, else ``AttackSpec()``) with the fields given as keywords.
 
         Keyword arguments set to ``None`` are ignored, so a function can forward its optional
-        keywords unchanged; an unknown keyword is a ``TypeError`` naming ``where``.
+        keywords unchanged; an unknown keyword is a ``TypeError`` naming ``where``. ``spec`` may
+        also be a mapping of fields (as a JSON config writes it), applied over ``defaults``.
 
         Examples:
             >>> AttackSpec.build(None, n_steps=3, epsilon=None).n_steps
             3
+            >>> AttackSpec.build({"epsilon": 0.2}, AttackSpec(n_steps=3)).n_steps
+            3
         """
+        if isinstance(spec, Mapping):
+            fields = {**dict(spec), **{k: v for k, v in fields.items() if v is not None}}
+            spec = None
         base = spec if spec is not None else (defaults if defaults is not None else cls())
         if not isinstance(base, AttackSpec):
             raise TypeError(f"spec must be an AttackSpec, got {type(base).__name__}")

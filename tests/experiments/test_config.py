@@ -153,3 +153,12 @@ def test_parse_set_reads_json_values_once():
         "epochs": 5, "levels": [0, 0.5], "out_dir": "runs/a", "methods": "standard,beta"}
     with pytest.raises(ValueError, match="key=value"):
         config_module.parse_set(["epochs"])
+
+
+def test_a_method_attack_can_be_written_as_a_mapping():
+    cfg = make_config("ecg", "quick", overrides={"methods": {"b": {"method": "adversarial", "beta": 0.5,
+                                                                   "attack": {"epsilon": 0.2, "n_steps": 2}}}})
+    method = config_module.build_method(cfg.methods["b"])
+    assert (method.epsilon, method.n_steps, method.sigma_init) == (0.2, 2, 1e-3)
+    with pytest.raises(ValueError, match="unknown attack setting 'eps'"):
+        make_config("ecg", "quick", overrides={"methods": {"b": {"method": "adversarial", "attack": {"eps": 0.2}}}})
