@@ -128,11 +128,6 @@ def test_train_and_evaluate_fmnist_tiny(fmnist_dir, tmp_path):
             assert 0 <= v <= 1 and v * 60 == pytest.approx(round(v * 60))
 
 
-#: examples not yet at 80 lines (issue 14); the list may only shrink. snntorch_nir_ecg.py (103) holds the NIR
-#: round trip (per-step runs of the original and the re-imported graph) that tests/robust/test_peer_models.py imports
-OVER_80_NOT_YET = {"snntorch_nir_ecg.py"}
-
-
 def test_compare_methods_tiny(tmp_path):
     results = load_example("compare_methods").main([
         "ecg", "--methods", "standard,forward_noise", "--set", "n_per_class=12", "--set", "n_hidden=8",
@@ -147,9 +142,8 @@ def test_compare_methods_tiny(tmp_path):
 
 
 def test_every_example_is_at_most_80_lines():
-    long = {p.name for p in SCRIPTS if len(p.read_text().splitlines()) > 80}
-    assert long <= OVER_80_NOT_YET, f"examples over 80 lines: {sorted(long - OVER_80_NOT_YET)}"
-    assert OVER_80_NOT_YET <= {p.name for p in SCRIPTS} and not OVER_80_NOT_YET - long, "shortened: drop it from the list"
+    long = sorted(p.name for p in SCRIPTS if len(p.read_text().splitlines()) > 80)
+    assert not long, f"examples over 80 lines (issue 14): {long}"
 
 
 # --------------------------------------------------------------------------- ResNet32 on PCM
