@@ -303,6 +303,18 @@ def test_draws_are_made_on_the_generators_device():
     assert torch.equal(randn_like(t, g1), torch.randn(5, generator=g2, dtype=torch.float64))
 
 
+def test_a_cpu_generator_serves_parameters_on_another_device():
+    # the meta device stands in for CUDA on a CPU-only machine: the draw is made on the CPU
+    # generator (its stream advances by exactly the tensor's size) and moved to the tensor's device
+    g, ref = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    noisy = inject_noise({"w": torch.ones(3, 4, device="meta")}, 0.1, "relative", g)
+    assert noisy["w"].device.type == "meta"
+    torch.randn(12, generator=ref)
+    assert torch.equal(torch.randn(5, generator=g), torch.randn(5, generator=ref))
+    method = get_method("noise_injection", seed=0)
+    assert method.generator("cuda").device.type == "cpu"  # the device argument is ignored
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cpu_generator_with_cuda_parameters_everywhere():
     params = {"w": torch.ones(3, 4, device="cuda")}
