@@ -36,7 +36,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
 
     from spikerobust import cli
-    from spikerobust.experiments import pipeline
+    from spikerobust.experiments import train as pipeline  # the module whose fit trains
     from spikerobust.functional import lsnn_fused
 
     resolve = lsnn_fused.resolve_backend

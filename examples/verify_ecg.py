@@ -1,10 +1,10 @@
-"""Verified accuracy against the weight-box size ζ for a standard and a robust-trained ECG LSNN.
+"""Verified accuracy against the weight-box size ε for a standard and a robust-trained ECG LSNN.
 
 Two LSNNs classify N, L, R, V beats (docs/tasks.md) from one shared standard-trained start
 (``--pretrain-epochs``), then train ``--epochs`` more each with the standard or the robust loss
 (β_rob = 0.25 for ECG, docs/robust-training.md). Interval bound propagation certifies the test set
-(docs/verification.md): a beat counts when every network with |p' − p| ≤ ζ|p| on every weight and
-bias classifies it correctly (Fig. S9: the robust network keeps more as ζ grows). ~10 min on one
+(docs/verification.md): a beat counts when every network with |p' − p| ≤ ε|p| on every weight and
+bias classifies it correctly (Fig. S9: the robust network keeps more as ε grows). ~10 min on one
 core with ``load_task``, ``fit`` (best validation epoch kept), ``lsnn_interval_simulation``.
 
 Examples:
@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, nargs=2, default=[1e-2, 2e-3], help="Adam rates: pretraining, the two runs")
     p.add_argument("--beta", type=float, default=0.25, help="β_rob of the robust loss (paper, ECG: 0.25)")
     p.add_argument("--attack-steps", type=int, default=5, help="adversary sign steps per training step (paper: 10)")
-    p.add_argument("--zetas", type=float, nargs="+", default=[0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3], help="box sizes ζ")
+    p.add_argument("--epsilons", type=float, nargs="+", default=[0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3], help="box sizes ε")
     p.add_argument("--neuron-constants", action="store_true", help="also put τ_mem, τ_adapt, b0, β_adapt in the box")
     p.add_argument("--out", default=None, help="write the table (markdown) and a .json next to it")
     args = p.parse_args(argv)
@@ -59,15 +59,15 @@ def main(argv=None) -> dict:
             "adversarial", beta=args.beta, n_steps=args.attack_steps, seed=cfg.seed)}.items():
         train(model := copy.deepcopy(base), method, args.epochs, args.lr[1])  # one starting point for both
         results[label] = {"test_acc": (model.eval().double()(x).argmax(1) == y).double().mean().item(), "rows": []}
-        for zeta in args.zetas:
-            res = lsnn_interval_simulation(model, x, zeta, neuron_constants=args.neuron_constants, dtype=torch.float64)
+        for eps in args.epsilons:
+            res = lsnn_interval_simulation(model, x, eps, neuron_constants=args.neuron_constants, dtype=torch.float64)
             ok, unsure = is_verified(res.logits.lower, res.logits.upper, y), res.spike_status == SpikeStatus.UNCERTAIN
-            results[label]["rows"].append({"zeta": zeta, "verified": ok.double().mean().item(),
+            results[label]["rows"].append({"epsilon": eps, "verified": ok.double().mean().item(),
                                            "uncertain_spikes": unsure.double().mean().item()})
     rows = [[f"{z:g}", *[f"{100 * r['rows'][i]['verified']:.1f} ({100 * r['rows'][i]['uncertain_spikes']:.1f})"
-                         for r in results.values()]] for i, z in enumerate(args.zetas)]
-    table = (f"Verified test accuracy (%) on {data.description}; LSNN N = {args.n_hidden}; box ±ζ|p|; in brackets: "
-             f"% of spikes left uncertain.\n\n{markdown_table(['ζ', *results], rows)}\n\nclean test accuracy "
+                         for r in results.values()]] for i, z in enumerate(args.epsilons)]
+    table = (f"Verified test accuracy (%) on {data.description}; LSNN N = {args.n_hidden}; box ±ε|p|; in brackets: "
+             f"% of spikes left uncertain.\n\n{markdown_table(['ε', *results], rows)}\n\nclean test accuracy "
              "(float64): " + ", ".join(f"{k} {100 * v['test_acc']:.1f}%" for k, v in results.items()))
     print(table)
     if args.out:

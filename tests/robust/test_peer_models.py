@@ -256,13 +256,13 @@ def test_the_interval_verifier_refuses_spiking_peer_models_with_a_reason(model_n
     model = make(model_name)
     x, _ = toy_data(model_name, n=4)
     with pytest.raises(ValueError, match="unsupported model.*not verified"):
-        logit_bounds(model, x, zeta=0.01)
+        logit_bounds(model, x, epsilon=0.01)
 
 
 def test_a_sequential_with_an_snntorch_neuron_names_the_layer_it_cannot_bound():
     model = nn.Sequential(nn.Linear(D, H), snn.Leaky(beta=0.8, init_hidden=True), nn.Linear(H, C))
     with pytest.raises(ValueError, match=r"\[1\] Leaky.*spiking neuron layers"):
-        logit_bounds(model, torch.randn(2, D), zeta=0.01)
+        logit_bounds(model, torch.randn(2, D), epsilon=0.01)
 
 
 def test_an_snntorch_network_survives_the_nir_round_trip_with_the_same_spikes(tmp_path):

@@ -22,7 +22,7 @@ def test_help_runs(capsys):
     with pytest.raises(SystemExit) as exc:
         load_example().main(["--help"])
     assert exc.value.code == 0
-    assert "--zetas" in capsys.readouterr().out
+    assert "--epsilons" in capsys.readouterr().out
 
 
 def test_tiny_synthetic_run(tmp_path):
@@ -34,11 +34,11 @@ def test_tiny_synthetic_run(tmp_path):
     load_example().main(
         [
             "--synthetic", "--beats-per-class", "15", "--n-hidden", "8", "--pretrain-epochs", "1",
-            "--epochs", "1", "--attack-steps", "1", "--batch-size", "20", "--zetas", "0", "1e-4", "1e-2",
+            "--epochs", "1", "--attack-steps", "1", "--batch-size", "20", "--epsilons", "0", "1e-4", "1e-2",
             "--out", str(out),
         ]
     )
-    assert out.read_text().count("\n| ") == 4  # header + 3 ζ rows
+    assert out.read_text().count("\n| ") == 4  # header + 3 ε rows
     results = json.loads(out.with_suffix(".json").read_text())["results"]
     assert len(results) == 2
     for res in results.values():
