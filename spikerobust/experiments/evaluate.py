@@ -100,10 +100,11 @@ def list_parts() -> Tuple[str, ...]:
 
 
 def is_lsnn_model(model: nn.Module) -> bool:
-    """Whether ``model`` contains a :class:`~spikerobust.nn.LSNN` layer (membrane analysis, PCM per step)."""
-    from ..nn.lsnn import LSNN
+    """Whether ``model`` declares a time-first spiking layer such as an :class:`~spikerobust.nn.LSNN`
+    (membrane analysis, PCM per time step), asked through the model protocol (:mod:`spikerobust.protocol`)."""
+    from ..protocol import TIME_FIRST, input_layout, spiking_layers
 
-    return any(isinstance(m, LSNN) for m in model.modules())
+    return any(input_layout(layer) == TIME_FIRST for layer in spiking_layers(model))
 
 
 def evaluate_model(model: nn.Module, data: TaskData, cfg: ExperimentConfig, *, label: str = "",

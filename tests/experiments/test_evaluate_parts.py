@@ -71,3 +71,23 @@ def test_membrane_is_skipped_without_samples(tiny):
     cfg.membrane_samples = 3
     out = evaluate_model(model, data, cfg, parts=["membrane"])
     assert sum(out["membrane"]["hist_counts"]) == 3 * 100 * 8  # 3 samples x T = 100 steps x 8 neurons
+
+
+def test_is_lsnn_model_asks_the_model_protocol_not_the_class():
+    """A time-first spiking layer makes an LSNN-like model whatever its class; batch-first spiking
+    layers (one step per call) and plain networks do not."""
+    from torch import nn
+
+    from spikerobust.experiments.evaluate import is_lsnn_model
+    from spikerobust.nn import AdaptiveLeaky, LSNNClassifier
+
+    class OwnRecurrent(nn.Module):  # declares itself, is no LSNN
+        input_layout = "time_first"
+
+        def spiking_layers(self):
+            return [self]
+
+    assert is_lsnn_model(LSNNClassifier(2, 8, 4))
+    assert is_lsnn_model(nn.Sequential(OwnRecurrent(), nn.Linear(2, 2)))
+    assert not is_lsnn_model(nn.Sequential(nn.Linear(2, 3), AdaptiveLeaky()))
+    assert not is_lsnn_model(nn.Sequential(nn.Linear(2, 2)))
