@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Dict
 
+from ..robust.spec import MISMATCH_LEVELS, N_DRAWS
+
 __all__ = ["PRESETS", "PAPER_METHODS", "EXTRA_METHODS", "PAPER_TABLE1", "PAPER_FLATNESS", "preset", "preset_methods"]
 
 #: The paper's comparison (docs/evaluation.md): label → registered method and its kwargs, per task (β_rob per
@@ -49,10 +51,10 @@ def preset_methods(task: str, name: str) -> Dict[str, dict]:
 #: Methods run only on request (``--methods ...,abcd,entropy_sgd``).
 EXTRA_METHODS: Dict[str, dict] = {"abcd": {"method": "abcd"}, "entropy_sgd": {"method": "entropy_sgd"}}
 
-_EVAL_PAPER = dict(levels=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7), n_draws=100,
+_EVAL_PAPER = dict(levels=MISMATCH_LEVELS, n_draws=N_DRAWS,
                    attack_eps=(0.0, 0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5),
                    zetas=(0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3), landscape_points=50, landscape_directions=5)
-_EVAL_QUICK = dict(levels=(0.0, 0.1, 0.2, 0.3, 0.5, 0.7), n_draws=30,
+_EVAL_QUICK = dict(levels=MISMATCH_LEVELS, n_draws=30,
                    attack_eps=(0.0, 0.01, 0.05, 0.1, 0.2, 0.5),
                    zetas=(0.0, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3), landscape_points=25, landscape_directions=3)
 
