@@ -49,17 +49,13 @@ __all__ = ["main"]
 log = logging.getLogger("spikerobust")
 
 
-def _parse_set(items: Sequence[str]) -> dict:
-    out = {}
-    for item in items or ():
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-    return out
+def _set_values(args: argparse.Namespace) -> dict:
+    """The command's ``--set`` pairs, parsed once (:func:`~spikerobust.experiments.config.parse_set`)."""
+    from .experiments.config import parse_set
+
+    if "_set_values" not in vars(args):
+        args._set_values = parse_set(getattr(args, "set", None))
+    return args._set_values
 
 
 def _floats(spec: str, name: str = "value") -> list:
@@ -83,7 +79,7 @@ def recorded_config(meta: dict) -> dict:
 
 def _overrides(args: argparse.Namespace) -> dict:
     """``--set`` pairs, then the named flags that were given."""
-    d = _parse_set(getattr(args, "set", None))
+    d = dict(_set_values(args))
     for key in ("data_dir", "split", "epochs", "n_draws", "seed", "jobs", "out_dir"):
         value = getattr(args, key, None)
         if value is not None:
@@ -122,8 +118,8 @@ def _config(args: argparse.Namespace, **extra):
 def _reproduce(args: argparse.Namespace) -> int:
     from .experiments import run_reproduce
 
-    extra = {} if args.jobs is not None or "jobs" in _parse_set(args.set) else {"jobs": min(2, os.cpu_count() or 1)}
-    if args.out_dir is None and "out_dir" not in _parse_set(args.set):
+    extra = {} if args.jobs is not None or "jobs" in _set_values(args) else {"jobs": min(2, os.cpu_count() or 1)}
+    if args.out_dir is None and "out_dir" not in _set_values(args):
         extra["out_dir"] = f"results/reproduce-{args.task}-{args.preset}"
     cfg = _config(args, **extra)
     if args.only is not None:  # one job of a sweep spread over jobs or machines
@@ -173,7 +169,7 @@ def _train(args: argparse.Namespace) -> int:
     from .experiments import parse_method, train_single
 
     over = _overrides(args)
-    if args.out_dir is None and "out_dir" not in _parse_set(args.set):
+    if args.out_dir is None and "out_dir" not in _set_values(args):
         over["out_dir"] = f"runs/{args.task}-{parse_method(args.method, args.task, args.preset)[0]}"
     from .robust.distributed import env_rank_world
 
