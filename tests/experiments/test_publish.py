@@ -182,3 +182,34 @@ def test_resume_adds_an_invocation(run, tmp_path):
     assert [e["command"] for e in entries][1] == shlex.join(["spikerobust", *argv])
     publish_run(again, tmp_path / "pub")
     assert f"Continued with: `{shlex.join(['spikerobust', *argv])}`" in (tmp_path / "pub" / "report.md").read_text()
+
+
+def test_pooled_seeds_m0_is_the_mean_of_the_models_clean_accuracies(published, tmp_path):
+    """With two seeds pooled, Table 1's m = 0 row is the mean of the two models' clean accuracies,
+    not the first model's; the checker accepts that and still flags a pooled mean that is neither."""
+    edited = tmp_path / "pooled"
+    shutil.copytree(published, edited)
+    results = json.loads((edited / "results.json").read_text())
+    std = results["methods"]["standard"]
+    first = std["test_accuracy"]
+    second = first - 0.02  # a second model two points worse: the pooled clean mean is one point lower
+    std["seeds"] = [{"seed": 0, "test_accuracy": first}, {"seed": 1, "test_accuracy": second}]
+    row0 = next(s for s in std["mismatch"]["summary"] if float(s["level"]) == 0.0)
+    row0["mean"] = (first + second) / 2
+    (edited / "results.json").write_text(json.dumps(results))
+    lines = (edited / "report.md").read_text().splitlines()
+    k = next(k for k, line in enumerate(lines) if line.startswith("| m | standard | beta |"))
+    row = next(k + j for j, line in enumerate(lines[k:]) if line.startswith("| 0 |"))
+    cells = lines[row].split("|")
+    cells[2] = f" {100 * row0['mean']:.2f} ± {100 * row0['std']:.2f} "
+    lines[row] = "|".join(cells)
+    (edited / "report.md").write_text("\n".join(lines) + "\n")
+    assert check_published(edited) == []
+
+    row0["mean"] = first - 0.05  # neither the first model's nor the mean of both
+    (edited / "results.json").write_text(json.dumps(results))
+    cells[2] = f" {100 * row0['mean']:.2f} ± {100 * row0['std']:.2f} "
+    lines[row] = "|".join(cells)
+    (edited / "report.md").write_text("\n".join(lines) + "\n")
+    assert check_published(edited) == [
+        "results.json: standard's m = 0 mean differs from its clean test accuracy (mean over its 2 models)"]
