@@ -44,8 +44,16 @@ def test_two_processes_match_one_process_with_the_same_global_batch(strategy, me
     ref = build_mlp(0)
     torch.manual_seed(0)
     fit(ref, make(), batches, epochs=2, lr=1e-2, restore_best=False, progress=False, seed=0)
-    out = fit_data_parallel(functools.partial(build_mlp, 0), make(), batches, world_size=2,
-                            strategy=strategy, seed=0, **kw)
+    from torch.multiprocessing.spawn import ProcessExitedException
+
+    for attempt in range(2):  # a worker aborting at gloo start-up on a loaded machine (SIGABRT, seen
+        try:                  # twice in CI-like runs) is retried once; a wrong result still fails below
+            out = fit_data_parallel(functools.partial(build_mlp, 0), make(), batches, world_size=2,
+                                    strategy=strategy, seed=0, **kw)
+            break
+        except ProcessExitedException:
+            if attempt:
+                raise
     for name, p in ref.state_dict().items():
         assert torch.allclose(out["model"][name], p, rtol=0, atol=1e-10), name
     assert [h["epoch"] for h in out["history"]] == [1, 2]
