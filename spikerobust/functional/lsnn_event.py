@@ -25,7 +25,8 @@ element-wise operations) instead of the ``2 N^2`` of two dense products: below t
 matrix-product floor at the spike rates LSNNs run at (see the benchmark table in the README).
 
 Both kernels are parallel over the batch (numba ``prange``, as many threads as
-``torch.get_num_threads()``) and deterministic: the forward pass treats each sample on its own;
+``torch.get_num_threads()``, on PyTorch's own OpenMP runtime where numba can use it, so that the
+kernels' threads are torch's and no second pool competes with them) and deterministic: the forward pass treats each sample on its own;
 the backward pass splits the batch into a fixed number of chunks (depending on the batch size
 only), each accumulating its own partial weight gradients, summed in chunk order. The same inputs
 give the same bits with one thread or two.
@@ -95,9 +96,13 @@ def _kernels():
     import numba
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
-        # numba's OpenMP layer shares the OpenMP runtime with PyTorch and resets its thread count
-        # (torch.set_num_threads(1) became 2 after the first launch); prefer TBB, else numba's own.
-        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+        # OpenMP first: with PyTorch's OpenMP build numba's "omp" layer runs on the same runtime
+        # and the same threads as torch. A separate pool ("workqueue", "tbb") competes with
+        # torch's OpenMP threads, which keep spinning on the cores for a while after each torch
+        # operation: with two threads the robust step measured 1.72x faster than with one on the
+        # shared runtime, 1.00x with "workqueue" (benchmarks/bench_robust_step.py --thread-sweep).
+        # The shared runtime's thread count is restored after every launch (see _launch).
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
     from . import _lsnn_event_kernels
 
     return _lsnn_event_kernels
@@ -132,12 +137,18 @@ def event_unsupported_reason(
 
 def _launch(kernel, *args) -> None:
     """Run a compiled kernel on ``torch.get_num_threads()`` threads (at most numba's pool), one
-    launch at a time."""
+    launch at a time, and leave torch's thread count as it was (numba's OpenMP layer sets the
+    shared runtime's count to its own pool size when it starts)."""
     import numba
 
     with _LAUNCH:
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        kernel(*args)
+        threads = torch.get_num_threads()
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            kernel(*args)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
 
 
 def _vec(k, like: torch.Tensor, n: int) -> torch.Tensor:

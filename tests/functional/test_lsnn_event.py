@@ -9,6 +9,8 @@ The kernels compile once per process (and are cached on disk), so the problems a
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch.func import functional_call, vmap
@@ -372,3 +374,16 @@ def test_a_launch_leaves_torch_thread_count_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif("NUMBA_THREADING_LAYER" in os.environ, reason="threading layer chosen by the environment")
+def test_kernels_share_torchs_openmp_runtime():
+    # a separate numba pool competes with torch's spinning OpenMP threads: two threads were no
+    # faster than one (bench_robust_step.py --thread-sweep 1,2); on torch's runtime they are
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("this torch build does not use OpenMP")
+    import numba
+
+    x, w_in, w_rec, params, state, _, _ = _problem(torch.float32)
+    lsnn_unroll(x, params, w_in, w_rec, state, backend="event")
+    assert numba.threading_layer() == "omp"
