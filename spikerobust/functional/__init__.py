@@ -15,7 +15,7 @@ from .lsnn import (
 )
 from .lsnn_event import lsnn_unroll_event
 from .lsnn_fused import lsnn_unroll_fused
-from .readout import rate_regulariser, time_average_readout
+from .readout import rate_regulariser, time_average_readout, time_mean
 from .surrogate import (
     ATan,
     FastSigmoid,
@@ -41,6 +41,7 @@ __all__ = [
     "lsnn_unroll_fused",
     "zero_diagonal",
     "time_average_readout",
+    "time_mean",
     "rate_regulariser",
     *surrogate.__all__,
 ]

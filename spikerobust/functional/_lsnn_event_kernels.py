@@ -152,7 +152,8 @@ def backward(
 ):  # pragma: no cover - compiled
     """The whole reverse-time pass (the adjoint recursion of :mod:`.lsnn_fused`), per chunk.
 
-    ``g_z_out`` has ``T`` or 0 steps; ``g_v_out``/``g_b_out`` ``T`` (traces), 1 (last value
+    ``g_z_out`` has ``T`` steps, 1 (the same gradient at every step: a time average's) or 0;
+    ``g_v_out``/``g_b_out`` ``T`` (traces), 1 (last value
     only) or 0 (no gradient). ``g_w`` ``[C, N, N]`` and ``g_alpha``.. ``g_beta`` ``[C, N]`` get
     one partial sum per chunk.
 
@@ -195,7 +196,7 @@ def backward(
                 for k in range(n):
                     g_t[k] = g_next[k] * alpha[k]
                 if tz > 0:  # carry is read on S_t only, and rewritten on S_{t-1} below
-                    gzt = g_z_out[t, bi]
+                    gzt = g_z_out[t if tz == t_steps else 0, bi]
                     for e in range(n_cur):
                         k = s_cur[e]
                         carry[k] += gzt[k]

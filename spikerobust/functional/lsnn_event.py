@@ -252,9 +252,11 @@ class _EventRecurrence(torch.autograd.Function):
         ]
         consts = torch.tensor([ctx.dt, 0.0, 1.0, 0.0], dtype=like.dtype)
 
-        def grad_in(g, record):
+        def grad_in(g, record, spikes=False):
             if g is None:
                 return torch.empty(0, batch, n, dtype=like.dtype)
+            if spikes and t_steps > 1 and g.stride(0) == 0:  # one gradient broadcast over time (a
+                g = g[:1]  # time average's): passed once, the kernel reads it at every step
             g = g.to(like.dtype).contiguous()
             return g if record else g.unsqueeze(0)
 
@@ -276,7 +278,7 @@ class _EventRecurrence(torch.autograd.Function):
             _np(i_all) if i_all.numel() else empty_n.numpy(),
             *(v.numpy() for v in vecs[:2]), vecs[2].numpy(), vecs[3].numpy(), vecs[4].numpy(),
             consts.numpy(),
-            grad_in(g_z_out, True).numpy(), grad_in(g_v_out, ctx.record).numpy(),
+            grad_in(g_z_out, True, spikes=True).numpy(), grad_in(g_v_out, ctx.record).numpy(),
             grad_in(g_b_out, ctx.record).numpy(),
             gi_all.numpy(), g_w.numpy(), *(p.numpy() for p in parts.unbind(0)),
             g_v0.numpy(), g_z0.numpy(), g_bs0.numpy(),

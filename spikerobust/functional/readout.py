@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ["time_average_readout", "rate_regulariser"]
+__all__ = ["time_average_readout", "time_mean", "rate_regulariser"]
 
 
 def time_average_readout(
@@ -25,9 +25,33 @@ def time_average_readout(
         >>> time_average_readout(z, torch.tensor([[2.0, 5.0]]), torch.tensor([1.0]))
         tensor([[2.]])
     """
-    return torch.nn.functional.linear(spikes.mean(dim=0), weight, bias)
+    return torch.nn.functional.linear(time_mean(spikes), weight, bias)
 
 
-def rate_regulariser(spikes: torch.Tensor, target: float = 0.01, strength: float = 1e-3) -> torch.Tensor:
-    """Firing-rate regulariser ``λ Σ_{batch, neuron} (mean_t z − target)²`` (docs/lsnn.md, λ = 0.001)."""
-    return strength * ((spikes.mean(dim=0) - target) ** 2).sum()
+def time_mean(spikes: torch.Tensor) -> torch.Tensor:
+    """``spikes.mean(dim=0)`` (the same bits), computed as a sum divided by ``T``.
+
+    The difference is in the backward pass: the gradient of a sum reaches ``spikes`` as one
+    ``[B, N]`` gradient broadcast over time (a view), where the mean's backward writes a full
+    ``[T, B, N]`` tensor; the event-driven LSNN backend then reads the one ``[B, N]`` gradient at
+    every step. Use the result for every consumer (readout and rate regulariser) so that a
+    single broadcast gradient reaches the spikes.
+
+    Examples:
+        >>> import torch
+        >>> z = torch.tensor([[[1.0, 0.0]], [[1.0, 1.0]]])  # T=2, B=1, N=2
+        >>> time_mean(z)
+        tensor([[1.0000, 0.5000]])
+    """
+    return spikes.sum(dim=0) / spikes.shape[0]
+
+
+def rate_regulariser(spikes: torch.Tensor, target: float = 0.01, strength: float = 1e-3, *,
+                     rates: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Firing-rate regulariser ``λ Σ_{batch, neuron} (mean_t z − target)²`` (docs/lsnn.md, λ = 0.001).
+
+    ``rates``: ``time_mean(spikes)`` when already computed (its gradient then joins the readout's
+    as one broadcast gradient; ``spikes`` is not read).
+    """
+    rates = time_mean(spikes) if rates is None else rates
+    return strength * ((rates - target) ** 2).sum()

@@ -11,7 +11,7 @@ from torch import nn
 from .._checks import check_time_first
 from ..functional.lsnn import LSNNParams, LSNNState, lsnn_unroll
 from ..functional.lsnn_fused import BACKENDS, resolve_backend
-from ..functional.readout import rate_regulariser, time_average_readout
+from ..functional.readout import rate_regulariser, time_mean
 from ..functional.surrogate import get_surrogate
 from ..protocol import TIME_FIRST
 
@@ -341,10 +341,11 @@ class LSNNClassifier(nn.Module):
         """Logits ``[B, C]``; optionally also the rate regulariser (``return_aux_loss``) and the
         hidden spikes ``[T, B, N]`` (``return_spikes``), in that order."""
         spikes = self.lsnn(x)
-        logits = time_average_readout(spikes, self.readout.weight, self.readout.bias)
+        rates = time_mean(spikes)  # one consumer of the spikes: one gradient broadcast over time
+        logits = nn.functional.linear(rates, self.readout.weight, self.readout.bias)
         out = [logits]
         if return_aux_loss:
-            out.append(self.rate_loss(spikes))
+            out.append(rate_regulariser(spikes, self.rate_target, self.rate_strength, rates=rates))
         if return_spikes:
             out.append(spikes)
         return out[0] if len(out) == 1 else tuple(out)

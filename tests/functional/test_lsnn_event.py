@@ -25,6 +25,7 @@ from spikerobust.functional import (  # noqa: E402
     Triangle,
     from_snntorch,
     lsnn_unroll,
+    time_mean,
 )
 from spikerobust.functional.lsnn_event import (  # noqa: E402
     event_unsupported_reason,
@@ -387,3 +388,20 @@ def test_kernels_share_torchs_openmp_runtime():
     x, w_in, w_rec, params, state, _, _ = _problem(torch.float32)
     lsnn_unroll(x, params, w_in, w_rec, state, backend="event")
     assert numba.threading_layer() == "omp"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("t_steps", [1, T])
+def test_gradient_broadcast_over_time(dtype, t_steps):
+    # a time average's gradient reaches the spikes as one [B, N] gradient broadcast over time
+    # (stride 0), which the event kernel reads once per step instead of a [T, B, N] tensor
+    x, w_in, w_rec, params, state, leaves, weights = _problem(dtype, t_steps=t_steps)
+    res = {}
+    for backend in ("reference", "event"):
+        z, _, _ = lsnn_unroll(x, params, w_in, w_rec, state, backend=backend)
+        rates = time_mean(z)
+        assert torch.equal(rates, z.mean(dim=0))
+        res[backend] = torch.autograd.grad((rates * weights[0]).sum() + (rates ** 2).sum(), leaves)
+    for a, b in zip(res["reference"], res["event"]):
+        _assert_close(a, b, dtype)
+    assert any(g.abs().max() > 0 for g in res["event"][:3])
