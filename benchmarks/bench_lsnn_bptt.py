@@ -21,6 +21,13 @@ target rate the input of ``ours-*`` and ``snntorch`` is scaled (bisection on the
 no-grad forward pass) until the layer spikes at about that rate; the rate actually measured on the
 warm-up run is printed. The floor does the same dense work at every rate.
 
+A trained network (``--model RUN/methods/<label>/model.pt``): instead of the sweep, its own LSNN
+(copies with each backend) on the first ``B`` samples of its own data (``--split``, the test split
+by default), where rate and surrogate support are those training produced (the issue's premise:
+trained ECG networks spike in a few per cent of (neuron, step) pairs, and the triangle's support
+covers 7-14 %); the printed support is the fraction with ``|(v - A) / A| < 1``. Norse keeps its
+own input, the floor does the same products at the same shapes.
+
 Both the process CPU time and the wall-clock time of each run are recorded (medians). On a
 machine shared with other jobs the CPU time is the fairer measure (it does not count the time the
 process waits for a core); with one thread the two agree on an idle machine. The samples/s column
@@ -37,11 +44,14 @@ Run::
     python benchmarks/bench_lsnn_bptt.py --repeats 9 --threads 2
     python benchmarks/bench_lsnn_bptt.py --methods ours-fused floor --d-in 40
     python benchmarks/bench_lsnn_bptt.py --rates 0.01 0.05 0.1 0.2 --methods ours-event ours-fused norse floor
+    python benchmarks/bench_lsnn_bptt.py --model RUN/methods/standard/model.pt --data-dir ../shared/data/mitdb \
+        --methods ours-event ours-fused norse floor
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from typing import Callable, Optional
@@ -86,8 +96,12 @@ def calibrate_scale(d_in: int, rate: float, args) -> float:
 
 
 def make_ours(backend: str, d_in: int, args) -> Callable[[], float]:
-    layer = _layer(backend, d_in, args)
-    x = _input(d_in, args)
+    if getattr(args, "trained", None) is not None:  # --model: copies of the trained layer, real inputs
+        layer, x = copy.deepcopy(args.trained[0]), args.trained[1]
+        layer.backend = backend
+    else:
+        layer = _layer(backend, d_in, args)
+        x = _input(d_in, args)
 
     def run() -> float:
         _zero_grads(layer.parameters())
@@ -171,6 +185,35 @@ def make_floor(d_in: int, args) -> Callable[[], float]:
     return run
 
 
+def load_trained(args) -> tuple:
+    """``(layer, x)`` of ``--model``: its LSNN and the first ``--batch`` samples of the split
+    ``--split`` of the data it was trained on (time first), read from ``--data-dir`` when given,
+    else from where the model file says."""
+    from spikerobust.experiments.config import ExperimentConfig
+    from spikerobust.experiments.tasks import load_task
+    from spikerobust.experiments.train import load_model
+
+    model, meta = load_model(args.model)
+    layer = getattr(model, "lsnn", None)
+    if layer is None:
+        raise ValueError(f"--model {args.model}: {type(model).__name__} has no LSNN layer (.lsnn)")
+    cfg_dict = dict(meta["config"])
+    if args.data_dir is not None:
+        cfg_dict["data_dir"] = args.data_dir
+    data = load_task(ExperimentConfig.from_dict(cfg_dict))
+    xs, _ = getattr(data, args.split)
+    x = (xs[:, : args.batch] if data.time_first else xs[: args.batch].transpose(0, 1)).to(args.dtype).contiguous()
+    return layer.to(args.dtype).train(), x
+
+
+def surrogate_support(layer, x) -> float:
+    """Fraction of (sample, neuron, step) with ``|(v - A) / A| < 1`` (the triangle's support,
+    refractory steps included), from a reference forward pass."""
+    with torch.no_grad():
+        _, trace = layer(x, return_states=True)
+    return float((((trace.v - trace.threshold) / trace.threshold).abs() < 1).double().mean())
+
+
 def build(method: str, d_in: int, args) -> Optional[Callable[[], float]]:
     if method == "ours-event":
         return make_ours("event", d_in, args)
@@ -217,6 +260,11 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=None,
+                        help="a trained model file (spikerobust train/reproduce: RUN/methods/<label>/model.pt): "
+                             "measure its LSNN on its own data instead of the rate sweep")
+    parser.add_argument("--data-dir", default=None, help="with --model: where its data are (default: as recorded)")
+    parser.add_argument("--split", choices=["train", "val", "test"], default="test", help="with --model (test)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's allocator settings alone (default: keep freed memory, "
                              "as the spikerobust command does)")
@@ -239,6 +287,15 @@ def main(argv=None) -> None:
     )
     print("-" * 92)
     results = {}
+    args.trained = None
+    if args.model is not None:  # one operating point: the trained layer on its own data
+        if args.rates:
+            parser.error("--model measures the trained layer's own operating point: drop --rates")
+        args.trained = load_trained(args)
+        layer, x = args.trained
+        args.steps, args.batch, args.hidden, args.d_in = x.shape[0], x.shape[1], layer.n_hidden, [x.shape[2]]
+        print(f"# --model {args.model}: {args.split} inputs [T, B, d_in] = {list(x.shape)}, N = {layer.n_hidden}, "
+              f"surrogate support {100 * surrogate_support(layer, x):.1f} % of (sample, neuron, step)")
     for d_in in args.d_in:
         for target in args.rates or [None]:
             args.scale = 1.0 if target is None else calibrate_scale(d_in, target, args)

@@ -147,15 +147,17 @@ def forward(
 def backward(
     w, z0, v0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all,
     alpha, oma, rho, omr, beta, consts, g_z_out, g_v_out, g_b_out,
-    gi_all, g_w, g_alpha, g_rho, g_b0, g_beta, g_v0, g_z0, g_bs0,
-    need_w, need_alpha, need_rho, need_q, need_beta, need_z0,
+    gi_all, g_w, g_alpha, g_rho, g_b0, g_beta, g_v0, g_z0, g_bs0, x_all, g_win,
+    need_w, need_alpha, need_rho, need_q, need_beta, need_z0, need_win,
 ):  # pragma: no cover - compiled
     """The whole reverse-time pass (the adjoint recursion of :mod:`.lsnn_fused`), per chunk.
 
     ``g_z_out`` has ``T`` steps, 1 (the same gradient at every step: a time average's) or 0;
     ``g_v_out``/``g_b_out`` ``T`` (traces), 1 (last value
     only) or 0 (no gradient). ``g_w`` ``[C, N, N]`` and ``g_alpha``.. ``g_beta`` ``[C, N]`` get
-    one partial sum per chunk.
+    one partial sum per chunk. ``gi_all`` (``dL/dI``, the gradient of the input currents) is
+    written only when it has ``T`` steps; with ``need_win`` the gradient of ``W_in`` is summed
+    here instead, ``g_win[C, d_in, N] += x_t^T dL/dI_t`` from ``x_all`` ``[T, B, d_in]``.
 
     Sparsity: ``u = dL/dz_t * D_t`` lives on the support ``S_t`` of ``D_t``; ``-dL/dA_t`` on
     ``S_t`` and the spikes of ``t - 1``; ``dL/dz_{t-1}`` (the masked product with ``W_rec^T``)
@@ -168,6 +170,8 @@ def backward(
     dt, zero = consts[0], consts[3]
     n_chunk = g_w.shape[0]
     tz, tv, tb = g_z_out.shape[0], g_v_out.shape[0], g_b_out.shape[0]
+    keep_gi = gi_all.shape[0] == t_steps
+    d_in = x_all.shape[2]
     for ch in prange(n_chunk):
         lo = (ch * batch) // n_chunk
         hi = ((ch + 1) * batch) // n_chunk
@@ -179,6 +183,8 @@ def backward(
         g_t = np.empty(n, z_all.dtype)
         p_t = np.empty(n, z_all.dtype)
         u = np.empty(n, z_all.dtype)
+        gi_own = np.empty(n, z_all.dtype)
+        gwin = g_win[ch]
         s_cur = np.empty(n, np.int64)
         s_prev = np.empty(n, np.int64)
         ev = np.empty(n, np.int64)
@@ -191,7 +197,7 @@ def backward(
             for t in range(t_steps - 1, -1, -1):
                 zp = z_all[t - 1, bi] if t > 0 else z0[bi]
                 da, s = da_all[t, bi], s_all[t, bi]
-                gi = gi_all[t, bi]
+                gi = gi_all[t, bi] if keep_gi else gi_own
                 # g_t = D_t dL/dz_t + alpha g_{t+1} (+ outer gradient of v_t)
                 for k in range(n):
                     g_t[k] = g_next[k] * alpha[k]
@@ -248,6 +254,13 @@ def backward(
                         zj = zp[j]
                         for k in range(n):
                             gw[j, k] += zj * gi[k]
+                if need_win:  # dL/dW_in += x_t^T dL/dI_t
+                    xt = x_all[t, bi]
+                    for i in range(d_in):
+                        xi = xt[i]
+                        gwi = gwin[i]
+                        for k in range(n):
+                            gwi[k] += xi * gi[k]
                 if need_alpha:  # dv_t/dalpha = v_{t-1} - I_t
                     vp = v_all[t - 1, bi] if t > 0 else v0[bi]
                     it = i_all[t, bi]

@@ -227,8 +227,13 @@ def lsnn_step(
     return lsnn_step_current(x_t @ w_in, state, params, zero_diagonal(w_rec))
 
 
-def unroll_inputs(owner: str, x, params: LSNNParams, w_in, w_rec, state: Optional[LSNNState]):
+def unroll_inputs(owner: str, x, params: LSNNParams, w_in, w_rec, state: Optional[LSNNState], *,
+                  own_projection: bool = False):
     """What the hand-written backends (fused, event) compute before their time loop.
+
+    Args:
+        own_projection: the backend differentiates the input projection itself (it receives
+            ``x`` and ``w_in`` and returns their gradients): ``c`` is computed without a graph.
 
     Returns:
         ``(c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph)``: the input currents
@@ -251,8 +256,13 @@ def unroll_inputs(owner: str, x, params: LSNNParams, w_in, w_rec, state: Optiona
     alpha = decay(params.tau_mem, dt)
     rho = decay(params.tau_adapt, dt)
     b0, beta = params.b0, params.beta_adapt
-    c = x @ w_in
-    inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
+    if own_projection:
+        with torch.no_grad():
+            c = x @ w_in  # the same product (the same bits) without autograd's record of it
+        inputs = (x, w_in, w, alpha, rho, b0, beta, state.v, state.z, state.b)
+    else:
+        c = x @ w_in
+        inputs = (c, w, alpha, rho, b0, beta, state.v, state.z, state.b)
     needs_graph = torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in inputs)
     return c, w, alpha, rho, b0, beta, state, params.n_refractory, dt, needs_graph
 
@@ -279,7 +289,9 @@ def unroll_hand_written(
     Args:
         owner: the backend's function name, for error messages.
         recurrence: ``torch.autograd.Function`` taking ``(c, w, alpha, rho, b0, beta, v0, z0, b_0, r0,
-            n_refr, dt, derivative, return_states, mask)`` and returning ``(z, v, b, r_last)``.
+            n_refr, dt, derivative, return_states, mask)`` and returning ``(z, v, b, r_last)``;
+            one with ``own_projection = True`` also takes ``x, w_in`` (last) and returns their
+            gradients itself (``c`` then arrives without a graph).
         plain_loop: ``(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states) ->
             (z, v, b, r_last)`` without autograd.
         x, params, w_in, w_rec, state, return_states, spike_mask: as
@@ -288,12 +300,14 @@ def unroll_hand_written(
     Returns:
         ``(spikes, final_state, trace or None)``.
     """
-    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(owner, x, params, w_in, w_rec, state)
+    own = bool(getattr(recurrence, "own_projection", False))
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(owner, x, params, w_in, w_rec, state,
+                                                                               own_projection=own)
     mask = None if spike_mask is None else spike_mask.detach().to(dtype=c.dtype, device=c.device)
     if needs_graph:
         z_all, v_out, b_out, r_last = recurrence.apply(
             c, w, alpha, rho, b0, beta, state.v, state.z, state.b, state.r.detach(),
-            n_refr, dt, params.surrogate.derivative, return_states, mask,
+            n_refr, dt, params.surrogate.derivative, return_states, mask, *((x, w_in) if own else ()),
         )
     else:
         with torch.no_grad():

@@ -213,21 +213,31 @@ def _run_forward(
 class _EventRecurrence(torch.autograd.Function):
     """``(c, W_rec, alpha, rho, b0, beta, v0, z0, b_0, r0) -> (Z, V, B, r_T)`` by the event kernels.
 
-    Same contract as the fused backend's recurrence: ``c = x @ W_in`` and ``W_rec`` (diagonal
-    already zero) come from autograd outside; ``V``/``B`` are traces when ``record`` is set, else
-    the last values.
+    The fused backend's contract (``W_rec``, diagonal already zero, from autograd outside;
+    ``V``/``B`` are traces when ``record`` is set, else the last values), except for the input
+    projection, which it differentiates itself (``own_projection``): ``c = x @ W_in`` arrives
+    computed without a graph, followed by ``x`` and ``W_in`` as the last two inputs; the backward
+    kernel sums ``dL/dW_in`` directly and ``dL/dI`` (``[T, B, N]``) is only written when ``x``
+    needs a gradient.
     """
 
+    own_projection = True
+
     @staticmethod
-    def forward(ctx, c, w, alpha, rho, b0, beta, v0, z0, bs0, r0, n_refr, dt, derivative, record, mask):
+    def forward(ctx, c, w, alpha, rho, b0, beta, v0, z0, bs0, r0, n_refr, dt, derivative, record, mask,
+                x=None, w_in=None):
         needs = ctx.needs_input_grad
         need_vb = needs[2] or needs[3] or needs[5]
         out = _run_forward(
             c, w, alpha, rho, b0, beta, (v0, z0, bs0, r0), n_refr, dt, derivative, mask,
             record_vb=record or need_vb, record_i=needs[2],
         )
+        own = len(needs) > 15
+        keep_x = x.detach() if own and needs[16] else torch.empty(0)  # for dL/dW_in
+        keep_w_in = w_in.detach() if own and needs[15] else torch.empty(0)  # for dL/dx
         save_with_constants(
-            ctx, (w, v0, z0, bs0, out["z"], out["a"], out["da"], out["s"], out["v"], out["b"], out["i"]),
+            ctx, (w, v0, z0, bs0, out["z"], out["a"], out["da"], out["s"], out["v"], out["b"], out["i"],
+                  keep_x, keep_w_in),
             (alpha, rho, b0, beta),
         )
         ctx.dt, ctx.record, ctx.n = dt, record, c.shape[-1]
@@ -240,7 +250,7 @@ class _EventRecurrence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_z_out, g_v_out, g_b_out, _g_r):
-        (w, v0, z0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all), (alpha, rho, b0, beta) = (
+        (w, v0, z0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all, x, w_in), (alpha, rho, b0, beta) = (
             saved_with_constants(ctx)
         )
         t_steps, batch, n = z_all.shape
@@ -265,7 +275,12 @@ class _EventRecurrence(torch.autograd.Function):
         need_w = needs[1]
         need_q = needs[4] or needs[5]
         empty_n = torch.empty(0, batch, n, dtype=like.dtype)
-        gi_all = torch.empty_like(z_all)
+        own = len(needs) > 15
+        need_x, need_win = own and needs[15], own and needs[16]
+        # dL/dI: the gradient of c, or (own projection) only what dL/dx needs
+        gi_all = torch.empty_like(z_all) if (not own or need_x) else empty_n
+        x_all = x.to(like.dtype).contiguous() if need_win else torch.empty(0, batch, 0, dtype=like.dtype)
+        g_win = torch.zeros(chunks, x_all.shape[2], n, dtype=like.dtype)
         g_w = torch.zeros(chunks if need_w else 1, n, n, dtype=like.dtype)
         parts = torch.zeros(4, chunks, n, dtype=like.dtype)
         g_v0, g_z0, g_bs0 = (torch.empty(batch, n, dtype=like.dtype) for _ in range(3))
@@ -281,8 +296,9 @@ class _EventRecurrence(torch.autograd.Function):
             grad_in(g_z_out, True, spikes=True).numpy(), grad_in(g_v_out, ctx.record).numpy(),
             grad_in(g_b_out, ctx.record).numpy(),
             gi_all.numpy(), g_w.numpy(), *(p.numpy() for p in parts.unbind(0)),
-            g_v0.numpy(), g_z0.numpy(), g_bs0.numpy(),
+            g_v0.numpy(), g_z0.numpy(), g_bs0.numpy(), x_all.numpy(), g_win.numpy(),
             bool(need_w), bool(needs[2]), bool(needs[3]), bool(need_q), bool(needs[5]), bool(needs[7]),
+            bool(need_win),
         )
 
         def reduce(p: torch.Tensor) -> torch.Tensor:
@@ -294,8 +310,12 @@ class _EventRecurrence(torch.autograd.Function):
         def to_const(g, k):
             return g.sum() if k.dim() == 0 else g
 
-        grads = [None] * 15
-        grads[0] = gi_all if needs[0] else None
+        grads = [None] * len(needs)
+        grads[0] = gi_all if needs[0] else None  # c: only when it came with a graph (not own_projection)
+        if need_x:
+            grads[15] = (gi_all.reshape(-1, n) @ w_in.t()).reshape(t_steps, batch, -1)  # x, w_in, c: one dtype
+        if need_win:
+            grads[16] = reduce(g_win)
         grads[1] = reduce(g_w) if need_w else None
         for pos, k in ((2, alpha), (3, rho), (4, b0), (5, beta)):
             if needs[pos]:

@@ -405,3 +405,20 @@ def test_gradient_broadcast_over_time(dtype, t_steps):
     for a, b in zip(res["reference"], res["event"]):
         _assert_close(a, b, dtype)
     assert any(g.abs().max() > 0 for g in res["event"][:3])
+
+
+@pytest.mark.parametrize("x_grad,w_in_grad", [(False, True), (True, False), (True, True)])
+def test_input_projection_gradients(x_grad, w_in_grad):
+    # the event backend differentiates x @ W_in itself: dL/dW_in summed in the kernel, dL/dI
+    # written only when x needs a gradient
+    x, w_in, w_rec, params, state, _, weights = _problem(torch.float64, state_grad=False)
+    res = {}
+    for backend in ("reference", "event"):
+        xx = x.detach().clone().requires_grad_(x_grad)
+        ww = w_in.detach().clone().requires_grad_(w_in_grad)
+        z, _, _ = lsnn_unroll(xx, params, ww, w_rec, state, backend=backend)
+        leaves = [t for t in (xx, ww, w_rec) if t.requires_grad]
+        res[backend] = torch.autograd.grad((z * weights).sum(), leaves)
+    for a, b in zip(res["reference"], res["event"]):
+        assert a.abs().max() > 0
+        _assert_close(a, b, torch.float64)
