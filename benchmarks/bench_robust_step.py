@@ -22,6 +22,11 @@ Usage::
     python benchmarks/bench_robust_step.py --repeats 5 --threads 1
     python benchmarks/bench_robust_step.py --models lsnn --lsnn-backends event,fused
     python benchmarks/bench_robust_step.py --models lsnn --lsnn-backends event --thread-sweep 1,2
+    python benchmarks/bench_robust_step.py --models lsnn --lsnn-backends event,fused \
+        --model RUN/methods/standard/model.pt --data-dir ../shared/data/mitdb
+
+``--model``: the LSNN case is a trained network on its own training data (its operating point:
+the spike rate and the surrogate's support that training produced) instead of a fresh one.
 """
 
 from __future__ import annotations
@@ -124,6 +129,25 @@ def lsnn_backend_table(model, x, y, opt, args):
                   f"{robust[(b, threads[0])] / robust[(b, t)]:.2f}x ({clock} time)")
 
 
+def trained_case(args):
+    """``(model, x, y)`` of ``--model``: the trained classifier and the first ``--batch`` samples of
+    the training split of its own data (``--data-dir``, else where the model file says)."""
+    from spikerobust.experiments.config import ExperimentConfig
+    from spikerobust.experiments.tasks import load_task
+    from spikerobust.experiments.train import load_model
+
+    model, meta = load_model(args.model)
+    if getattr(model, "lsnn", None) is None:
+        raise ValueError(f"--model {args.model}: {type(model).__name__} has no LSNN layer (.lsnn)")
+    cfg = dict(meta["config"])
+    if args.data_dir is not None:
+        cfg["data_dir"] = args.data_dir
+    data = load_task(ExperimentConfig.from_dict(cfg))
+    xs, ys = data.train
+    x = xs[:, : args.batch] if data.time_first else xs[: args.batch].transpose(0, 1)
+    return model, x.contiguous(), ys[: args.batch]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -135,6 +159,10 @@ def main():
     parser.add_argument("--lsnn-backends", default=None, help="comma list, e.g. event,fused: LSNN steps per backend")
     parser.add_argument("--thread-sweep", default=None, help="comma list of thread counts alternated, e.g. 1,2 (wall clock)")
     parser.add_argument("--wall", action="store_true", help="time with the wall clock instead of process CPU time")
+    parser.add_argument("--model", default=None,
+                        help="LSNN case: a trained model file (RUN/methods/<label>/model.pt) on the first batch "
+                             "of its own training data, instead of a fresh network on random input")
+    parser.add_argument("--data-dir", default=None, help="with --model: where its data are (default: as recorded)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's allocator as it is (by default the allocator keeps freed memory, "
                              "as the spikerobust command does: spikerobust._runtime.keep_freed_memory)")
@@ -150,7 +178,11 @@ def main():
     warnings.filterwarnings("ignore", message="Using padding='same'")
     dev = torch.device(args.device)
     cases = []
-    if "lsnn" in args.models:
+    if "lsnn" in args.models and args.model is not None:
+        model, x, y = trained_case(args)
+        print(f"# --model {args.model}: training inputs [T, B, d_in] = {list(x.shape)}")
+        cases.append(("LSNN N=256 T=100", model, x, y))
+    elif "lsnn" in args.models:
         cases.append(("LSNN N=256 T=100", get_model("lsnn_ecg", n_hidden=256),
                       torch.randn(100, args.batch, 2) * 2, torch.randint(0, 4, (args.batch,))))
     if "cnn" in args.models:
