@@ -43,16 +43,22 @@ def sample_params(model, epsilon, g, corners):
     return out
 
 
+def assert_samples_inside(model, x, epsilon, seed, corners, n=20):
+    """Every network drawn from the ε-box (uniformly, or at its corners) gives logits inside the
+    bounds of ``sequential_interval``; returns the bounds."""
+    out = sequential_interval(model, x, epsilon)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        y = functional_call(model, sample_params(model, epsilon, g, corners), (x,))
+        assert bool(out.contains(y, atol=1e-10).all())
+    return out
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), epsilon=st.sampled_from([1e-3, 1e-2, 1e-1]), corners=st.booleans())
 def test_every_sampled_cnn_lies_inside_the_bounds(seed, epsilon, corners):
     model = small_cnn(seed)
-    x = torch.randn(6, 1, 12, 12, dtype=D)
-    out = sequential_interval(model, x, epsilon)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(20):
-        y = functional_call(model, sample_params(model, epsilon, g, corners), (x,))
-        assert bool(out.contains(y, atol=1e-10).all())
+    out = assert_samples_inside(model, torch.randn(6, 1, 12, 12, dtype=D), epsilon, seed, corners)
     assert bool((out.upper > out.lower).any())  # not vacuous: the box moves the logits
 
 
@@ -136,12 +142,7 @@ def test_every_sampled_resnet_lies_inside_the_bounds(seed, epsilon, corners):
     # conv, batch norm (γ, β boxed; running statistics exact), the residual sum, the option-A
     # shortcut (stride 2 and zero-padded channels), global average pooling, the classifier
     model = small_resnet(seed)
-    x = torch.randn(3, 2, 8, 8, dtype=D)
-    out = sequential_interval(model, x, epsilon)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(20):
-        y = functional_call(model, sample_params(model, epsilon, g, corners), (x,))
-        assert bool(out.contains(y, atol=1e-10).all())
+    out = assert_samples_inside(model, torch.randn(3, 2, 8, 8, dtype=D), epsilon, seed, corners)
     assert bool((out.width > 0).all())  # not vacuous: every logit is uncertain inside the box
 
 
