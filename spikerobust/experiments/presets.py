@@ -8,11 +8,12 @@ never used to compute anything.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Mapping, Optional, Tuple
 
 from ..robust.spec import MISMATCH_LEVELS, N_DRAWS
 
-__all__ = ["PRESETS", "PAPER_METHODS", "EXTRA_METHODS", "PAPER_TABLE1", "PAPER_FLATNESS", "preset", "preset_methods"]
+__all__ = ["PRESETS", "PAPER_METHODS", "EXTRA_METHODS", "PAPER_TABLE1", "PAPER_FLATNESS", "preset", "preset_methods",
+           "register_presets"]
 
 #: The paper's comparison (docs/evaluation.md): label → registered method and its kwargs, per task (β_rob per
 #: docs/robust-training.md: ECG 0.25 / 0.1 with forward noise, speech 0.5, CNN 0.25 / 0.1 with forward noise).
@@ -83,6 +84,40 @@ PRESETS: Dict[str, Dict[str, dict]] = {
                       **_EVAL_QUICK),
     },
 }
+
+
+def register_presets(task: str, presets: Optional[Mapping[str, Mapping]] = None, *,
+                     beta: Tuple[float, float] = (0.25, 0.1), overwrite: bool = False) -> None:
+    """Give a task of one's own (:func:`~spikerobust.experiments.tasks.register_task`) its presets
+    and the β_rob of the paper's methods, so that configs (``make_config``, ``spikerobust
+    reproduce``) can be made for it.
+
+    Args:
+        task: the task's name.
+        presets: preset name → config fields (any :class:`~spikerobust.experiments.config.ExperimentConfig`
+            field); fields left out keep the config's defaults. ``None``: ``"quick"`` and
+            ``"paper"`` with only the built-in tasks' evaluation settings (30 or 100 mismatch draws,
+            the attack and verification sizes).
+        beta: β_rob of the method ``"beta"`` and of ``"fn+beta"`` (with forward noise).
+        overwrite: replace the presets of a task that has them.
+
+    Raises:
+        ValueError: the task has presets already (without ``overwrite``), or a negative β.
+
+    Examples:
+        >>> register_presets("toy_task", {"quick": {"epochs": 3}}, beta=(0.5, 0.2))
+        >>> preset("toy_task", "quick")["epochs"], PAPER_METHODS("toy_task")["beta"]["beta"]
+        (3, 0.5)
+        >>> _ = PRESETS.pop("toy_task"), _BETA.pop("toy_task")  # (clean up the example)
+    """
+    if task in PRESETS and not overwrite:
+        raise ValueError(f"task {task!r} has presets already; pass overwrite=True to replace them")
+    if len(beta) != 2 or any(float(b) < 0 for b in beta):
+        raise ValueError(f"beta must be two non-negative numbers (beta, beta with forward noise), got {beta!r}")
+    if presets is None:
+        presets = {"quick": dict(_EVAL_QUICK), "paper": dict(_EVAL_PAPER)}
+    PRESETS[task] = {name: dict(fields) for name, fields in presets.items()}
+    _BETA[task] = (float(beta[0]), float(beta[1]))
 
 
 def preset(task: str, name: str) -> dict:

@@ -46,11 +46,13 @@ def differences_from_paper(cfg: ExperimentConfig, data: dict) -> List[str]:
     Compares the config with the task's ``paper`` preset (sizes, epochs, schedule, draws) and names
     the choices the paper made differently: the ECG beat composition, the patient-wise split, one
     training seed per method where the paper pooled the mismatch draws of two models, synthetic
-    data.
+    data. Empty for a task the paper did not run (a registered task of one's own).
     """
     from .presets import preset
 
     out: List[str] = []
+    if cfg.task not in PAPER_TABLE1:  # a task of one's own: the paper has nothing to differ from
+        return out
     ref = preset(cfg.task, "paper")
     for name, what in (("n_hidden", "neurons"), ("epochs", "epochs"), ("n_draws", "mismatch draws"),
                        ("n_per_class", "beats per class"), ("batch_size", "batch size"), ("lr", "learning rate")):

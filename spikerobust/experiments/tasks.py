@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -111,15 +111,24 @@ TaskLoader = Callable[[ExperimentConfig], TaskData]
 _TASKS: Dict[str, TaskLoader] = {}
 
 
-def register_task(name: str, loader: Optional[TaskLoader] = None, *, overwrite: bool = False):
+def register_task(name: str, loader: Optional[TaskLoader] = None, *, presets: Optional[Mapping[str, Mapping]] = None,
+                  beta: Optional[Tuple[float, float]] = None, overwrite: bool = False):
     """Register ``loader`` (``cfg -> TaskData``) as task ``name``; without ``loader``, a decorator.
+
+    A task without presets also gets them (:func:`~spikerobust.experiments.presets.register_presets`:
+    ``presets`` and ``beta``, or the defaults), so that ``make_config(name, ...)`` works.
 
     Raises:
         ValueError: ``name`` is registered already (pass ``overwrite=True`` to replace it).
     """
+    from .presets import PRESETS, register_presets
+
     def add(fn: TaskLoader) -> TaskLoader:
         if name in _TASKS and not overwrite:
             raise ValueError(f"task {name!r} is registered already; pass overwrite=True to replace it")
+        if presets is not None or beta is not None or name not in PRESETS:
+            kw = {} if beta is None else {"beta": beta}
+            register_presets(name, presets, overwrite=True, **kw)
         _TASKS[name] = fn
         return fn
 

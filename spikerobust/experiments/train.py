@@ -163,7 +163,7 @@ def train_method(cfg: ExperimentConfig, label: str, data: TaskData, out_dir: Uni
         ckpt = out_dir / "checkpoints" / "last.pt"
         check_same_on_every_rank(ckpt.stat().st_size if resume and ckpt.is_file() else None,
                                  f"{ckpt} (its size; every rank must see rank 0's run folder to --resume)")
-    dp = prepare_data_parallel(model, loader, optimizer, time_first=data.time_first)
+    dp = prepare_data_parallel(model, loader, optimizer, layout="time_first" if data.time_first else "batch_first")
     fitted = fit(model, method, dp.loader, data.batches("val"), epochs=cfg.epochs, optimizer=dp.optimizer,
                  lr=cfg.lr, milestones=lr_milestones(cfg), checkpoint_dir=out_dir / "checkpoints", resume=resume,
                  seed=cfg.seed + rank, progress=progress and rank == 0, settings=settings,

@@ -148,3 +148,72 @@ def test_a_registered_task_is_loaded_and_names_are_kept(monkeypatch):
     assert load_task(types.SimpleNamespace(task="toy")) is None
     with pytest.raises(ValueError, match="task must be one of"):
         load_task(types.SimpleNamespace(task="nope"))
+
+
+def test_a_registered_task_gets_presets_and_configs(monkeypatch):
+    from spikerobust.experiments import presets as presets_module
+    from spikerobust.experiments.config import paper_methods
+
+    monkeypatch.setattr(tasks_module, "_TASKS", dict(tasks_module._TASKS))
+    saved_presets, saved_beta = dict(presets_module.PRESETS), dict(presets_module._BETA)
+    try:
+        with pytest.raises(ValueError, match="task must be one of"):
+            make_config("toy2", "quick")
+        register_task("toy2", lambda cfg: None, presets={"quick": {"epochs": 3, "n_draws": 7}}, beta=(0.4, 0.2))
+        cfg = make_config("toy2", "quick", overrides={"lr": 0.05})
+        assert (cfg.task, cfg.epochs, cfg.n_draws, cfg.lr) == ("toy2", 3, 7, 0.05)
+        methods = paper_methods("toy2", "quick")
+        assert methods["beta"]["beta"] == 0.4 and methods["fn+beta"]["beta"] == 0.2
+        assert methods["beta"]["n_steps"] == 3  # the quick presets' attack steps, as for the built-in tasks
+        with pytest.raises(ValueError, match="preset must be one of"):
+            make_config("toy2", "paper")
+        register_task("toy3", lambda cfg: None)  # no presets given: quick and paper, evaluation settings only
+        assert make_config("toy3", "paper").n_draws == 100 and make_config("toy3", "quick").n_draws == 30
+        register_task("ecg", lambda cfg: None, overwrite=True)  # a new loader keeps the built-in presets
+        assert make_config("ecg", "paper").n_per_class == 3350
+        with pytest.raises(ValueError, match="beta must be"):
+            register_task("toy4", lambda cfg: None, beta=(-0.1, 0.1))
+    finally:
+        presets_module.PRESETS.clear()
+        presets_module.PRESETS.update(saved_presets)
+        presets_module._BETA.clear()
+        presets_module._BETA.update(saved_beta)
+
+
+def test_reproduce_runs_a_registered_task(monkeypatch, tmp_path):
+    # a task of one's own goes through the whole command road: train, evaluate, report
+    from spikerobust.experiments import presets as presets_module
+    from spikerobust.experiments import run_reproduce
+
+    monkeypatch.setattr(tasks_module, "_TASKS", dict(tasks_module._TASKS))
+    saved_presets, saved_beta = dict(presets_module.PRESETS), dict(presets_module._BETA)
+
+    def load_blobs(cfg):
+        g = torch.Generator().manual_seed(cfg.seed)
+
+        def pair(n):
+            y = torch.arange(n) % 2
+            return torch.randn(n, 1, 28, 28, generator=g) + 2.0 * y.view(-1, 1, 1, 1).float(), y
+
+        return TaskData(pair(48), pair(16), pair(16), False, ["low", "high"], "two blobs", "cnn_fmnist",
+                        {"n_classes": 2})
+
+    quick = {"epochs": 1, "lr": 1e-3, "batch_size": 16, "n_draws": 3, "levels": [0.0, 0.5], "attack_eps": [0.0, 0.1],
+             "zetas": [0.0], "landscape_points": 6, "landscape_directions": 1}
+    try:
+        register_task("blobs", load_blobs, presets={"quick": quick})
+        cfg = make_config("blobs", "quick", overrides={"out_dir": str(tmp_path / "run"), "methods": "standard",
+                                                       "progress": False})
+        res = run_reproduce(cfg)
+    finally:
+        presets_module.PRESETS.clear()
+        presets_module.PRESETS.update(saved_presets)
+        presets_module._BETA.clear()
+        presets_module._BETA.update(saved_beta)
+    std = res["methods"]["standard"]
+    assert res["data"]["classes"] == ["low", "high"] and res["data"]["sizes"]["test"] == 16
+    # no mismatch at m = 0: the clean network, whatever the draw
+    assert set(std["mismatch"]["accuracies"]["0.0"]) == {std["test_accuracy"]}
+    assert len(std["mismatch"]["accuracies"]["0.5"]) == 3
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "# spikerobust reproduce blobs" in report and "(paper" not in report
