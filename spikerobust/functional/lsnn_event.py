@@ -228,11 +228,16 @@ class _EventRecurrence(torch.autograd.Function):
                 x=None, w_in=None):
         needs = ctx.needs_input_grad
         need_vb = needs[2] or needs[3] or needs[5]
+        own = len(needs) > 15
+        # with its own projection c is this function's alone (computed for it, read by nobody else):
+        # the kernel writes the spikes over it, one [T, B, N] buffer fewer (as the no-grad path does)
+        into_c = own and c.is_contiguous()
         out = _run_forward(
             c, w, alpha, rho, b0, beta, (v0, z0, bs0, r0), n_refr, dt, derivative, mask,
-            record_vb=record or need_vb, record_i=needs[2],
+            record_vb=record or need_vb, record_i=needs[2], spikes_into_c=into_c,
         )
-        own = len(needs) > 15
+        if into_c:
+            ctx.mark_dirty(c)
         keep_x = x.detach() if own and needs[16] else torch.empty(0)  # for dL/dW_in
         keep_w_in = w_in.detach() if own and needs[15] else torch.empty(0)  # for dL/dx
         save_with_constants(
