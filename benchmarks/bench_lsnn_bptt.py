@@ -189,18 +189,12 @@ def load_trained(args) -> tuple:
     """``(layer, x)`` of ``--model``: its LSNN and the first ``--batch`` samples of the split
     ``--split`` of the data it was trained on (time first), read from ``--data-dir`` when given,
     else from where the model file says."""
-    from spikerobust.experiments.config import ExperimentConfig
-    from spikerobust.experiments.tasks import load_task
-    from spikerobust.experiments.train import load_model
+    from spikerobust.experiments.train import load_model_and_data
 
-    model, meta = load_model(args.model)
+    model, _, _, data = load_model_and_data(args.model, {"data_dir": args.data_dir} if args.data_dir else None)
     layer = getattr(model, "lsnn", None)
     if layer is None:
         raise ValueError(f"--model {args.model}: {type(model).__name__} has no LSNN layer (.lsnn)")
-    cfg_dict = dict(meta["config"])
-    if args.data_dir is not None:
-        cfg_dict["data_dir"] = args.data_dir
-    data = load_task(ExperimentConfig.from_dict(cfg_dict))
     xs, _ = getattr(data, args.split)
     x = (xs[:, : args.batch] if data.time_first else xs[: args.batch].transpose(0, 1)).to(args.dtype).contiguous()
     return layer.to(args.dtype).train(), x

@@ -132,17 +132,11 @@ def lsnn_backend_table(model, x, y, opt, args):
 def trained_case(args):
     """``(model, x, y)`` of ``--model``: the trained classifier and the first ``--batch`` samples of
     the training split of its own data (``--data-dir``, else where the model file says)."""
-    from spikerobust.experiments.config import ExperimentConfig
-    from spikerobust.experiments.tasks import load_task
-    from spikerobust.experiments.train import load_model
+    from spikerobust.experiments.train import load_model_and_data
 
-    model, meta = load_model(args.model)
+    model, _, _, data = load_model_and_data(args.model, {"data_dir": args.data_dir} if args.data_dir else None)
     if getattr(model, "lsnn", None) is None:
         raise ValueError(f"--model {args.model}: {type(model).__name__} has no LSNN layer (.lsnn)")
-    cfg = dict(meta["config"])
-    if args.data_dir is not None:
-        cfg["data_dir"] = args.data_dir
-    data = load_task(ExperimentConfig.from_dict(cfg))
     xs, ys = data.train
     x = xs[:, : args.batch] if data.time_first else xs[: args.batch].transpose(0, 1)
     return model, x.contiguous(), ys[: args.batch]

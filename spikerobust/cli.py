@@ -65,18 +65,6 @@ def _floats(spec: str, name: str = "value") -> list:
         raise ValueError(f"--{name.replace('_', '-')}: expected a comma list of numbers, got {spec!r}") from None
 
 
-def recorded_config(meta: dict) -> dict:
-    """The settings a model file was trained with, completed for files written by older versions.
-
-    A speech model saved before the ``standardize`` field existed was trained on MFCCs standardised
-    with training statistics, so its features are rebuilt that way.
-    """
-    d = dict(meta["config"])
-    if d.get("task") == "speech":
-        d.setdefault("standardize", True)
-    return d
-
-
 def _overrides(args: argparse.Namespace) -> dict:
     """``--set`` pairs, then the named flags that were given."""
     d = dict(_set_values(args))
@@ -189,34 +177,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _loaded(args: argparse.Namespace):
-    """The model file's model and config (with --data-dir / --set applied) and its task data.
+    """The model file's model and config (with --data-dir / --set applied) and its task data
+    (:func:`~spikerobust.experiments.train.load_model_and_data`)."""
+    from .experiments.train import load_model_and_data
 
-    The data settings that decide the split (seed, split, n_per_class, ...) are the model file's:
-    another value would put training samples into the test split, so it needs ``--resplit``.
-    """
-    from .experiments import ExperimentConfig, load_model, load_task
-    from .experiments.config import DATA_FIELDS
-    from .experiments.train import data_fingerprint
-
-    model, meta = load_model(args.model)
-    d = recorded_config(meta)
-    over = _overrides(args)
-    changed = {k: (d.get(k), v) for k, v in over.items() if k in DATA_FIELDS and k != "data_dir" and d.get(k) != v}
-    if changed and not args.resplit:
-        fields_ = ", ".join(f"{k}={n!r} (the model was trained with {o!r})" for k, (o, n) in changed.items())
-        raise ValueError(f"{fields_}: the data split would change and its test samples may include the model's "
-                         "training samples; pass --resplit to evaluate on a new split anyway")
-    if changed:
-        log.warning("--resplit: data settings other than the model's (%s); the test split changes and may hold "
-                    "samples the model was trained on", ", ".join(changed))
-    d.update(over)
-    cfg = ExperimentConfig.from_dict(d)
-    data = load_task(cfg)
-    recorded = meta.get("info", {}).get("data_fingerprint")
-    if recorded and not changed and data_fingerprint(data) != recorded:
-        log.warning("the data rebuilt from %s's settings differ from those it was trained on (data fingerprint); "
-                    "were the data files changed?", args.model)
-    return model, meta, cfg, data
+    return load_model_and_data(args.model, _overrides(args), resplit=args.resplit)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

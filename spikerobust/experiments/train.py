@@ -34,8 +34,8 @@ from .config import EVAL_FIELDS, ExperimentConfig, lr_milestones, make_config, p
 from .runfolder import check_allow, check_resumable, claim_folder
 from .tasks import TaskData, load_task
 
-__all__ = ["train_method", "train_single", "SingleRun", "save_model", "load_model", "data_fingerprint",
-           "non_finite_names", "MODEL_FORMAT"]
+__all__ = ["train_method", "train_single", "SingleRun", "save_model", "load_model", "load_model_and_data",
+           "recorded_config", "data_fingerprint", "non_finite_names", "MODEL_FORMAT"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,55 @@ def load_model(path: Union[str, Path], *, check_finite: bool = True) -> Tuple[nn
     model.eval()
     meta = {k: v for k, v in state.items() if k != "state_dict"}
     return model, meta
+
+
+def recorded_config(meta: dict) -> dict:
+    """The settings a model file was trained with, completed for files written by older versions.
+
+    A speech model saved before the ``standardize`` field existed was trained on MFCCs standardised
+    with training statistics, so its features are rebuilt that way.
+    """
+    d = dict(meta["config"])
+    if d.get("task") == "speech":
+        d.setdefault("standardize", True)
+    return d
+
+
+def load_model_and_data(path: Union[str, Path], overrides: Optional[Mapping[str, Any]] = None, *,
+                        resplit: bool = False) -> Tuple[nn.Module, dict, ExperimentConfig, TaskData]:
+    """A model file and the data it was trained on: ``(model, meta, cfg, data)``.
+
+    The config is the one the file records (:func:`recorded_config`) with ``overrides`` applied
+    (e.g. ``{"data_dir": ...}`` when the data live elsewhere now). The settings that decide the
+    split (:data:`~.config.DATA_FIELDS` but ``data_dir``) stay the model's: another value could put
+    its training samples into the test split, so it needs ``resplit=True`` (``--resplit``). Data
+    that differ from those the model was trained on (its recorded fingerprint) are logged.
+
+    Raises:
+        ValueError: the file is not a model file (:func:`load_model`), or ``overrides`` change the
+            split without ``resplit``.
+    """
+    from .config import DATA_FIELDS
+
+    model, meta = load_model(path)
+    d = recorded_config(meta)
+    over = dict(overrides or {})
+    changed = {k: (d.get(k), v) for k, v in over.items() if k in DATA_FIELDS and k != "data_dir" and d.get(k) != v}
+    if changed and not resplit:
+        fields_ = ", ".join(f"{k}={n!r} (the model was trained with {o!r})" for k, (o, n) in changed.items())
+        raise ValueError(f"{fields_}: the data split would change and its test samples may include the model's "
+                         "training samples; pass --resplit (resplit=True) to evaluate on a new split anyway")
+    if changed:
+        log.warning("--resplit: data settings other than the model's (%s); the test split changes and may hold "
+                    "samples the model was trained on", ", ".join(changed))
+    d.update(over)
+    cfg = ExperimentConfig.from_dict(d)
+    data = load_task(cfg)
+    recorded = meta.get("info", {}).get("data_fingerprint")
+    if recorded and not changed and data_fingerprint(data) != recorded:
+        log.warning("the data rebuilt from %s's settings differ from those it was trained on (data fingerprint); "
+                    "were the data files changed?", path)
+    return model, meta, cfg, data
 
 
 def data_fingerprint(data: TaskData) -> str:

@@ -88,7 +88,7 @@ def test_help_of_every_subcommand():
 
 
 def test_old_speech_model_files_keep_their_standardised_features():
-    from spikerobust.cli import recorded_config
+    from spikerobust.experiments.train import recorded_config
 
     # written before 'standardize' existed: those models were trained on standardised MFCCs
     assert recorded_config({"config": {"task": "speech"}})["standardize"] is True
