@@ -14,9 +14,9 @@ from .orchestrate import run_reproduce
 from .presets import EXTRA_METHODS, PAPER_FLATNESS, PAPER_METHODS, PAPER_TABLE1, PRESETS
 from .report import make_figures, render_report, write_report
 from .tasks import TaskData, load_task
-from .train import SingleRun, load_model, save_model, train_method, train_single
+from .train import SingleRun, load_model, load_model_and_data, save_model, train_method, train_single
 
 __all__ = ["ExperimentConfig", "ReproduceConfig", "make_config", "parse_method", "parse_methods", "read_config_file",
-           "PARTS", "evaluate_model", "load_model", "run_reproduce", "save_model", "train_method", "train_single",
+           "PARTS", "evaluate_model", "load_model", "load_model_and_data", "run_reproduce", "save_model", "train_method", "train_single",
            "SingleRun", "EXTRA_METHODS", "PAPER_FLATNESS", "PAPER_METHODS", "PAPER_TABLE1", "PRESETS", "make_figures",
            "render_report", "write_report", "TaskData", "load_task"]
