@@ -26,8 +26,8 @@ matrix-product floor at the spike rates LSNNs run at (see the benchmark table in
 
 Both kernels are parallel over the batch (numba ``prange``, as many threads as
 ``torch.get_num_threads()``, on PyTorch's own OpenMP runtime where numba can use it, so that the
-kernels' threads are torch's and no second pool competes with them) and deterministic: the forward pass treats each sample on its own;
-the backward pass splits the batch into a fixed number of chunks (depending on the batch size
+kernels' threads are torch's and no second pool competes with them) and deterministic: the
+forward pass treats each sample on its own; the backward pass splits the batch into a fixed number of chunks (depending on the batch size
 only), each accumulating its own partial weight gradients, summed in chunk order. The same inputs
 give the same bits with one thread or two.
 
@@ -99,7 +99,7 @@ def _kernels():
         # OpenMP first: with PyTorch's OpenMP build numba's "omp" layer runs on the same runtime
         # and the same threads as torch. A separate pool ("workqueue", "tbb") competes with
         # torch's OpenMP threads, which keep spinning on the cores for a while after each torch
-        # operation: with two threads the robust step measured 1.72x faster than with one on the
+        # operation: with two threads the robust step measured 1.7-1.8x faster than with one on the
         # shared runtime, 1.00x with "workqueue" (benchmarks/bench_robust_step.py --thread-sweep).
         # The shared runtime's thread count is restored after every launch (see _launch).
         numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
