@@ -90,6 +90,11 @@ def numba_available() -> bool:
 #: Serialises kernel launches: numba's ``workqueue`` threading layer is not thread-safe.
 _LAUNCH = threading.Lock()
 
+#: The process that started numba's OpenMP threading layer, once it has. GNU OpenMP is not
+#: fork-safe: numba terminates a forked child at its first parallel launch (even on one thread),
+#: so a child of that process runs the fused backend instead (:func:`event_unsupported_reason`).
+_OPENMP_PID: Optional[int] = None
+
 
 @functools.lru_cache(maxsize=None)
 def _kernels():
@@ -120,6 +125,9 @@ def event_unsupported_reason(
     """
     if not numba_available():
         return "numba is not installed"
+    if _OPENMP_PID is not None and _OPENMP_PID != os.getpid():
+        return ("this process was forked from one that ran the kernels on OpenMP, which is not fork-safe "
+                "(start worker processes with 'spawn' to use the event backend in them)")
     tensors = [t for t in tensors if isinstance(t, torch.Tensor)]
     consts = [getattr(params, k) for k in _CONSTANTS]
     for t in tensors + [k for k in consts if isinstance(k, torch.Tensor)]:
@@ -141,6 +149,7 @@ def _launch(kernel, *args) -> None:
     shared runtime's count to its own pool size when it starts)."""
     import numba
 
+    global _OPENMP_PID
     with _LAUNCH:
         threads = torch.get_num_threads()
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
@@ -149,6 +158,8 @@ def _launch(kernel, *args) -> None:
         finally:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
+        if _OPENMP_PID is None and numba.threading_layer() == "omp":
+            _OPENMP_PID = os.getpid()
 
 
 def _vec(k, like: torch.Tensor, n: int) -> torch.Tensor:

@@ -422,3 +422,37 @@ def test_input_projection_gradients(x_grad, w_in_grad):
     for a, b in zip(res["reference"], res["event"]):
         assert a.abs().max() > 0
         _assert_close(a, b, torch.float64)
+
+
+def _forked_child(queue, x, w_in, w_rec):
+    from spikerobust.functional.lsnn_fused import resolve_backend
+
+    torch.set_num_threads(1)
+    z, _, _ = lsnn_unroll(x, LSNNParams(), w_in, w_rec, backend="event")
+    queue.put((resolve_backend("event", LSNNParams(), (x,), n=w_rec.shape[0]), z.tolist()))  # plain data
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_process_falls_back_to_fused_instead_of_dying():
+    # numba terminates a child forked from a process that started its OpenMP layer, at the
+    # child's first parallel launch; such a child runs the fused backend (same spikes)
+    import multiprocessing as mp
+
+    import numba
+
+    x, w_in, w_rec = 1.5 * torch.randn(20, 3, 2), torch.randn(2, 12), 0.4 * torch.randn(12, 12)
+    z_ref, _, _ = lsnn_unroll(x, LSNNParams(), w_in, w_rec, backend="reference")
+    lsnn_unroll(x, LSNNParams(), w_in, w_rec, backend="event")  # the kernels have run here
+    if numba.threading_layer() != "omp":
+        pytest.skip("the kernels do not run on OpenMP here")
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_forked_child, args=(queue, x, w_in, w_rec))
+    child.start()
+    child.join(120)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0, f"the forked child ended with exit code {child.exitcode}"
+    backend, z = queue.get(timeout=10)
+    assert backend == "fused"
+    assert torch.equal(torch.tensor(z), z_ref)
