@@ -195,9 +195,8 @@ def load_trained(args) -> tuple:
     layer = getattr(model, "lsnn", None)
     if layer is None:
         raise ValueError(f"--model {args.model}: {type(model).__name__} has no LSNN layer (.lsnn)")
-    xs, _ = getattr(data, args.split)
-    x = (xs[:, : args.batch] if data.time_first else xs[: args.batch].transpose(0, 1)).to(args.dtype).contiguous()
-    return layer.to(args.dtype).train(), x
+    x, _ = data.head(args.split, args.batch)  # time first, as the LSNN tasks store their inputs
+    return layer.to(args.dtype).train(), x.to(args.dtype).contiguous()
 
 
 def surrogate_support(layer, x) -> float:

@@ -137,9 +137,8 @@ def trained_case(args):
     model, _, _, data = load_model_and_data(args.model, {"data_dir": args.data_dir} if args.data_dir else None)
     if getattr(model, "lsnn", None) is None:
         raise ValueError(f"--model {args.model}: {type(model).__name__} has no LSNN layer (.lsnn)")
-    xs, ys = data.train
-    x = xs[:, : args.batch] if data.time_first else xs[: args.batch].transpose(0, 1)
-    return model, x.contiguous(), ys[: args.batch]
+    x, y = data.head("train", args.batch)  # time first, as the LSNN tasks store their inputs
+    return model, x.contiguous(), y
 
 
 def main():

@@ -239,7 +239,7 @@ class _EventRecurrence(torch.autograd.Function):
                 x=None, w_in=None):
         needs = ctx.needs_input_grad
         need_vb = needs[2] or needs[3] or needs[5]
-        own = len(needs) > 15
+        own = ctx.own = len(needs) > 15  # called with x and w_in (own_projection)
         # with its own projection c is this function's alone (computed for it, read by nobody else):
         # the kernel writes the spikes over it, one [T, B, N] buffer fewer (as the no-grad path does)
         into_c = own and c.is_contiguous()
@@ -291,7 +291,7 @@ class _EventRecurrence(torch.autograd.Function):
         need_w = needs[1]
         need_q = needs[4] or needs[5]
         empty_n = torch.empty(0, batch, n, dtype=like.dtype)
-        own = len(needs) > 15
+        own = ctx.own
         need_x, need_win = own and needs[15], own and needs[16]
         # dL/dI: the gradient of c, or (own projection) only what dL/dx needs
         gi_all = torch.empty_like(z_all) if (not own or need_x) else empty_n

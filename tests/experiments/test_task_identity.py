@@ -150,43 +150,44 @@ def test_a_registered_task_is_loaded_and_names_are_kept(monkeypatch):
         load_task(types.SimpleNamespace(task="nope"))
 
 
-def test_a_registered_task_gets_presets_and_configs(monkeypatch):
+@pytest.fixture
+def own_registries(monkeypatch):
+    """Tasks, presets and betas registered by a test are gone after it (the preset tables are
+    shared by reference with the config module, so their contents are restored in place)."""
     from spikerobust.experiments import presets as presets_module
+
+    monkeypatch.setattr(tasks_module, "_TASKS", dict(tasks_module._TASKS))
+    saved = [(table, dict(table)) for table in (presets_module.PRESETS, presets_module._BETA)]
+    yield
+    for table, contents in saved:
+        table.clear()
+        table.update(contents)
+
+
+def test_a_registered_task_gets_presets_and_configs(own_registries):
     from spikerobust.experiments.config import paper_methods
 
-    monkeypatch.setattr(tasks_module, "_TASKS", dict(tasks_module._TASKS))
-    saved_presets, saved_beta = dict(presets_module.PRESETS), dict(presets_module._BETA)
-    try:
-        with pytest.raises(ValueError, match="task must be one of"):
-            make_config("toy2", "quick")
-        register_task("toy2", lambda cfg: None, presets={"quick": {"epochs": 3, "n_draws": 7}}, beta=(0.4, 0.2))
-        cfg = make_config("toy2", "quick", overrides={"lr": 0.05})
-        assert (cfg.task, cfg.epochs, cfg.n_draws, cfg.lr) == ("toy2", 3, 7, 0.05)
-        methods = paper_methods("toy2", "quick")
-        assert methods["beta"]["beta"] == 0.4 and methods["fn+beta"]["beta"] == 0.2
-        assert methods["beta"]["n_steps"] == 3  # the quick presets' attack steps, as for the built-in tasks
-        with pytest.raises(ValueError, match="preset must be one of"):
-            make_config("toy2", "paper")
-        register_task("toy3", lambda cfg: None)  # no presets given: quick and paper, evaluation settings only
-        assert make_config("toy3", "paper").n_draws == 100 and make_config("toy3", "quick").n_draws == 30
-        register_task("ecg", lambda cfg: None, overwrite=True)  # a new loader keeps the built-in presets
-        assert make_config("ecg", "paper").n_per_class == 3350
-        with pytest.raises(ValueError, match="beta must be"):
-            register_task("toy4", lambda cfg: None, beta=(-0.1, 0.1))
-    finally:
-        presets_module.PRESETS.clear()
-        presets_module.PRESETS.update(saved_presets)
-        presets_module._BETA.clear()
-        presets_module._BETA.update(saved_beta)
+    with pytest.raises(ValueError, match="task must be one of"):
+        make_config("toy2", "quick")
+    register_task("toy2", lambda cfg: None, presets={"quick": {"epochs": 3, "n_draws": 7}}, beta=(0.4, 0.2))
+    cfg = make_config("toy2", "quick", overrides={"lr": 0.05})
+    assert (cfg.task, cfg.epochs, cfg.n_draws, cfg.lr) == ("toy2", 3, 7, 0.05)
+    methods = paper_methods("toy2", "quick")
+    assert methods["beta"]["beta"] == 0.4 and methods["fn+beta"]["beta"] == 0.2
+    assert methods["beta"]["n_steps"] == 3  # the quick presets' attack steps, as for the built-in tasks
+    with pytest.raises(ValueError, match="preset must be one of"):
+        make_config("toy2", "paper")
+    register_task("toy3", lambda cfg: None)  # no presets given: quick and paper, evaluation settings only
+    assert make_config("toy3", "paper").n_draws == 100 and make_config("toy3", "quick").n_draws == 30
+    register_task("ecg", lambda cfg: None, overwrite=True)  # a new loader keeps the built-in presets
+    assert make_config("ecg", "paper").n_per_class == 3350
+    with pytest.raises(ValueError, match="beta must be"):
+        register_task("toy4", lambda cfg: None, beta=(-0.1, 0.1))
 
 
-def test_reproduce_runs_a_registered_task(monkeypatch, tmp_path):
+def test_reproduce_runs_a_registered_task(own_registries, tmp_path):
     # a task of one's own goes through the whole command road: train, evaluate, report
-    from spikerobust.experiments import presets as presets_module
     from spikerobust.experiments import run_reproduce
-
-    monkeypatch.setattr(tasks_module, "_TASKS", dict(tasks_module._TASKS))
-    saved_presets, saved_beta = dict(presets_module.PRESETS), dict(presets_module._BETA)
 
     def load_blobs(cfg):
         g = torch.Generator().manual_seed(cfg.seed)
@@ -200,16 +201,10 @@ def test_reproduce_runs_a_registered_task(monkeypatch, tmp_path):
 
     quick = {"epochs": 1, "lr": 1e-3, "batch_size": 16, "n_draws": 3, "levels": [0.0, 0.5], "attack_eps": [0.0, 0.1],
              "zetas": [0.0], "landscape_points": 6, "landscape_directions": 1}
-    try:
-        register_task("blobs", load_blobs, presets={"quick": quick})
-        cfg = make_config("blobs", "quick", overrides={"out_dir": str(tmp_path / "run"), "methods": "standard",
-                                                       "progress": False})
-        res = run_reproduce(cfg)
-    finally:
-        presets_module.PRESETS.clear()
-        presets_module.PRESETS.update(saved_presets)
-        presets_module._BETA.clear()
-        presets_module._BETA.update(saved_beta)
+    register_task("blobs", load_blobs, presets={"quick": quick})
+    cfg = make_config("blobs", "quick", overrides={"out_dir": str(tmp_path / "run"), "methods": "standard",
+                                                   "progress": False})
+    res = run_reproduce(cfg)
     std = res["methods"]["standard"]
     assert res["data"]["classes"] == ["low", "high"] and res["data"]["sizes"]["test"] == 16
     # no mismatch at m = 0: the clean network, whatever the draw
