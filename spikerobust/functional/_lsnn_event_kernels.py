@@ -16,7 +16,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["forward", "backward", "reduce_chunks", "n_chunks"]
+__all__ = ["forward", "backward", "reduce_chunks", "n_chunks", "GAP_BLOCKED"]
+
+#: The relative gap ``s`` a triangular-surrogate trace holds where no spike is allowed (refractory
+#: or masked): outside the support ``|s| < 1``, so the derivative there is zero.
+GAP_BLOCKED = 2.0
 
 #: Number of batch chunks of the backward pass: fixed by the batch size only (determinism).
 MAX_CHUNKS = 8
@@ -49,6 +53,31 @@ def _support(d, idx, zero):  # pragma: no cover - compiled
     return m
 
 
+@njit(cache=True)
+def _threshold(b0, beta, b):  # pragma: no cover - compiled
+    """``A = b0 + beta b``, as the forward kernel computes it. Its own function, compiled without
+    fast-math flags: inlined by LLVM into the backward kernel it keeps them (no contraction into
+    a fused multiply-add), so the recomputed threshold has the forward pass's bits."""
+    return b0 + beta * b
+
+
+@njit(cache=True)
+def _triangle_slope(gamma, s, a, dt, one, zero):  # pragma: no cover - compiled
+    """The triangular surrogate's derivative ``gamma max(1 - |s|, 0) / A / dt`` where a spike is
+    allowed, as the forward kernel computes it (no fast-math: the same bits)."""
+    return gamma * max(one - abs(s), zero) / a / dt
+
+
+@njit(cache=True)
+def _gap_support(s, idx, one):  # pragma: no cover - compiled
+    """Like :func:`_support` for the surrogate's support ``|s| < 1`` of a gap trace."""
+    m = 0
+    for k in range(s.shape[0]):
+        idx[m] = k
+        m += abs(s[k]) < one
+    return m
+
+
 @njit(cache=True, inline="always")
 def _threshold_adjoint(k, q, p_t, beta, gq, gbe, bt, need_q, need_beta):  # pragma: no cover - compiled
     """Add ``-dL/dA_t = q`` at neuron ``k``: into ``p_t`` (through ``beta``) and the sums of
@@ -64,22 +93,32 @@ def _threshold_adjoint(k, q, p_t, beta, gq, gbe, bt, need_q, need_beta):  # prag
 def forward(
     c, w, alpha, oma, rho, omr, b0, beta, v0, z0, bs0, r0, mask, consts,
     z_out, v_out, b_out, i_out, a_out, s_out, da_out, al_out, v_last, b_last, r_last,
-    record_vb, record_i, keep, tri_gamma,
+    record_v, record_b, record_i, keep, tri_gamma,
 ):  # pragma: no cover - compiled
     """The whole forward time loop, one sample per parallel iteration.
 
     ``consts = [dt, n_refr, 1, 0]`` in the arrays' dtype; ``mask`` ``[N]`` (0/1) multiplies the
-    spikes (and so the surrogate's derivative) of every step. ``z_out`` receives the spikes; the
-    traces (``v_out``, ``b_out``: ``record_vb``; ``i_out``: ``record_i``; ``a_out``, ``s_out``
-    and either the triangular surrogate's ``da_out`` (when ``tri_gamma[0] > 0``) or the
-    ``al_out`` mask of non-refractory steps: ``keep``) only when asked, else they may have a
-    zero-length time axis. The element-wise loop is branch-free (it vectorises); multiplying or
-    dividing by ``dt = 1`` is exact, so one code path serves every ``dt``.
+    spikes (and so the surrogate's derivative) of every step. ``z_out`` receives the spikes. The
+    traces are written only when asked (else they may have a zero-length time axis): ``v_out``
+    (``record_v``), ``b_out`` (``record_b``), ``i_out`` (``record_i``) and, with ``keep``, what
+    the backward pass needs of the surrogate:
+
+    * triangular surrogate (``tri_gamma[0] > 0``): ``s_out`` only, the relative gap
+      ``s_t = (v_t - A_t) / A_t`` where a spike is allowed and ``GAP_BLOCKED`` (outside the
+      support ``|s| < 1``) where it is not (refractory or masked). With ``b_out`` this is all
+      the backward kernel needs: it recomputes ``A_t`` and the derivative on the support. One
+      ``[T, B, N]`` trace instead of three (``A_t``, ``s_t``, the derivative).
+    * any other surrogate: ``a_out``, ``s_out`` and the ``al_out`` mask of allowed steps (the
+      derivative is then evaluated by torch).
+
+    The element-wise loop is branch-free (it vectorises); multiplying or dividing by ``dt = 1``
+    is exact, so one code path serves every ``dt``.
     """
     t_steps, batch, n = c.shape
     dt, n_refr, one, zero = consts[0], consts[1], consts[2], consts[3]
     gamma = tri_gamma[0]
     tri = gamma > zero
+    blocked = one + one  # GAP_BLOCKED, in the arrays' dtype
     for bi in prange(batch):
         v = v0[bi].copy()
         z = z0[bi].copy()
@@ -124,16 +163,17 @@ def forward(
                 cur[k] = ck
             zo[:] = z  # after the loop: z_out may be c itself (the no-grad path reuses it)
             if keep:
-                a_out[t, bi] = a
-                s_out[t, bi] = s
-                if tri:
-                    dao = da_out[t, bi]
+                if tri:  # the relative gap, blocked where no spike is allowed
+                    so = s_out[t, bi]
                     for k in range(n):
-                        dao[k] = gamma * max(one - abs(s[k]), zero) * al[k] / a[k] / dt
+                        so[k] = s[k] if al[k] > zero else blocked
                 else:
+                    a_out[t, bi] = a
+                    s_out[t, bi] = s
                     al_out[t, bi] = al
-            if record_vb:
+            if record_v:
                 v_out[t, bi] = v
+            if record_b:
                 b_out[t, bi] = b
             if record_i:
                 i_out[t, bi] = cur
@@ -146,12 +186,16 @@ def forward(
 @njit(cache=True, parallel=True)
 def backward(
     w, z0, v0, bs0, z_all, a_all, da_all, s_all, v_all, b_all, i_all,
-    alpha, oma, rho, omr, beta, consts, g_z_out, g_v_out, g_b_out,
+    alpha, oma, rho, omr, beta, b0v, consts, tri_gamma, g_z_out, g_v_out, g_b_out,
     gi_all, g_w, g_alpha, g_rho, g_b0, g_beta, g_v0, g_z0, g_bs0, x_all, g_win,
     need_w, need_alpha, need_rho, need_q, need_beta, need_z0, need_win,
 ):  # pragma: no cover - compiled
     """The whole reverse-time pass (the adjoint recursion of :mod:`.lsnn_fused`), per chunk.
 
+    With the triangular surrogate (``da_all`` with no time steps) ``s_all`` is the forward
+    kernel's gap trace and ``a_all`` is empty: the support of step ``t`` is ``|s_t| < 1``, and
+    ``A_t`` (from ``b_all`` and ``b0v``) and the derivative (``tri_gamma[0]``) are recomputed
+    where they are read, bit for bit as the forward kernel computed them.
     ``g_z_out`` has ``T`` steps, 1 (the same gradient at every step: a time average's) or 0;
     ``g_v_out``/``g_b_out`` ``T`` (traces), 1 (last value
     only) or 0 (no gradient). ``g_w`` ``[C, N, N]`` and ``g_alpha``.. ``g_beta`` ``[C, N]`` get
@@ -171,6 +215,9 @@ def backward(
     n_chunk = g_w.shape[0]
     tz, tv, tb = g_z_out.shape[0], g_v_out.shape[0], g_b_out.shape[0]
     keep_gi = gi_all.shape[0] == t_steps
+    recompute = da_all.shape[0] == 0
+    one = consts[2]
+    gamma = tri_gamma[0]
     d_in = x_all.shape[2]
     for ch in prange(n_chunk):
         lo = (ch * batch) // n_chunk
@@ -188,15 +235,29 @@ def backward(
         s_cur = np.empty(n, np.int64)
         s_prev = np.empty(n, np.int64)
         ev = np.empty(n, np.int64)
+        a_own = np.empty(n, z_all.dtype)
+        da_own = np.empty(n, z_all.dtype)
         for bi in range(lo, hi):
             for k in range(n):
                 carry[k] = zero
                 g_next[k] = zero
                 p_next[k] = zero
-            n_cur = _support(da_all[t_steps - 1, bi], s_cur, zero)
+            if recompute:
+                n_cur = _gap_support(s_all[t_steps - 1, bi], s_cur, one)
+            else:
+                n_cur = _support(da_all[t_steps - 1, bi], s_cur, zero)
             for t in range(t_steps - 1, -1, -1):
                 zp = z_all[t - 1, bi] if t > 0 else z0[bi]
-                da, s = da_all[t, bi], s_all[t, bi]
+                s = s_all[t, bi]
+                if recompute:  # A_t and the derivative on S_t (and A_t on S_{t-1} below) only
+                    a, da = a_own, da_own
+                    bt_ = b_all[t, bi]
+                    for e in range(n_cur):
+                        k = s_cur[e]
+                        a[k] = _threshold(b0v[k], beta[k], bt_[k])
+                        da[k] = _triangle_slope(gamma, s[k], a[k], dt, one, zero)
+                else:
+                    a, da = a_all[t, bi], da_all[t, bi]
                 gi = gi_all[t, bi] if keep_gi else gi_own
                 # g_t = D_t dL/dz_t + alpha g_{t+1} (+ outer gradient of v_t)
                 for k in range(n):
@@ -236,12 +297,19 @@ def backward(
                 # dL/dz_{t-1} = g_I W_rec^T - dt g_t A_t + (1 - rho) p_t, only on S_{t-1}
                 # (at t = 0 on every neuron when the initial spikes need a gradient, else nowhere)
                 if t > 0:
-                    n_prev = _support(da_all[t - 1, bi], s_prev, zero)
+                    if recompute:
+                        n_prev = _gap_support(s_all[t - 1, bi], s_prev, one)
+                    else:
+                        n_prev = _support(da_all[t - 1, bi], s_prev, zero)
                 else:
                     n_prev = n if need_z0 else 0
                     for k in range(n_prev):
                         s_prev[k] = k
-                a = a_all[t, bi]
+                if recompute:
+                    bt_ = b_all[t, bi]
+                    for e in range(n_prev):
+                        k = s_prev[e]
+                        a[k] = _threshold(b0v[k], beta[k], bt_[k])
                 for e in range(n_prev):
                     k = s_prev[e]
                     carry[k] = _dot(w[k], gi, n, omr[k] * p_t[k] - dt * g_t[k] * a[k])

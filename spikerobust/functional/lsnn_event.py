@@ -19,6 +19,12 @@ Büchel et al. 2022), with two numba-compiled kernels that exploit this:
   dot product per such neuron); ``dL/dW_rec = sum_t z_{t-1}^T g_{I_t}`` adds ``g_{I_t}`` into the
   rows of the neurons that spiked; the gradients of ``alpha``, ``rho``, ``b0`` and ``beta`` (and
   through them of ``tau_mem``, ``tau_adapt``, ``b0`` and ``beta_adapt``) are summed in the same pass.
+* **traces**: with the triangular surrogate the forward kernel keeps, besides the spikes and the
+  adaptation ``b``, only the relative gap ``s_t = (v_t - A_t) / A_t`` (marked outside the
+  support where no spike is allowed); the backward kernel finds the support ``|s_t| < 1`` in it
+  and recomputes the threshold and the surrogate's derivative there, with the forward kernel's
+  operations (the same bits). Writing traces costs about as much as the arithmetic at these
+  spike rates: two ``[T, B, N]`` traces instead of four cut the forward kernel by a quarter.
 
 Work per step and sample is therefore about ``N`` times (spikes + surrogate support + ~30
 element-wise operations) instead of the ``2 N^2`` of two dense products: below the dense
@@ -187,6 +193,7 @@ def _run_forward(
     the pass; only for a ``c`` nobody else reads (the no-grad path's own ``x @ W_in``).
     """
     t_steps, batch, n = c.shape
+    binary_mask = mask is None or bool(((mask == 0) | (mask == 1)).all())
     mask = torch.ones(n, dtype=c.dtype) if mask is None else mask.detach().to(c.dtype).contiguous()
     v0, z0, bs0, r0 = (s.detach().to(c.dtype).contiguous() for s in state)
     one_m_alpha = 1.0 - alpha if isinstance(alpha, torch.Tensor) else 1.0 - alpha
@@ -194,15 +201,20 @@ def _run_forward(
     vecs = [_vec(k, c, n) for k in (alpha, one_m_alpha, rho, one_m_rho, b0, beta)]
     consts = torch.tensor([dt, n_refr, 1.0, 0.0], dtype=c.dtype)
     keep = derivative is not None
-    tri = keep and type(getattr(derivative, "__self__", None)) is Triangle
+    # the triangular surrogate's derivative is recomputed by the backward kernel from a gap trace,
+    # which can only say "allowed" or "not" (a 0/1 mask)
+    tri = keep and type(getattr(derivative, "__self__", None)) is Triangle and binary_mask
     gamma = torch.tensor([derivative.__self__.gamma if tri else 0.0], dtype=c.dtype)
 
     def buf(flag):
         return _empty(t_steps if flag else 0, batch, n, c)
 
+    # with the triangular surrogate the forward kernel keeps the gap trace s alone and the backward
+    # kernel recomputes A_t (from the trace of b) and the derivative on the surrogate's support:
+    # two [T, B, N] traces instead of four (A, s, the derivative, and b)
     out = dict(
-        z=c if spikes_into_c else _empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb), i=buf(record_i),
-        a=buf(keep), s=buf(keep), da=buf(tri), allowed=buf(keep and not tri),
+        z=c if spikes_into_c else _empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb or tri),
+        i=buf(record_i), a=buf(keep and not tri), s=buf(keep), da=buf(False), allowed=buf(keep and not tri),
         v_last=torch.empty(batch, n, dtype=c.dtype), b_last=torch.empty(batch, n, dtype=c.dtype),
         r_last=torch.empty(batch, n, dtype=c.dtype),
     )
@@ -211,8 +223,9 @@ def _run_forward(
         _np(c), _np(w), *(v.numpy() for v in vecs), _np(v0), _np(z0), _np(bs0), _np(r0),
         mask.numpy(), consts.numpy(),
         *(out[k].numpy() for k in ("z", "v", "b", "i", "a", "s", "da", "allowed", "v_last", "b_last", "r_last")),
-        bool(record_vb), bool(record_i), bool(keep), gamma.numpy(),
+        bool(record_vb), bool(record_vb or tri), bool(record_i), bool(keep), gamma.numpy(),
     )
+    out["gamma"] = gamma
     if keep and not tri:  # any other closed-form derivative: evaluated by torch, as "fused" does
         da = torch.mul(derivative(out["s"]), out["allowed"]).div_(out["a"])
         if dt != 1.0:
@@ -256,7 +269,7 @@ class _EventRecurrence(torch.autograd.Function):
                   keep_x, keep_w_in),
             (alpha, rho, b0, beta),
         )
-        ctx.dt, ctx.record, ctx.n = dt, record, c.shape[-1]
+        ctx.dt, ctx.record, ctx.n, ctx.gamma = dt, record, c.shape[-1], out["gamma"]
         ctx.mark_non_differentiable(out["r_last"])
         ctx.set_materialize_grads(False)
         if record:
@@ -274,7 +287,7 @@ class _EventRecurrence(torch.autograd.Function):
         needs = ctx.needs_input_grad
         vecs = [
             _vec(k, like, n)
-            for k in (alpha, 1.0 - alpha, rho, 1.0 - rho, beta)
+            for k in (alpha, 1.0 - alpha, rho, 1.0 - rho, beta, b0)
         ]
         consts = torch.tensor([ctx.dt, 0.0, 1.0, 0.0], dtype=like.dtype)
 
@@ -307,8 +320,8 @@ class _EventRecurrence(torch.autograd.Function):
             _np(v_all) if v_all.numel() else empty_n.numpy(),
             _np(b_all) if b_all.numel() else empty_n.numpy(),
             _np(i_all) if i_all.numel() else empty_n.numpy(),
-            *(v.numpy() for v in vecs[:2]), vecs[2].numpy(), vecs[3].numpy(), vecs[4].numpy(),
-            consts.numpy(),
+            *(v.numpy() for v in vecs),
+            consts.numpy(), ctx.gamma.numpy(),
             grad_in(g_z_out, True, spikes=True).numpy(), grad_in(g_v_out, ctx.record).numpy(),
             grad_in(g_b_out, ctx.record).numpy(),
             gi_all.numpy(), g_w.numpy(), *(p.numpy() for p in parts.unbind(0)),
