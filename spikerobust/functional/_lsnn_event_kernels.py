@@ -62,10 +62,11 @@ def _threshold(b0, beta, b):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _triangle_slope(gamma, s, a, dt, one, zero):  # pragma: no cover - compiled
-    """The triangular surrogate's derivative ``gamma max(1 - |s|, 0) / A / dt`` where a spike is
-    allowed, as the forward kernel computes it (no fast-math: the same bits)."""
-    return gamma * max(one - abs(s), zero) / a / dt
+def _triangle_slope(gamma, s, a, one, zero):  # pragma: no cover - compiled
+    """The triangular surrogate's derivative ``gamma max(1 - |s|, 0) / A`` where a spike is
+    allowed (the caller divides by ``dt`` unless it is 1: exact), with the forward kernel's
+    operations (no fast-math: the same bits)."""
+    return gamma * max(one - abs(s), zero) / a
 
 
 @njit(cache=True)
@@ -195,7 +196,7 @@ def backward(
     With the triangular surrogate (``da_all`` with no time steps) ``s_all`` is the forward
     kernel's gap trace and ``a_all`` is empty: the support of step ``t`` is ``|s_t| < 1``, and
     ``A_t`` (from ``b_all`` and ``b0v``) and the derivative (``tri_gamma[0]``) are recomputed
-    where they are read, bit for bit as the forward kernel computed them.
+    for every neuron of the step in one vectorised loop, with the forward kernel's operations.
     ``g_z_out`` has ``T`` steps, 1 (the same gradient at every step: a time average's) or 0;
     ``g_v_out``/``g_b_out`` ``T`` (traces), 1 (last value
     only) or 0 (no gradient). ``g_w`` ``[C, N, N]`` and ``g_alpha``.. ``g_beta`` ``[C, N]`` get
@@ -249,13 +250,15 @@ def backward(
             for t in range(t_steps - 1, -1, -1):
                 zp = z_all[t - 1, bi] if t > 0 else z0[bi]
                 s = s_all[t, bi]
-                if recompute:  # A_t and the derivative on S_t (and A_t on S_{t-1} below) only
+                if recompute:  # A_t and the derivative, for S_t and (A_t) for S_{t-1} below
                     a, da = a_own, da_own
                     bt_ = b_all[t, bi]
-                    for e in range(n_cur):
-                        k = s_cur[e]
+                    for k in range(n):  # dense: it vectorises (a support's scattered divisions do not)
                         a[k] = _threshold(b0v[k], beta[k], bt_[k])
-                        da[k] = _triangle_slope(gamma, s[k], a[k], dt, one, zero)
+                        da[k] = _triangle_slope(gamma, s[k], a[k], one, zero)
+                    if dt != one:
+                        for k in range(n):
+                            da[k] = da[k] / dt
                 else:
                     a, da = a_all[t, bi], da_all[t, bi]
                 gi = gi_all[t, bi] if keep_gi else gi_own
@@ -305,11 +308,6 @@ def backward(
                     n_prev = n if need_z0 else 0
                     for k in range(n_prev):
                         s_prev[k] = k
-                if recompute:
-                    bt_ = b_all[t, bi]
-                    for e in range(n_prev):
-                        k = s_prev[e]
-                        a[k] = _threshold(b0v[k], beta[k], bt_[k])
                 for e in range(n_prev):
                     k = s_prev[e]
                     carry[k] = _dot(w[k], gi, n, omr[k] * p_t[k] - dt * g_t[k] * a[k])

@@ -21,9 +21,9 @@ Büchel et al. 2022), with two numba-compiled kernels that exploit this:
   through them of ``tau_mem``, ``tau_adapt``, ``b0`` and ``beta_adapt``) are summed in the same pass.
 * **traces**: with the triangular surrogate the forward kernel keeps, besides the spikes and the
   adaptation ``b``, only the relative gap ``s_t = (v_t - A_t) / A_t`` (marked outside the
-  support where no spike is allowed); the backward kernel finds the support ``|s_t| < 1`` in it
-  and recomputes the threshold and the surrogate's derivative there, with the forward kernel's
-  operations (the same bits). Writing traces costs about as much as the arithmetic at these
+  support where no spike is allowed); the backward kernel recomputes the threshold and the
+  surrogate's derivative from it (one vectorised loop per step, the forward kernel's operations)
+  and finds the support ``|s_t| < 1``. Writing traces costs about as much as the arithmetic at these
   spike rates: two ``[T, B, N]`` traces instead of four cut the forward kernel by a quarter.
 
 Work per step and sample is therefore about ``N`` times (spikes + surrogate support + ~30
