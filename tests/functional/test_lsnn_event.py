@@ -13,7 +13,6 @@ import os
 
 import pytest
 import torch
-from torch.func import functional_call, vmap
 
 pytest.importorskip("numba")
 
@@ -21,7 +20,6 @@ from spikerobust.functional import (  # noqa: E402
     ATan,
     FastSigmoid,
     LSNNParams,
-    LSNNState,
     Triangle,
     from_snntorch,
     lsnn_unroll,
@@ -33,78 +31,37 @@ from spikerobust.functional.lsnn_event import (  # noqa: E402
     numba_available,
 )
 from spikerobust.functional.lsnn_fused import resolve_backend  # noqa: E402
-from spikerobust.nn import LSNN, LSNNClassifier  # noqa: E402
+from spikerobust.nn import LSNN  # noqa: E402
+
+from lsnn_backend_cases import (  # noqa: E402  (shared with test_lsnn_fused.py)
+    LEAF_NAMES,
+    assert_close,
+    assert_same_run,
+    classifier,
+    make_problem,
+    run_backend,
+)
 
 T, B, D, N = 30, 11, 3, 20  # B = 11: more samples than backward chunks, unevenly split
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
-NAMES = ["x", "w_in", "w_rec", "tau_mem", "tau_adapt", "beta_adapt", "b0", "v0", "z0", "b_0"]
+SIZES = (T, B, D, N)
+NAMES = LEAF_NAMES
 
 
-def _problem(dtype, *, n_refr=2, dt=1.0, scale=1.5, t_steps=T, surrogate=None, seed=0, state_grad=True):
-    g = torch.Generator().manual_seed(seed)
-    kw = dict(dtype=dtype)
-    x = (scale * torch.randn(t_steps, B, D, generator=g, **kw)).requires_grad_()
-    w_in = torch.randn(D, N, generator=g, **kw).requires_grad_()
-    w_rec = (0.4 * torch.randn(N, N, generator=g, **kw)).requires_grad_()
-    consts = {
-        "tau_mem": 15.0 + 10.0 * torch.rand(N, generator=g, **kw),
-        "tau_adapt": 60.0 + 60.0 * torch.rand(N, generator=g, **kw),
-        "beta_adapt": 1.0 + 2.0 * torch.rand(N, generator=g, **kw),
-        "b0": 0.01 + 0.02 * torch.rand(N, generator=g, **kw),
-    }
-    consts = {k: v.requires_grad_() for k, v in consts.items()}
-    spiking = scale > 0.05  # the silent problems start from rest
-    state = LSNNState(
-        0.02 * torch.randn(B, N, generator=g, **kw) * spiking,
-        (torch.rand(B, N, generator=g) < 0.2).to(dtype) * spiking,
-        0.05 * torch.rand(B, N, generator=g, **kw),
-        torch.zeros(B, N, **kw),
-    )
-    if state_grad:
-        state = LSNNState(*(s.clone().requires_grad_() for s in state[:3]), state.r)
-    params = LSNNParams(**consts, n_refractory=n_refr, dt=dt, surrogate=surrogate or Triangle(0.3))
-    leaves = [x, w_in, w_rec, *consts.values()] + (list(state[:3]) if state_grad else [])
-    weights = torch.randn(t_steps, B, N, generator=g, **kw)
-    return x, w_in, w_rec, params, state, leaves, weights
-
-
-def _loss(z, final, trace, weights):
-    # spikes, the final state and the traces all carry gradient
-    return (
-        (z * weights).sum()
-        + 0.3 * (trace.v ** 2).sum()
-        + 2.0 * trace.threshold.sum()
-        + final.v.sum()
-        - 0.7 * final.b.sum()
-        + (final.z * weights[-1]).sum()
-    )
+def _problem(dtype, **kw):
+    return make_problem(dtype, SIZES, **kw)
 
 
 def _run(backend, problem, **kw):
-    x, w_in, w_rec, params, state, leaves, weights = problem
-    z, final, trace = lsnn_unroll(
-        x, params, w_in, w_rec, state, return_states=True, backend=backend, **kw
-    )
-    grads = torch.autograd.grad(_loss(z, final, trace, weights), leaves)
-    return z.detach(), final, trace, grads
+    return run_backend(backend, problem, **kw)
 
 
 def _assert_close(ref, got, dtype, what=""):
-    scale = ref.abs().max().clamp_min(1e-30)
-    err = ((ref - got).abs().max() / scale).item()
-    assert err <= RTOL[dtype], f"{what}: relative error {err:.2e} > {RTOL[dtype]:.0e}"
+    assert_close(ref, got, RTOL[dtype], what)
 
 
 def _assert_same_run(ref, got, dtype, *, nonzero=True):
-    z_ref, fin_ref, tr_ref, g_ref = ref
-    z_got, fin_got, tr_got, g_got = got
-    assert torch.equal(z_ref, z_got)
-    for a, b in zip((*tr_ref, *fin_ref), (*tr_got, *fin_got)):
-        assert torch.equal(a, b)
-    for name, a, b in zip(NAMES, g_ref, g_got):
-        if nonzero:
-            assert a.abs().max() > 0, f"reference gradient of {name} is zero: test would be vacuous"
-        _assert_close(a, b, dtype, name)
+    assert_same_run(ref, got, RTOL[dtype], nonzero=nonzero)
 
 
 def test_event_backend_is_available_and_chosen_by_auto():
@@ -318,43 +275,7 @@ def test_same_bits_for_one_and_two_threads():
 
 
 def _classifier(backend):
-    torch.manual_seed(0)
-    model = LSNNClassifier(D, n_hidden=N, n_classes=3, backend=backend, train_neuron_params=True)
-    return model.double()
-
-
-def test_functional_call_gradients_match_reference():
-    x = 2.0 * torch.randn(T, B, D, dtype=torch.float64)
-    y = torch.randint(0, 3, (B,))
-    res = {}
-    for backend in ("reference", "event"):
-        model = _classifier(backend)
-        params = {k: (1.1 * v).detach().requires_grad_() for k, v in model.named_parameters()}
-        logits, reg = functional_call(model, params, (x,), {"return_aux_loss": True})
-        loss = torch.nn.functional.cross_entropy(logits, y) + reg
-        res[backend] = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
-    assert set(res["event"]) >= {"lsnn.w_in", "lsnn.w_rec", "lsnn.tau_mem", "lsnn.b0", "readout.weight"}
-    for name in res["reference"]:
-        _assert_close(res["reference"][name], res["event"][name], torch.float64, name)
-
-
-def test_vmap_falls_back_to_the_reference_path():
-    torch.manual_seed(1)
-    model = LSNNClassifier(D, n_hidden=N, n_classes=3, backend="event")
-    x = 2.0 * torch.randn(T, B, D)
-    draws = [
-        {k: v.detach() * (1 + 0.2 * torch.randn_like(v)) for k, v in model.named_parameters()}
-        for _ in range(3)
-    ]
-    stacked = {k: torch.stack([d[k] for d in draws]) for k in draws[0]}
-    with torch.no_grad():
-        batched = vmap(lambda p: functional_call(model, p, (x,)))(stacked)
-        looped = torch.stack([functional_call(model, d, (x,)) for d in draws])
-        model.lsnn.backend = "reference"
-        looped_ref = torch.stack([functional_call(model, d, (x,)) for d in draws])
-    assert torch.equal(looped, looped_ref)
-    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
-    assert "backend='event'" in repr(LSNN(2, 4, backend="event"))
+    return classifier(backend, SIZES)
 
 
 def test_trained_network_gradients_match_reference():

@@ -15,8 +15,6 @@ from spikerobust.functional import (
     ATan,
     FastSigmoid,
     LSNNParams,
-    LSNNState,
-    Triangle,
     from_snntorch,
     lsnn_unroll,
 )
@@ -27,68 +25,35 @@ from spikerobust.functional.lsnn_fused import (
 )
 from spikerobust.nn import LSNN, LSNNClassifier
 
+from lsnn_backend_cases import (  # shared with test_lsnn_event.py
+    assert_close,
+    assert_same_run,
+    classifier,
+    make_problem,
+    run_backend,
+)
+
 T, B, D, N = 40, 6, 3, 24
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 
 
-def _problem(dtype, *, n_refr=2, dt=1.0, surrogate=None, seed=0, state_grad=True):
-    g = torch.Generator().manual_seed(seed)
-    kw = dict(dtype=dtype)
-    x = (1.5 * torch.randn(T, B, D, generator=g, **kw)).requires_grad_()
-    w_in = torch.randn(D, N, generator=g, **kw).requires_grad_()
-    w_rec = (0.4 * torch.randn(N, N, generator=g, **kw)).requires_grad_()
-    consts = {
-        "tau_mem": 15.0 + 10.0 * torch.rand(N, generator=g, **kw),
-        "tau_adapt": 60.0 + 60.0 * torch.rand(N, generator=g, **kw),
-        "beta_adapt": 1.0 + 2.0 * torch.rand(N, generator=g, **kw),
-        "b0": 0.01 + 0.02 * torch.rand(N, generator=g, **kw),
-    }
-    consts = {k: v.requires_grad_() for k, v in consts.items()}
-    state = LSNNState(
-        0.02 * torch.randn(B, N, generator=g, **kw),
-        (torch.rand(B, N, generator=g) < 0.2).to(dtype),
-        0.05 * torch.rand(B, N, generator=g, **kw),
-        torch.zeros(B, N, **kw),
-    )
-    if state_grad:
-        state = LSNNState(*(s.clone().requires_grad_() for s in state[:3]), state.r)
-    params = LSNNParams(**consts, n_refractory=n_refr, dt=dt, surrogate=surrogate or Triangle(0.3))
-    leaves = [x, w_in, w_rec, *consts.values()] + (list(state[:3]) if state_grad else [])
-    weights = torch.randn(T, B, N, generator=g, **kw)
-    return x, w_in, w_rec, params, state, leaves, weights
+SIZES = (T, B, D, N)
 
 
-def _loss(z, final, trace, weights):
-    # spikes, the final state and the traces all carry gradient
-    return (
-        (z * weights).sum()
-        + 0.3 * (trace.v ** 2).sum()
-        + 2.0 * trace.threshold.sum()
-        + final.v.sum()
-        - 0.7 * final.b.sum()
-        + (final.z * weights[-1]).sum()
-    )
-
-
-def _run(backend, problem):
-    x, w_in, w_rec, params, state, leaves, weights = problem
-    z, final, trace = lsnn_unroll(x, params, w_in, w_rec, state, return_states=True, backend=backend)
-    grads = torch.autograd.grad(_loss(z, final, trace, weights), leaves)
-    return z.detach(), final, trace, grads
+def _problem(dtype, **kw):
+    return make_problem(dtype, SIZES, **kw)
 
 
 def _assert_close(ref, got, dtype, what=""):
-    scale = ref.abs().max().clamp_min(1e-30)
-    err = ((ref - got).abs().max() / scale).item()
-    assert err <= RTOL[dtype], f"{what}: relative error {err:.2e} > {RTOL[dtype]:.0e}"
+    assert_close(ref, got, RTOL[dtype], what)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n_refr,dt", [(2, 1.0), (4, 1.0), (0, 1.0), (2, 0.5)])
 def test_fused_matches_reference_forward_and_gradients(dtype, n_refr, dt):
     problem = _problem(dtype, n_refr=n_refr, dt=dt)
-    z_ref, fin_ref, tr_ref, g_ref = _run("reference", problem)
-    z_fus, fin_fus, tr_fus, g_fus = _run("fused", problem)
+    z_ref, fin_ref, tr_ref, g_ref = run_backend("reference", problem)
+    z_fus, fin_fus, tr_fus, g_fus = run_backend("fused", problem)
 
     # the dynamics are exercised: spikes, refractory blocking and adaptation all happen
     rate = (z_ref * dt).mean().item()
@@ -100,17 +65,8 @@ def test_fused_matches_reference_forward_and_gradients(dtype, n_refr, dt):
         assert blocked == 0
     assert tr_ref.threshold.std().item() > 1e-3
 
-    # bit-identical forward
-    assert torch.equal(z_ref, z_fus)
-    for a, b in zip(tr_ref, tr_fus):
-        assert torch.equal(a, b)
-    for a, b in zip(fin_ref, fin_fus):
-        assert torch.equal(a, b)
-
-    names = ["x", "w_in", "w_rec", "tau_mem", "tau_adapt", "beta_adapt", "b0", "v0", "z0", "b_0"]
-    for name, a, b in zip(names, g_ref, g_fus):
-        assert a.abs().max() > 0, f"reference gradient of {name} is zero: test would be vacuous"
-        _assert_close(a, b, dtype, name)
+    # bit-identical forward, gradients to rounding
+    assert_same_run((z_ref, fin_ref, tr_ref, g_ref), (z_fus, fin_fus, tr_fus, g_fus), RTOL[dtype])
     assert torch.all(torch.diagonal(g_fus[2]) == 0)
 
 
@@ -122,26 +78,12 @@ def test_spike_mask_fused_matches_reference(dtype, n_refr, dt):
     mask = (torch.rand(N, generator=torch.Generator().manual_seed(7)) >= 0.3).to(dtype)
     assert 0 < int(mask.sum()) < N
 
-    def run(backend, m):
-        z, final, trace = lsnn_unroll(x, params, w_in, w_rec, state, return_states=True, backend=backend,
-                                      spike_mask=m)
-        return z.detach(), final, trace, torch.autograd.grad(_loss(z, final, trace, weights), leaves)
-
-    z_ref, fin_ref, tr_ref, g_ref = run("reference", mask)
-    z_fus, fin_fus, tr_fus, g_fus = run("fused", mask)
-    z_free = run("reference", None)[0]
+    ref = run_backend("reference", problem, spike_mask=mask)
+    z_free = run_backend("reference", problem)[0]
     # dropped neurons never spike; the mask changes the others' spikes through the recurrence
-    assert float(z_ref[..., mask == 0].abs().sum()) == 0.0
-    assert not torch.equal(z_ref[..., mask == 1], z_free[..., mask == 1])
-    assert torch.equal(z_ref, z_fus)
-    for a, b in zip(tr_ref, tr_fus):
-        assert torch.equal(a, b)
-    for a, b in zip(fin_ref, fin_fus):
-        assert torch.equal(a, b)
-    names = ["x", "w_in", "w_rec", "tau_mem", "tau_adapt", "beta_adapt", "b0", "v0", "z0", "b_0"]
-    for name, a, b in zip(names, g_ref, g_fus):
-        assert a.abs().max() > 0, f"reference gradient of {name} is zero: test would be vacuous"
-        _assert_close(a, b, dtype, name)
+    assert float(ref[0][..., mask == 0].abs().sum()) == 0.0
+    assert not torch.equal(ref[0][..., mask == 1], z_free[..., mask == 1])
+    assert_same_run(ref, run_backend("fused", problem, spike_mask=mask), RTOL[dtype])
     # no gradient flows through a dropped neuron's spike: its W_in column only gets gradient
     # through its membrane trace in the loss, which a spike-only loss removes
     z, _, _ = lsnn_unroll_fused(x, params, w_in, w_rec, state, spike_mask=mask)
@@ -153,8 +95,8 @@ def test_spike_mask_fused_matches_reference(dtype, n_refr, dt):
 @pytest.mark.parametrize("surrogate", [FastSigmoid(10.0), ATan(2.0)])
 def test_other_surrogates(surrogate):
     problem = _problem(torch.float64, surrogate=surrogate, seed=3)
-    _, _, _, g_ref = _run("reference", problem)
-    _, _, _, g_fus = _run("fused", problem)
+    _, _, _, g_ref = run_backend("reference", problem)
+    _, _, _, g_fus = run_backend("fused", problem)
     for a, b in zip(g_ref, g_fus):
         _assert_close(a, b, torch.float64)
 
@@ -275,24 +217,7 @@ def test_wrapped_snntorch_surrogate_auto_equals_reference():
 
 
 def _classifier(backend):
-    torch.manual_seed(0)
-    model = LSNNClassifier(D, n_hidden=N, n_classes=3, backend=backend, train_neuron_params=True)
-    return model.double()
-
-
-def test_functional_call_gradients_match_reference():
-    x = 2.0 * torch.randn(T, B, D, dtype=torch.float64)
-    y = torch.randint(0, 3, (B,))
-    res = {}
-    for backend in ("reference", "fused"):
-        model = _classifier(backend)
-        params = {k: (1.1 * v).detach().requires_grad_() for k, v in model.named_parameters()}
-        logits, reg = functional_call(model, params, (x,), {"return_aux_loss": True})
-        loss = torch.nn.functional.cross_entropy(logits, y) + reg
-        res[backend] = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
-    assert set(res["fused"]) >= {"lsnn.w_in", "lsnn.w_rec", "lsnn.tau_mem", "lsnn.b0", "readout.weight"}
-    for name in res["reference"]:
-        _assert_close(res["reference"][name], res["fused"][name], torch.float64, name)
+    return classifier(backend, SIZES)
 
 
 def test_torch_func_grad_falls_back_and_matches_autograd():
@@ -313,24 +238,6 @@ def test_torch_func_grad_falls_back_and_matches_autograd():
     g_auto = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
     for name in params:
         _assert_close(g_auto[name], g_func[name], torch.float64, name)
-
-
-def test_vmap_over_parameter_draws_matches_a_loop():
-    torch.manual_seed(1)
-    model = LSNNClassifier(D, n_hidden=N, n_classes=3)  # backend "auto"
-    x = 2.0 * torch.randn(T, B, D)
-    draws = [
-        {k: v.detach() * (1 + 0.2 * torch.randn_like(v)) for k, v in model.named_parameters()}
-        for _ in range(3)
-    ]
-    stacked = {k: torch.stack([d[k] for d in draws]) for k in draws[0]}
-    with torch.no_grad():
-        batched = vmap(lambda p: functional_call(model, p, (x,)))(stacked)
-        looped = torch.stack([functional_call(model, d, (x,)) for d in draws])  # fused, no graph
-        model.lsnn.backend = "reference"
-        looped_ref = torch.stack([functional_call(model, d, (x,)) for d in draws])
-    assert torch.equal(looped, looped_ref)
-    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
 
 
 def test_classifier_training_steps_agree():

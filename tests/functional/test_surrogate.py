@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from spikerobust.functional import ATan, FastSigmoid, Triangle, from_snntorch, get_surrogate
+from spikerobust.functional import ATan, FastSigmoid, Triangle, get_surrogate
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
