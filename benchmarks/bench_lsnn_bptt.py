@@ -21,12 +21,14 @@ target rate the input of ``ours-*`` and ``snntorch`` is scaled (bisection on the
 no-grad forward pass) until the layer spikes at about that rate; the rate actually measured on the
 warm-up run is printed. The floor does the same dense work at every rate.
 
-A trained network (``--model RUN/methods/<label>/model.pt``): instead of the sweep, its own LSNN
-(copies with each backend) on the first ``B`` samples of its own data (``--split``, the test split
-by default), where rate and surrogate support are those training produced (the issue's premise:
-trained ECG networks spike in a few per cent of (neuron, step) pairs, and the triangle's support
-covers 7-14 %); the printed support is the fraction with ``|(v - A) / A| < 1``. Norse keeps its
-own input, the floor does the same products at the same shapes.
+A trained network (``--model RUN/methods/<label>/model.pt``): its own LSNN (copies with each
+backend) on the first ``B`` samples of its own data (``--split``, the test split by default), where
+rate and surrogate support are those training produced (the issue's premise: trained ECG networks
+spike in a few per cent of (neuron, step) pairs, and the triangle's support covers 7-14 %); the
+printed support is the fraction with ``|(v - A) / A| < 1``. With ``--rates`` too, that input is
+scaled to each rate (a sweep at the trained weights, whose supports stay far smaller than a fresh
+layer's at the same rate). Norse keeps its own input, the floor does the same products at the same
+shapes.
 
 Both the process CPU time and the wall-clock time of each run are recorded (medians). On a
 machine shared with other jobs the CPU time is the fairer measure (it does not count the time the
@@ -45,7 +47,7 @@ Run::
     python benchmarks/bench_lsnn_bptt.py --methods ours-fused floor --d-in 40
     python benchmarks/bench_lsnn_bptt.py --rates 0.01 0.05 0.1 0.2 --methods ours-event ours-fused norse floor
     python benchmarks/bench_lsnn_bptt.py --model RUN/methods/standard/model.pt --data-dir ../shared/data/mitdb \
-        --methods ours-event ours-fused norse floor
+        --methods ours-event ours-fused norse floor [--rates 0.01 0.05 0.1 0.2]
 """
 
 from __future__ import annotations
@@ -80,10 +82,14 @@ def _layer(backend: str, d_in: int, args) -> LSNN:
 
 
 def calibrate_scale(d_in: int, rate: float, args) -> float:
-    """Input scale at which the (seeded) layer spikes at about ``rate`` (bisection in log scale)."""
-    layer = _layer("event", d_in, args)
-    g = torch.Generator().manual_seed(args.seed + d_in)
-    x = torch.randn(args.steps, args.batch, d_in, dtype=args.dtype, generator=g)
+    """Input scale at which the layer spikes at about ``rate`` (bisection in log scale): the seeded
+    fresh layer on standard-normal input, or with ``--model`` the trained layer on its own data."""
+    if args.trained is not None:
+        layer, x = args.trained
+    else:
+        layer = _layer("event", d_in, args)
+        g = torch.Generator().manual_seed(args.seed + d_in)
+        x = torch.randn(args.steps, args.batch, d_in, dtype=args.dtype, generator=g)
     lo, hi = -6.0, 10.0  # log2 of the scale
     with torch.no_grad():
         for _ in range(20):
@@ -97,7 +103,7 @@ def calibrate_scale(d_in: int, rate: float, args) -> float:
 
 def make_ours(backend: str, d_in: int, args) -> Callable[[], float]:
     if getattr(args, "trained", None) is not None:  # --model: copies of the trained layer, real inputs
-        layer, x = copy.deepcopy(args.trained[0]), args.trained[1]
+        layer, x = copy.deepcopy(args.trained[0]), args.scale * args.trained[1]
         layer.backend = backend
     else:
         layer = _layer(backend, d_in, args)
@@ -255,7 +261,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None,
                         help="a trained model file (spikerobust train/reproduce: RUN/methods/<label>/model.pt): "
-                             "measure its LSNN on its own data instead of the rate sweep")
+                             "measure its LSNN on its own data (with --rates: scaled to each rate)")
     parser.add_argument("--data-dir", default=None, help="with --model: where its data are (default: as recorded)")
     parser.add_argument("--split", choices=["train", "val", "test"], default="test", help="with --model (test)")
     parser.add_argument("--default-malloc", action="store_true",
@@ -281,9 +287,7 @@ def main(argv=None) -> None:
     print("-" * 92)
     results = {}
     args.trained = None
-    if args.model is not None:  # one operating point: the trained layer on its own data
-        if args.rates:
-            parser.error("--model measures the trained layer's own operating point: drop --rates")
+    if args.model is not None:  # the trained layer on its own data (scaled to each rate with --rates)
         args.trained = load_trained(args)
         layer, x = args.trained
         args.steps, args.batch, args.hidden, args.d_in = x.shape[0], x.shape[1], layer.n_hidden, [x.shape[2]]
@@ -292,6 +296,10 @@ def main(argv=None) -> None:
     for d_in in args.d_in:
         for target in args.rates or [None]:
             args.scale = 1.0 if target is None else calibrate_scale(d_in, target, args)
+            if args.trained is not None and target is not None:
+                layer, x = args.trained
+                print(f"# rate ~{target:.2f}: the trained layer's input x {args.scale:.2f}, surrogate support "
+                      f"{100 * surrogate_support(layer, args.scale * x):.1f} %")
             res = measure(d_in, args)
             results[(d_in, target)] = res
             tgt = "-" if target is None else f"{target:.2f}"
