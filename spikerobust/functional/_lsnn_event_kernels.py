@@ -93,12 +93,12 @@ def _threshold_adjoint(k, q, p_t, beta, gq, gbe, bt, need_q, need_beta):  # prag
 @njit(cache=True, parallel=True)
 def forward(
     c, w, alpha, oma, rho, omr, b0, beta, v0, z0, bs0, r0, mask, consts,
-    z_out, v_out, b_out, i_out, a_out, s_out, da_out, al_out, v_last, b_last, r_last,
+    z_out, v_out, b_out, i_out, a_out, s_out, al_out, v_last, b_last, r_last,
     record_v, record_b, record_i, keep, tri_gamma,
 ):  # pragma: no cover - compiled
     """The whole forward time loop, one sample per parallel iteration.
 
-    ``consts = [dt, n_refr, 1, 0]`` in the arrays' dtype; ``mask`` ``[N]`` (0/1) multiplies the
+    ``consts = [dt, n_refr, 1, 0, GAP_BLOCKED]`` in the arrays' dtype; ``mask`` ``[N]`` (0/1) multiplies the
     spikes (and so the surrogate's derivative) of every step. ``z_out`` receives the spikes. The
     traces are written only when asked (else they may have a zero-length time axis): ``v_out``
     (``record_v``), ``b_out`` (``record_b``), ``i_out`` (``record_i``) and, with ``keep``, what
@@ -107,7 +107,7 @@ def forward(
     * triangular surrogate (``tri_gamma[0] > 0``): ``s_out`` only, the relative gap
       ``s_t = (v_t - A_t) / A_t`` where a spike is allowed and ``GAP_BLOCKED`` (outside the
       support ``|s| < 1``) where it is not (refractory or masked). With ``b_out`` this is all
-      the backward kernel needs: it recomputes ``A_t`` and the derivative on the support. One
+      the backward kernel needs: it recomputes ``A_t`` and the derivative from them. One
       ``[T, B, N]`` trace instead of three (``A_t``, ``s_t``, the derivative).
     * any other surrogate: ``a_out``, ``s_out`` and the ``al_out`` mask of allowed steps (the
       derivative is then evaluated by torch).
@@ -119,7 +119,7 @@ def forward(
     dt, n_refr, one, zero = consts[0], consts[1], consts[2], consts[3]
     gamma = tri_gamma[0]
     tri = gamma > zero
-    blocked = one + one  # GAP_BLOCKED, in the arrays' dtype
+    blocked = consts[4]
     for bi in prange(batch):
         v = v0[bi].copy()
         z = z0[bi].copy()

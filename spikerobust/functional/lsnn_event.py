@@ -199,7 +199,7 @@ def _run_forward(
     one_m_alpha = 1.0 - alpha if isinstance(alpha, torch.Tensor) else 1.0 - alpha
     one_m_rho = 1.0 - rho if isinstance(rho, torch.Tensor) else 1.0 - rho
     vecs = [_vec(k, c, n) for k in (alpha, one_m_alpha, rho, one_m_rho, b0, beta)]
-    consts = torch.tensor([dt, n_refr, 1.0, 0.0], dtype=c.dtype)
+    consts = torch.tensor([dt, n_refr, 1.0, 0.0, _kernels().GAP_BLOCKED], dtype=c.dtype)
     keep = derivative is not None
     # the triangular surrogate's derivative is recomputed by the backward kernel from a gap trace,
     # which can only say "allowed" or "not" (a 0/1 mask)
@@ -210,8 +210,8 @@ def _run_forward(
         return _empty(t_steps if flag else 0, batch, n, c)
 
     # with the triangular surrogate the forward kernel keeps the gap trace s alone and the backward
-    # kernel recomputes A_t (from the trace of b) and the derivative on the surrogate's support:
-    # two [T, B, N] traces instead of four (A, s, the derivative, and b)
+    # kernel recomputes A_t (from the trace of b) and the derivative from them: two [T, B, N]
+    # traces instead of four (A, s, the derivative, and b); an empty "da" tells it so
     out = dict(
         z=c if spikes_into_c else _empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb or tri),
         i=buf(record_i), a=buf(keep and not tri), s=buf(keep), da=buf(False), allowed=buf(keep and not tri),
@@ -222,7 +222,7 @@ def _run_forward(
         _kernels().forward,
         _np(c), _np(w), *(v.numpy() for v in vecs), _np(v0), _np(z0), _np(bs0), _np(r0),
         mask.numpy(), consts.numpy(),
-        *(out[k].numpy() for k in ("z", "v", "b", "i", "a", "s", "da", "allowed", "v_last", "b_last", "r_last")),
+        *(out[k].numpy() for k in ("z", "v", "b", "i", "a", "s", "allowed", "v_last", "b_last", "r_last")),
         bool(record_vb), bool(record_vb or tri), bool(record_i), bool(keep), gamma.numpy(),
     )
     out["gamma"] = gamma
