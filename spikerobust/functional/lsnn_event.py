@@ -22,7 +22,8 @@ Büchel et al. 2022), with two numba-compiled kernels that exploit this:
 * **traces**: with the triangular surrogate the forward kernel keeps, besides the spikes and the
   adaptation ``b``, only the relative gap ``s_t = (v_t - A_t) / A_t`` (marked outside the
   support where no spike is allowed); the backward kernel recomputes the threshold and the
-  surrogate's derivative from it (one vectorised loop per step, the forward kernel's operations)
+  surrogate's derivative from it (the threshold in one vectorised loop per step, the derivative
+  on the support only, with the forward kernel's operations)
   and finds the support ``|s_t| < 1``. Writing traces costs about as much as the arithmetic at these
   spike rates: two ``[T, B, N]`` traces instead of four cut the forward kernel by a quarter.
 
