@@ -238,7 +238,6 @@ def backward(
         s_prev = np.empty(n, np.int64)
         ev = np.empty(n, np.int64)
         a_own = np.empty(n, z_all.dtype)
-        da_own = np.empty(n, z_all.dtype)
         for bi in range(lo, hi):
             for k in range(n):
                 carry[k] = zero
@@ -251,26 +250,28 @@ def backward(
             for t in range(t_steps - 1, -1, -1):
                 zp = z_all[t - 1, bi] if t > 0 else z0[bi]
                 s = s_all[t, bi]
-                if recompute:  # A_t (every neuron: S_{t-1} below needs it) and the derivative on S_t
-                    a, da = a_own, da_own
+                if recompute:  # A_t for every neuron (S_{t-1} below needs it too); da is not read
+                    a, da = a_own, a_own
                     bt_ = b_all[t, bi]
                     for k in range(n):
                         a[k] = _threshold(b0v[k], beta[k], bt_[k])
-                    for e in range(n_cur):  # divisions on the support only (a dense loop measured slower)
-                        k = s_cur[e]
-                        dk = _triangle_slope(gamma, s[k], a[k], one, zero)
-                        da[k] = dk / dt if dt != one else dk
                 else:
                     a, da = a_all[t, bi], da_all[t, bi]
                 gi = gi_all[t, bi] if keep_gi else gi_own
                 # g_t = D_t dL/dz_t + alpha g_{t+1} (+ outer gradient of v_t)
                 for k in range(n):
                     g_t[k] = g_next[k] * alpha[k]
-                # carry (dL/dz_t before the outer gradient) is read on S_t only, rewritten on S_{t-1} below
+                # carry (dL/dz_t before the outer gradient) is read on S_t only, rewritten on S_{t-1}
+                # below; without an outer gradient gzt is a placeholder of the right type, never read
                 gzt = g_z_out[t if tz == t_steps else 0, bi] if tz > 0 else carry
                 for e in range(n_cur):
                     k = s_cur[e]
-                    uk = (carry[k] + gzt[k] if tz > 0 else carry[k]) * da[k]
+                    if recompute:  # the derivative D_t, on the support only (a dense loop measured slower)
+                        dk = _triangle_slope(gamma, s[k], a[k], one, zero)
+                        dk = dk / dt if dt != one else dk
+                    else:
+                        dk = da[k]
+                    uk = (carry[k] + gzt[k] if tz > 0 else carry[k]) * dk
                     u[e] = uk
                     g_t[k] += uk
                 if tv == t_steps or (tv == 1 and t == t_steps - 1):
