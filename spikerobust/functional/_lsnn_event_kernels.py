@@ -231,7 +231,6 @@ def backward(
         p_next = np.empty(n, z_all.dtype)
         g_t = np.empty(n, z_all.dtype)
         p_t = np.empty(n, z_all.dtype)
-        u = np.empty(n, z_all.dtype)
         gi_own = np.empty(n, z_all.dtype)
         gwin = g_win[ch]
         s_cur = np.empty(n, np.int64)
@@ -250,20 +249,26 @@ def backward(
             for t in range(t_steps - 1, -1, -1):
                 zp = z_all[t - 1, bi] if t > 0 else z0[bi]
                 s = s_all[t, bi]
-                if recompute:  # A_t for every neuron (S_{t-1} below needs it too); da is not read
+                gi = gi_all[t, bi] if keep_gi else gi_own
+                # one dense pass: A_t (recomputed for every neuron: S_{t-1} below needs it too; da
+                # is then not read), alpha g_{t+1} and rho p_{t+1}
+                if recompute:
                     a, da = a_own, a_own
                     bt_ = b_all[t, bi]
                     for k in range(n):
                         a[k] = _threshold(b0v[k], beta[k], bt_[k])
+                        g_t[k] = g_next[k] * alpha[k]
+                        p_t[k] = p_next[k] * rho[k]
                 else:
                     a, da = a_all[t, bi], da_all[t, bi]
-                gi = gi_all[t, bi] if keep_gi else gi_own
-                # g_t = D_t dL/dz_t + alpha g_{t+1} (+ outer gradient of v_t)
-                for k in range(n):
-                    g_t[k] = g_next[k] * alpha[k]
+                    for k in range(n):
+                        g_t[k] = g_next[k] * alpha[k]
+                        p_t[k] = p_next[k] * rho[k]
+                # g_t = D_t dL/dz_t + alpha g_{t+1} (+ outer gradient of v_t), on S_t here;
                 # carry (dL/dz_t before the outer gradient) is read on S_t only, rewritten on S_{t-1}
                 # below; without an outer gradient gzt is a placeholder of the right type, never read
                 gzt = g_z_out[t if tz == t_steps else 0, bi] if tz > 0 else carry
+                bt = b_all[t, bi] if need_beta else zp
                 for e in range(n_cur):
                     k = s_cur[e]
                     if recompute:  # the derivative D_t, on the support only (a dense loop measured slower)
@@ -272,21 +277,34 @@ def backward(
                     else:
                         dk = da[k]
                     uk = (carry[k] + gzt[k] if tz > 0 else carry[k]) * dk
-                    u[e] = uk
                     g_t[k] += uk
+                    # p_t = rho p_{t+1} + beta dL/dA_t (+ outer gradient of b_t): -dL/dA_t = q is
+                    # u (1 + s_t) on S_t (here) plus dt g_t z_{t-1} at the spikes of t - 1 (below)
+                    _threshold_adjoint(k, uk + uk * s[k], p_t, beta, gq, gbe, bt, need_q, need_beta)
                 if tv == t_steps or (tv == 1 and t == t_steps - 1):
                     gvt = g_v_out[t if tv == t_steps else 0, bi]
                     for k in range(n):
                         g_t[k] += gvt[k]
-                # p_t = rho p_{t+1} + beta dL/dA_t (+ outer gradient of b_t); -dL/dA_t = q is
-                # u (1 + s_t) on S_t plus dt g_t z_{t-1} at the spikes of t - 1
-                for k in range(n):
-                    p_t[k] = p_next[k] * rho[k]
-                bt = b_all[t, bi] if need_beta else zp
-                for e in range(n_cur):
-                    k = s_cur[e]
-                    _threshold_adjoint(k, u[e] + u[e] * s[k], p_t, beta, gq, gbe, bt, need_q, need_beta)
-                n_ev = _support(zp, ev, zero)
+                # the spikes of t - 1 and the support S_{t-1}, in one pass (at t = 0 the support is
+                # every neuron when the initial spikes need a gradient, else none)
+                if t > 0:
+                    if recompute:
+                        sp_ = s_all[t - 1, bi]
+                        n_ev = 0
+                        n_prev = 0
+                        for k in range(n):
+                            ev[n_ev] = k
+                            n_ev += zp[k] != zero
+                            s_prev[n_prev] = k
+                            n_prev += abs(sp_[k]) < one
+                    else:
+                        n_ev = _support(zp, ev, zero)
+                        n_prev = _support(da_all[t - 1, bi], s_prev, zero)
+                else:
+                    n_ev = _support(zp, ev, zero)
+                    n_prev = n if need_z0 else 0
+                    for k in range(n_prev):
+                        s_prev[k] = k
                 for e in range(n_ev):
                     k = ev[e]
                     _threshold_adjoint(k, g_t[k] * zp[k] * dt, p_t, beta, gq, gbe, bt, need_q, need_beta)
@@ -294,19 +312,19 @@ def backward(
                     gbt = g_b_out[t if tb == t_steps else 0, bi]
                     for k in range(n):
                         p_t[k] += gbt[k]
-                for k in range(n):
-                    gi[k] = g_t[k] * oma[k]
-                # dL/dz_{t-1} = g_I W_rec^T - dt g_t A_t + (1 - rho) p_t, only on S_{t-1}
-                # (at t = 0 on every neuron when the initial spikes need a gradient, else nowhere)
-                if t > 0:
-                    if recompute:
-                        n_prev = _gap_support(s_all[t - 1, bi], s_prev, one)
-                    else:
-                        n_prev = _support(da_all[t - 1, bi], s_prev, zero)
+                if need_win and d_in == 2:  # dL/dI_t and dL/dW_in += x_t^T dL/dI_t in one pass (ECG's d_in)
+                    xt = x_all[t, bi]
+                    x0, x1 = xt[0], xt[1]
+                    gw0, gw1 = gwin[0], gwin[1]
+                    for k in range(n):
+                        gk = g_t[k] * oma[k]
+                        gi[k] = gk
+                        gw0[k] += x0 * gk
+                        gw1[k] += x1 * gk
                 else:
-                    n_prev = n if need_z0 else 0
-                    for k in range(n_prev):
-                        s_prev[k] = k
+                    for k in range(n):
+                        gi[k] = g_t[k] * oma[k]
+                # dL/dz_{t-1} = g_I W_rec^T - dt g_t A_t + (1 - rho) p_t, only on S_{t-1}
                 for e in range(n_prev):
                     k = s_prev[e]
                     carry[k] = _dot(w[k], gi, n, omr[k] * p_t[k] - dt * g_t[k] * a[k])
@@ -319,7 +337,7 @@ def backward(
                         zj = zp[j]
                         for k in range(n):
                             gw[j, k] += zj * gi[k]
-                if need_win:  # dL/dW_in += x_t^T dL/dI_t
+                if need_win and d_in != 2:  # dL/dW_in += x_t^T dL/dI_t
                     xt = x_all[t, bi]
                     for i in range(d_in):
                         xi = xt[i]
