@@ -136,12 +136,23 @@ def forward(
             # z_{t-1} @ W_rec: the rows of the neurons that spiked, in ascending order
             for k in range(n):
                 rec[k] = zero
-            for e in range(ne):
+            # four rows per pass over rec (each element still adds them one by one, in
+            # ascending order: the same bits), then the rest one by one
+            e = 0
+            while e + 4 <= ne:
+                j0, j1, j2, j3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
+                z0_, z1_, z2_, z3_ = z[j0], z[j1], z[j2], z[j3]
+                w0_, w1_, w2_, w3_ = w[j0], w[j1], w[j2], w[j3]
+                for k in range(n):
+                    rec[k] = (((rec[k] + z0_ * w0_[k]) + z1_ * w1_[k]) + z2_ * w2_[k]) + z3_ * w3_[k]
+                e += 4
+            while e < ne:
                 j = idx[e]
                 zj = z[j]
                 wj = w[j]
                 for k in range(n):
                     rec[k] += zj * wj[k]
+                e += 1
             ct = c[t, bi]
             zo = z_out[t, bi]
             for k in range(n):
@@ -331,12 +342,26 @@ def backward(
                 s_cur, s_prev = s_prev, s_cur
                 n_cur = n_prev
                 # dL/dW_rec += z_{t-1}^T g_I: rows of the neurons that spiked at t - 1
-                if need_w:
-                    for e in range(n_ev):
+                if need_w:  # four rows per pass over g_I, then the rest one by one
+                    e = 0
+                    while e + 4 <= n_ev:
+                        j0, j1, j2, j3 = ev[e], ev[e + 1], ev[e + 2], ev[e + 3]
+                        z0_, z1_, z2_, z3_ = zp[j0], zp[j1], zp[j2], zp[j3]
+                        r0_, r1_, r2_, r3_ = gw[j0], gw[j1], gw[j2], gw[j3]
+                        for k in range(n):
+                            gk = gi[k]
+                            r0_[k] += z0_ * gk
+                            r1_[k] += z1_ * gk
+                            r2_[k] += z2_ * gk
+                            r3_[k] += z3_ * gk
+                        e += 4
+                    while e < n_ev:
                         j = ev[e]
                         zj = zp[j]
+                        rj = gw[j]
                         for k in range(n):
-                            gw[j, k] += zj * gi[k]
+                            rj[k] += zj * gi[k]
+                        e += 1
                 if need_win and d_in != 2:  # dL/dW_in += x_t^T dL/dI_t
                     xt = x_all[t, bi]
                     for i in range(d_in):

@@ -99,6 +99,20 @@ def test_event_matches_reference_across_spike_rates(dtype, scale, low, high):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("x_grad", [True, False])
+def test_two_input_features_match_reference(dtype, x_grad):
+    # d_in = 2 (ECG) has its own pass in the backward kernel (dL/dI_t and dL/dW_in together)
+    problem = make_problem(dtype, (T, B, 2, N), scale=2.0, seed=5)
+    x, leaves = problem[0], problem[5]
+    if not x_grad:
+        x.requires_grad_(False)
+        problem = problem[:5] + (leaves[1:],) + problem[6:]
+    ref = _run("reference", problem)
+    assert 0.02 < ref[0].mean().item() < 0.6
+    _assert_same_run(ref, _run("event", problem), dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_single_time_step(dtype):
     problem = _problem(dtype, t_steps=1, scale=3.0, seed=2)
     ref = _run("reference", problem)
