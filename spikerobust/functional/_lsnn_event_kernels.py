@@ -79,6 +79,20 @@ def _gap_support(s, idx, one):  # pragma: no cover - compiled
     return m
 
 
+@njit(cache=True)
+def _spikes_and_gap_support(z, s, ev, idx, zero, one):  # pragma: no cover - compiled
+    """:func:`_support` of the spikes ``z`` into ``ev`` and :func:`_gap_support` of ``s`` into
+    ``idx`` in one pass; returns both counts."""
+    n_ev = 0
+    m = 0
+    for k in range(z.shape[0]):
+        ev[n_ev] = k
+        n_ev += z[k] != zero
+        idx[m] = k
+        m += abs(s[k]) < one
+    return n_ev, m
+
+
 @njit(cache=True, inline="always")
 def _threshold_adjoint(k, q, p_t, beta, gq, gbe, bt, need_q, need_beta):  # pragma: no cover - compiled
     """Add ``-dL/dA_t = q`` at neuron ``k``: into ``p_t`` (through ``beta``) and the sums of
@@ -300,14 +314,7 @@ def backward(
                 # every neuron when the initial spikes need a gradient, else none)
                 if t > 0:
                     if recompute:
-                        sp_ = s_all[t - 1, bi]
-                        n_ev = 0
-                        n_prev = 0
-                        for k in range(n):
-                            ev[n_ev] = k
-                            n_ev += zp[k] != zero
-                            s_prev[n_prev] = k
-                            n_prev += abs(sp_[k]) < one
+                        n_ev, n_prev = _spikes_and_gap_support(zp, s_all[t - 1, bi], ev, s_prev, zero, one)
                     else:
                         n_ev = _support(zp, ev, zero)
                         n_prev = _support(da_all[t - 1, bi], s_prev, zero)
