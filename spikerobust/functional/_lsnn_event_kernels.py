@@ -158,6 +158,19 @@ def _prefetch_row(row):  # pragma: no cover - compiled
         _prefetch(row, k)
 
 
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+def _dot2(r0, r1, vec, n, a0, a1):  # pragma: no cover - compiled
+    """:func:`_dot` of two rows with one vector, each load of ``vec`` serving both; LLVM
+    vectorises each sum as it does :func:`_dot`'s (the same bits). 17 % faster per dot product
+    than two calls (masked product in isolation, 30 % support); four rows at a time did not
+    vectorise (2x slower)."""
+    for k in range(n):
+        v = vec[k]
+        a0 += r0[k] * v
+        a1 += r1[k] * v
+    return a0, a1
+
+
 @njit(cache=True)
 def _support_scalar(d, idx, zero):  # pragma: no cover - compiled
     """:func:`_support` one index at a time (hosts without AVX-512, and the remainder)."""
@@ -580,7 +593,16 @@ def backward(
                 if need_win and keep_gi:
                     gi_all[t, bi][:] = gi
                 # dL/dz_{t-1} = g_I W_rec^T - dt g_t A_t + (1 - rho) p_t, only on S_{t-1}
-                for e in range(n_prev):
+                # (two rows per dot product pass, sharing the loads of g_I: the same bits as one by one)
+                e = 0
+                while e + 2 <= n_prev:
+                    k, k1 = s_prev[e], s_prev[e + 1]
+                    carry[k], carry[k1] = _dot2(
+                        w[k], w[k1], gi, n,
+                        omr[k] * p_t[k] - dt * g_t[k] * a[k], omr[k1] * p_t[k1] - dt * g_t[k1] * a[k1],
+                    )
+                    e += 2
+                if e < n_prev:
                     k = s_prev[e]
                     carry[k] = _dot(w[k], gi, n, omr[k] * p_t[k] - dt * g_t[k] * a[k])
                 s_cur, s_prev = s_prev, s_cur

@@ -445,3 +445,20 @@ def test_index_scans_match_numpy(dtype):
             n_ev, m = kern._spikes_and_gap_support(x, s, ev, idx, zero, one)
             np.testing.assert_array_equal(ev[:n_ev], want_nz)
             np.testing.assert_array_equal(idx[:m], want_gap_s)
+
+
+def test_two_row_dot_product_has_the_bits_of_two_single_ones():
+    # the backward kernel's masked product takes two rows per pass (_dot2); it promises the sums
+    # of the one-row _dot, so that the pairing (which depends on the support's size) never shows
+    import numpy as np
+
+    from spikerobust.functional import _lsnn_event_kernels as kern
+
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        for n in (1, 37, 256, 300):
+            for _ in range(20):
+                a, b, v = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+                x0, x1 = (dtype(u) for u in rng.standard_normal(2))
+                c0, c1 = kern._dot2(a, b, v, n, x0, x1)
+                assert c0 == kern._dot(a, v, n, x0) and c1 == kern._dot(b, v, n, x1)
