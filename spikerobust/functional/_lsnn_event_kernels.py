@@ -189,47 +189,35 @@ def _dot2(r0, r1, vec, n, a0, a1):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _support_scalar(d, idx, zero):  # pragma: no cover - compiled
-    """:func:`_support` one index at a time (hosts without AVX-512, and the remainder)."""
-    m = 0
-    for k in range(d.shape[0]):
-        idx[m] = k
-        m += d[k] != zero
-    return m
+def _scan(x, idx, ref, gap, vector):  # pragma: no cover - compiled
+    """Write the indices ``k`` where ``x[k] != ref`` (``gap`` false: spikes, ``ref = 0``) or
+    ``|x[k]| < ref`` (``gap`` true: the surrogate's support, ``ref = 1``) into ``idx`` (int32,
+    ascending, at least as long as ``x``); return their count.
 
-
-@njit(cache=True)
-def _gap_support_scalar(s, idx, one):  # pragma: no cover - compiled
-    """:func:`_gap_support` one index at a time."""
+    With ``vector``, 16 entries per step (compare, compress, store; :data:`VECTOR_SCAN` says
+    whether the host has the instructions for it); else, and for the last ``len(x) % 16``,
+    branch-free one by one (every index is written, the count advances where the test holds): at
+    the 10-30 % densities of spikes and surrogate supports a data-dependent branch is
+    mispredicted often. Both ways give the same list.
+    """
+    n = x.shape[0]
     m = 0
-    for k in range(s.shape[0]):
+    k = 0
+    if vector:
+        while k + _LANES <= n:
+            m += _compress_gap(x, k, ref, idx, m) if gap else _compress_nonzero(x, k, ref, idx, m)
+            k += _LANES
+    while k < n:
         idx[m] = k
-        m += abs(s[k]) < one
+        m += (abs(x[k]) < ref) if gap else (x[k] != ref)
+        k += 1
     return m
 
 
 @njit(cache=True)
 def _support(d, idx, zero):  # pragma: no cover - compiled
-    """Write the indices of the non-zero entries of ``d`` into ``idx`` (int32, ascending, at
-    least as long as ``d``); return their count.
-
-    With :data:`VECTOR_SCAN`, 16 entries per step (compare, compress, store); else (and for
-    the last ``len(d) % 16``) branch-free one by one (every index is written, the count
-    advances on non-zeros): at the 10-30 % densities of spikes and surrogate supports a
-    data-dependent branch is mispredicted often.
-    """
-    n = d.shape[0]
-    m = 0
-    k = 0
-    if VECTOR_SCAN:
-        while k + _LANES <= n:
-            m += _compress_nonzero(d, k, zero, idx, m)
-            k += _LANES
-    while k < n:
-        idx[m] = k
-        m += d[k] != zero
-        k += 1
-    return m
+    """:func:`_scan` of the non-zero entries of ``d`` (spikes, or a derivative trace)."""
+    return _scan(d, idx, zero, False, VECTOR_SCAN)
 
 
 @njit(cache=True)
@@ -250,19 +238,8 @@ def _triangle_slope(gamma, s, a, one, zero):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _gap_support(s, idx, one):  # pragma: no cover - compiled
-    """Like :func:`_support` for the surrogate's support ``|s| < 1`` of a gap trace."""
-    n = s.shape[0]
-    m = 0
-    k = 0
-    if VECTOR_SCAN:
-        while k + _LANES <= n:
-            m += _compress_gap(s, k, one, idx, m)
-            k += _LANES
-    while k < n:
-        idx[m] = k
-        m += abs(s[k]) < one
-        k += 1
-    return m
+    """:func:`_scan` of the surrogate's support ``|s| < 1`` of a gap trace."""
+    return _scan(s, idx, one, True, VECTOR_SCAN)
 
 
 @njit(cache=True)

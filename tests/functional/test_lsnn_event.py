@@ -433,14 +433,17 @@ def test_index_scans_match_numpy(dtype):
             want_nz, want_gap = np.flatnonzero(x != 0), np.flatnonzero(np.abs(x) < 1)
             s = x[::-1].copy()
             want_gap_s = np.flatnonzero(np.abs(s) < 1)
-            for scan, ref in ((kern._support, want_nz), (kern._support_scalar, want_nz)):
+            for vector in (False, True):  # both ways, whatever the host (LLVM lowers the compress anywhere)
                 idx = np.full(n, -7, np.int32)
-                m = scan(x, idx, zero)
-                np.testing.assert_array_equal(idx[:m], ref)
-            for scan in (kern._gap_support, kern._gap_support_scalar):
+                m = kern._scan(x, idx, zero, False, vector)
+                np.testing.assert_array_equal(idx[:m], want_nz)
                 idx = np.full(n, -7, np.int32)
-                m = scan(x, idx, one)
+                m = kern._scan(x, idx, one, True, vector)
                 np.testing.assert_array_equal(idx[:m], want_gap)
+            for scan, ref, want in ((kern._support, zero, want_nz), (kern._gap_support, one, want_gap)):
+                idx = np.full(n, -7, np.int32)
+                m = scan(x, idx, ref)
+                np.testing.assert_array_equal(idx[:m], want)
             ev, idx = np.full(n, -7, np.int32), np.full(n, -7, np.int32)
             n_ev, m = kern._spikes_and_gap_support(x, s, ev, idx, zero, one)
             np.testing.assert_array_equal(ev[:n_ev], want_nz)
