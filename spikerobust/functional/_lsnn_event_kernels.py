@@ -229,6 +229,25 @@ def _threshold(b0, beta, b):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _b_trace(out, b_init, z_all, z0, bi, rho, omr):  # pragma: no cover - compiled
+    """``out[t] = b_t`` of sample ``bi`` for every step, recomputed from its initial value and the
+    spikes (``b_t = rho b_{t-1} + (1 - rho) z_{t-1}``) with the forward kernel's operations (no
+    fast-math flags: no contraction into a fused multiply-add), so the same bits."""
+    t_steps, n = out.shape
+    prev = b_init
+    for t in range(min(t_steps - 1, 3)):  # the rows of steps 1..3, then 4 steps ahead (each
+        _prefetch_row(z_all[t, bi])  # step's work is too short to hide a row's latency)
+    for t in range(t_steps):
+        zp = z_all[t - 1, bi] if t > 0 else z0[bi]
+        if t + 4 < t_steps:
+            _prefetch_row(z_all[t + 3, bi])
+        row = out[t]
+        for k in range(n):
+            row[k] = rho[k] * prev[k] + omr[k] * zp[k]
+        prev = row
+
+
+@njit(cache=True)
 def _triangle_slope(gamma, s, a, one, zero):  # pragma: no cover - compiled
     """The triangular surrogate's derivative ``gamma max(1 - |s|, 0) / A`` where a spike is
     allowed (the caller divides by ``dt`` unless it is 1: exact), with the forward kernel's
@@ -293,9 +312,10 @@ def forward(
 
     * triangular surrogate (``tri_gamma[0] > 0``): ``s_out`` only, the relative gap
       ``s_t = (v_t - A_t) / A_t`` where a spike is allowed and ``GAP_BLOCKED`` (outside the
-      support ``|s| < 1``) where it is not (refractory or masked). With ``b_out`` this is all
-      the backward kernel needs: it recomputes ``A_t`` and the derivative from them. One
-      ``[T, B, N]`` trace instead of three (``A_t``, ``s_t``, the derivative).
+      support ``|s| < 1``) where it is not (refractory or masked). With the spikes this is all
+      the backward kernel needs: it recomputes ``b_t`` (unless ``b_out`` holds it), ``A_t`` and
+      the derivative. One ``[T, B, N]`` trace instead of four (``b_t``, ``A_t``, ``s_t``, the
+      derivative).
     * any other surrogate: ``a_out``, ``s_out`` and the ``al_out`` mask of allowed steps (the
       derivative is then evaluated by torch).
 
@@ -442,9 +462,12 @@ def backward(
 
     With the triangular surrogate (``da_all`` with no time steps) ``s_all`` is the forward
     kernel's gap trace and ``a_all`` is empty: the support of step ``t`` is ``|s_t| < 1``, and
-    ``A_t`` (from ``b_all`` and ``b0v``) is recomputed for every neuron of the step in one
+    ``A_t`` (from ``b_t`` and ``b0v``) is recomputed for every neuron of the step in one
     vectorised loop and the derivative (``tri_gamma[0]``) on the support only, with the forward
-    kernel's operations.
+    kernel's operations. ``b_t`` is read from ``b_all``, or, when that has no time steps,
+    recomputed for the whole sample before its reverse-time loop (:func:`_b_trace`: a
+    thread-local ``[T, N]`` trace, read from cache, in place of a ``[T, B, N]`` one the forward
+    kernel would write and this one read back from memory).
     ``g_z_out`` has ``T`` steps, 1 (the same gradient at every step: a time average's) or 0;
     ``g_v_out``/``g_b_out`` ``T`` (traces), 1 (last value
     only) or 0 (no gradient). ``g_w`` ``[C, N, N]`` and ``g_alpha``.. ``g_beta`` ``[C, N]`` get
@@ -470,6 +493,7 @@ def backward(
     one = consts[2]
     gamma = tri_gamma[0]
     d_in = x_all.shape[2]
+    own_b = recompute and b_all.shape[0] == 0  # b recomputed here (_b_trace)
     for ch in prange(n_chunk):
         lo = (ch * batch) // n_chunk
         hi = ((ch + 1) * batch) // n_chunk
@@ -489,8 +513,11 @@ def backward(
         s_prev = np.empty(n, np.int32)
         ev = np.empty(n, np.int32)
         a_own = np.empty(n, z_all.dtype)
+        b_own = np.empty((t_steps if own_b else 0, n), z_all.dtype)
         for bi in range(lo, hi):
             slot = 0
+            if own_b:
+                _b_trace(b_own, bs0[bi], z_all, z0, bi, rho, omr)
             for k in range(n):
                 carry[k] = zero
                 g_next[k] = zero
@@ -505,7 +532,8 @@ def backward(
                     _prefetch_row(z_all[t - 2, bi])
                     if recompute:
                         _prefetch_row(s_all[t - 2, bi])
-                        _prefetch_row(b_all[t - 1, bi])
+                        if not own_b:
+                            _prefetch_row(b_all[t - 1, bi])
                     else:
                         _prefetch_row(da_all[t - 2, bi])
                         _prefetch_row(a_all[t - 1, bi])
@@ -533,7 +561,7 @@ def backward(
                 # is then not read), alpha g_{t+1} and rho p_{t+1}
                 if recompute:
                     a, da = a_own, a_own
-                    bt_ = b_all[t, bi]
+                    bt_ = b_own[t] if own_b else b_all[t, bi]
                     for k in range(n):
                         a[k] = _threshold(b0v[k], beta[k], bt_[k])
                         g_t[k] = g_next[k] * alpha[k]

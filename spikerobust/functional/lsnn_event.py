@@ -21,13 +21,15 @@ Büchel et al. 2022), with two numba-compiled kernels that exploit this:
   eight steps (one pass over ``dL/dW_in`` per window); the gradients of ``alpha``, ``rho``, ``b0``
   and ``beta`` (and through them of ``tau_mem``, ``tau_adapt``, ``b0`` and ``beta_adapt``) are
   summed in the same pass.
-* **traces**: with the triangular surrogate the forward kernel keeps, besides the spikes and the
-  adaptation ``b``, only the relative gap ``s_t = (v_t - A_t) / A_t`` (marked outside the
-  support where no spike is allowed); the backward kernel recomputes the threshold and the
-  surrogate's derivative from it (the threshold in one vectorised loop per step, the derivative
-  on the support only, with the forward kernel's operations)
-  and finds the support ``|s_t| < 1``. Writing traces costs about as much as the arithmetic at these
-  spike rates: two ``[T, B, N]`` traces instead of four cut the forward kernel by a quarter.
+* **traces**: with the triangular surrogate the forward kernel keeps, besides the spikes, only
+  the relative gap ``s_t = (v_t - A_t) / A_t`` (marked outside the support where no spike is
+  allowed); the backward kernel recomputes the adaptation ``b_t`` of each sample from its initial
+  value and the spikes (into a ``[T, N]`` buffer of its own, before the sample's reverse-time
+  loop), then the threshold and the surrogate's derivative (the threshold in one vectorised loop
+  per step, the derivative on the support only), all with the forward kernel's operations, and
+  finds the support ``|s_t| < 1``. Writing traces costs about as much as the arithmetic at these
+  spike rates: one ``[T, B, N]`` trace instead of four (``b``, ``A``, ``s``, the derivative);
+  ``b`` is still kept when its trace is asked for or the constants need gradients.
 
 * **memory**: both kernels walk their ``[T, B, N]`` traces one ``N``-long row per step and
   sample, rows ``B N`` elements apart, which the hardware prefetchers do not follow; each step asks
@@ -219,10 +221,11 @@ def _run_forward(
         return _empty(t_steps if flag else 0, batch, n, c)
 
     # with the triangular surrogate the forward kernel keeps the gap trace s alone and the backward
-    # kernel recomputes A_t (from the trace of b) and the derivative from them: two [T, B, N]
-    # traces instead of four (A, s, the derivative, and b); an empty "da" tells it so
+    # kernel recomputes b (from the spikes, unless its trace is recorded anyway), A_t and the
+    # derivative: one [T, B, N] trace instead of four (b, A, s, the derivative); an empty "da"
+    # tells it so
     out = dict(
-        z=c if spikes_into_c else _empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb or tri),
+        z=c if spikes_into_c else _empty(t_steps, batch, n, c), v=buf(record_vb), b=buf(record_vb),
         i=buf(record_i), a=buf(keep and not tri), s=buf(keep), da=buf(False), allowed=buf(keep and not tri),
         v_last=torch.empty(batch, n, dtype=c.dtype), b_last=torch.empty(batch, n, dtype=c.dtype),
         r_last=torch.empty(batch, n, dtype=c.dtype),
@@ -232,7 +235,7 @@ def _run_forward(
         _np(c), _np(w), *(v.numpy() for v in vecs), _np(v0), _np(z0), _np(bs0), _np(r0),
         mask.numpy(), consts.numpy(),
         *(out[k].numpy() for k in ("z", "v", "b", "i", "a", "s", "allowed", "v_last", "b_last", "r_last")),
-        bool(record_vb), bool(record_vb or tri), bool(record_i), bool(keep), gamma.numpy(),
+        bool(record_vb), bool(record_vb), bool(record_i), bool(keep), gamma.numpy(),
     )
     out["gamma"] = gamma
     if keep and not tri:  # any other closed-form derivative: evaluated by torch, as "fused" does

@@ -361,6 +361,33 @@ def test_gradient_broadcast_over_time(dtype, t_steps):
     assert any(g.abs().max() > 0 for g in res["event"][:3])
 
 
+def _fixed_constants(params: LSNNParams) -> LSNNParams:
+    return params._replace(**{k: getattr(params, k).detach() for k in ("tau_mem", "tau_adapt", "beta_adapt", "b0")})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("t_steps", [1, 2, T])
+def test_adaptation_trace_recomputed_by_the_backward_kernel(dtype, t_steps):
+    # With constants that need no gradient the forward kernel does not keep the trace of b and
+    # the backward kernel recomputes it from the initial state and the spikes: against the
+    # reference, and the same bits as when the trace is recorded (which a gradient for
+    # beta_adapt asks for), since the recomputation repeats the forward kernel's operations
+    x, w_in, w_rec, params, state, _, weights = _problem(dtype, t_steps=t_steps, scale=3.0, seed=4)
+    fixed = _fixed_constants(params)
+    leaves = [x, w_in, w_rec, *state[:3]]
+    res = {}
+    for label, backend, p in (("reference", "reference", fixed), ("recomputed", "event", fixed),
+                              ("recorded", "event", fixed._replace(beta_adapt=params.beta_adapt))):
+        z, final, _ = lsnn_unroll(x, p, w_in, w_rec, state, backend=backend)
+        loss = (z * weights).sum() + final.v.sum() - 0.7 * final.b.sum()
+        res[label] = torch.autograd.grad(loss, leaves)
+    for a, b in zip(res["reference"], res["recomputed"]):
+        _assert_close(a, b, dtype)
+    for a, b in zip(res["recorded"], res["recomputed"]):
+        assert torch.equal(a, b)
+    assert res["recomputed"][2].abs().max() > 0
+
+
 @pytest.mark.parametrize("x_grad,w_in_grad", [(False, True), (True, False), (True, True)])
 def test_input_projection_gradients(x_grad, w_in_grad):
     # the event backend differentiates x @ W_in itself: dL/dW_in summed in the kernel, dL/dI
