@@ -300,14 +300,14 @@ def _threshold_adjoint(k, q, p_t, beta, gq, gbe, bt, need_q, need_beta):  # prag
 def forward(
     c, w, alpha, oma, rho, omr, b0, beta, v0, z0, bs0, r0, mask, consts,
     z_out, v_out, b_out, i_out, a_out, s_out, al_out, v_last, b_last, r_last,
-    record_v, record_b, record_i, keep, tri_gamma,
+    record_vb, record_i, keep, tri_gamma,
 ):  # pragma: no cover - compiled
     """The whole forward time loop, one sample per parallel iteration.
 
     ``consts = [dt, n_refr, 1, 0, GAP_BLOCKED]`` in the arrays' dtype; ``mask`` ``[N]`` (0/1) multiplies the
     spikes (and so the surrogate's derivative) of every step. ``z_out`` receives the spikes. The
     traces are written only when asked (else they may have a zero-length time axis): ``v_out``
-    (``record_v``), ``b_out`` (``record_b``), ``i_out`` (``record_i``) and, with ``keep``, what
+    and ``b_out`` (``record_vb``), ``i_out`` (``record_i``) and, with ``keep``, what
     the backward pass needs of the surrogate:
 
     * triangular surrogate (``tri_gamma[0] > 0``): ``s_out`` only, the relative gap
@@ -368,9 +368,8 @@ def forward(
                     if not tri:
                         _prefetch_row(a_out[t + 1, bi])
                         _prefetch_row(al_out[t + 1, bi])
-                if record_v:
+                if record_vb:
                     _prefetch_row(v_out[t + 1, bi])
-                if record_b:
                     _prefetch_row(b_out[t + 1, bi])
                 if record_i:
                     _prefetch_row(i_out[t + 1, bi])
@@ -404,9 +403,8 @@ def forward(
                     a_out[t, bi] = a
                     s_out[t, bi] = s
                     al_out[t, bi] = al
-            if record_v:
+            if record_vb:
                 v_out[t, bi] = v
-            if record_b:
                 b_out[t, bi] = b
             if record_i:
                 i_out[t, bi] = cur

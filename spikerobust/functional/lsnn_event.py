@@ -235,7 +235,7 @@ def _run_forward(
         _np(c), _np(w), *(v.numpy() for v in vecs), _np(v0), _np(z0), _np(bs0), _np(r0),
         mask.numpy(), consts.numpy(),
         *(out[k].numpy() for k in ("z", "v", "b", "i", "a", "s", "allowed", "v_last", "b_last", "r_last")),
-        bool(record_vb), bool(record_vb), bool(record_i), bool(keep), gamma.numpy(),
+        bool(record_vb), bool(record_i), bool(keep), gamma.numpy(),
     )
     out["gamma"] = gamma
     if keep and not tri:  # any other closed-form derivative: evaluated by torch, as "fused" does
