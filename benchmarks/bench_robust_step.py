@@ -15,7 +15,9 @@ default (:func:`spikerobust._runtime.keep_freed_memory`; ``--default-malloc`` me
 same run, and prints the robust step's ratio between them (issue 12: event >= 3x faster than
 fused). ``--thread-sweep 1,2`` alternates ``torch.set_num_threads`` between the listed counts
 step by step and reports wall-clock medians (the speed-up of a second thread is a wall-clock
-quantity; on a loaded machine it is only indicative).
+quantity; on a loaded machine it is only indicative), the quartiles of the robust step's times,
+and a machine reference timed in the same rounds: fixed matrix products (MKL, perfectly parallel)
+whose own speed-up says how much of a second core the machine gave during the run.
 
 Usage::
 
@@ -70,8 +72,9 @@ def timed_step(method, model, x, y, opt):
     return t, u1 - u0, s1 - s0, f1 - f0
 
 
-def median_times(methods, model, x, y, opt, repeats, setups=None):
-    """Per method, the medians of :func:`timed_step` over ``repeats`` alternating rounds.
+def step_samples(methods, model, x, y, opt, repeats, setups=None):
+    """Per method, the :func:`timed_step` tuples of ``repeats`` alternating rounds (after one
+    warm-up step each).
 
     ``setups`` (one callable per method, or ``None``) runs untimed before each of its steps
     (e.g. choosing the LSNN backend or the thread count)."""
@@ -86,7 +89,32 @@ def median_times(methods, model, x, y, opt, repeats, setups=None):
             if setup is not None:
                 setup()
             out.append(timed_step(method, model, x, y, opt))
+    return samples
+
+
+def median_times(methods, model, x, y, opt, repeats, setups=None):
+    """Per method, the medians of :func:`timed_step` over ``repeats`` alternating rounds
+    (:func:`step_samples`)."""
+    samples = step_samples(methods, model, x, y, opt, repeats, setups)
     return [tuple(statistics.median(col) for col in zip(*out)) for out in samples]
+
+
+class MachineReference:
+    """A fixed, perfectly parallel workload timed like a step (the ``--thread-sweep`` reference):
+    ``n x n`` float32 matrix products (MKL), whose speed-up from a second thread says how much of
+    a second core the machine gave during the run. On a virtual machine shared with other guests
+    that share varies from hour to hour, and no code can scale beyond it."""
+
+    def __init__(self, n: int = 1024, reps: int = 2, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.a = torch.randn(n, n, generator=g)
+        self.b = torch.randn(n, n, generator=g)
+        self.out = torch.empty(n, n)
+        self.reps = reps
+
+    def step(self, model, x, y, opt):  # the signature of a method's step; only the product runs
+        for _ in range(self.reps):
+            torch.mm(self.a, self.b, out=self.out)
 
 
 def _setter(model, backend=None, threads=None):
@@ -110,12 +138,19 @@ def lsnn_backend_table(model, x, y, opt, args):
     for b, t in combos:
         methods += [get_method("standard"), get_method("adversarial", beta=0.25, n_steps=args.n_steps, seed=0)]
         setups += [_setter(model, b, t)] * 2
-    res = median_times(methods, model, x, y, opt, args.repeats, setups)
+    if args.thread_sweep:  # the machine's own speed-up, timed in the same rounds
+        reference = MachineReference()
+        for t in threads:
+            methods.append(reference)
+            setups.append(_setter(model, None, t))
+    samples = step_samples(methods, model, x, y, opt, args.repeats, setups)
+    res = [tuple(statistics.median(col) for col in zip(*out)) for out in samples]
     clock = "wall" if CLOCK is time.perf_counter else "CPU"
-    robust = {}
+    robust, robust_samples = {}, {}
     for i, (b, t) in enumerate(combos):
-        (t_std, u_std, s_std, _), (t_rob, u_rob, s_rob, _) = res[2 * i], res[2 * i + 1]
+        (t_std, _, _, _), (t_rob, u_rob, s_rob, _) = res[2 * i], res[2 * i + 1]
         robust[(b, t)] = t_rob
+        robust_samples[(b, t)] = [row[0] for row in samples[2 * i + 1]]
         print(f"LSNN N=256 T=100, batch {args.batch}, backend {b or 'auto'}, threads {t or args.threads}: "
               f"standard {t_std * 1e3:.1f} ms, robust (N_steps={args.n_steps}) {t_rob * 1e3:.1f} ms {clock} "
               f"(user/system {u_rob * 1e3:.0f}/{s_rob * 1e3:.0f} ms) -> ratio {t_rob / t_std:.2f}x")
@@ -123,10 +158,26 @@ def lsnn_backend_table(model, x, y, opt, args):
         for b in backends[1:]:
             print(f"  robust step, threads {t or args.threads}: {b} / {backends[0]} = "
                   f"{robust[(b, t)] / robust[(backends[0], t)]:.2f}x ({clock} time)")
-    for b in backends:
-        for t in threads[1:]:
-            print(f"  robust step, backend {b or 'auto'}: threads {threads[0]} / threads {t} = "
-                  f"{robust[(b, threads[0])] / robust[(b, t)]:.2f}x ({clock} time)")
+    if not args.thread_sweep:
+        return
+    ref = {t: [row[0] for row in samples[2 * len(combos) + j]] for j, t in enumerate(threads)}
+    for t in threads:
+        print(f"  spread over the {args.repeats} rounds, threads {t}: "
+              + ", ".join(f"robust {b or 'auto'} {_quartiles(robust_samples[(b, t)])} ms" for b in backends)
+              + f", reference {_quartiles(ref[t])} ms")
+    for t in threads[1:]:
+        r_ref = statistics.median(ref[threads[0]]) / statistics.median(ref[t])
+        print(f"  machine reference (1024^2 float32 products): threads {threads[0]} / threads {t} = {r_ref:.2f}x")
+        for b in backends:
+            r = robust[(b, threads[0])] / robust[(b, t)]
+            print(f"  robust step, backend {b or 'auto'}: threads {threads[0]} / threads {t} = {r:.2f}x "
+                  f"({clock} time; {r / r_ref:.2f} of the reference's speed-up)")
+
+
+def _quartiles(values) -> str:
+    """``"q1 / median / q3"`` of seconds, in milliseconds."""
+    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+    return f"{q1 * 1e3:.0f} / {q2 * 1e3:.0f} / {q3 * 1e3:.0f}"
 
 
 def trained_case(args):
