@@ -19,7 +19,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-__all__ = ["forward", "backward", "reduce_chunks", "n_chunks", "GAP_BLOCKED", "VECTOR_SCAN"]
+__all__ = ["forward", "backward", "reduce_chunks", "project_rows", "n_chunks", "GAP_BLOCKED", "VECTOR_SCAN"]
 
 #: The relative gap ``s`` a triangular-surrogate trace holds where no spike is allowed (refractory
 #: or masked): outside the support ``|s| < 1``, so the derivative there is zero.
@@ -673,6 +673,31 @@ def backward(
                 g_v0[bi, k] = g_next[k] * alpha[k]
                 g_bs0[bi, k] = p_next[k] * rho[k]
                 g_z0[bi, k] = carry[k] if need_z0 else zero
+
+
+@njit(cache=True, fastmath={"contract"})
+def _project(xr, w_in, out):  # pragma: no cover - compiled
+    """``out = xr @ w_in`` for one row ``xr`` ``[d_in]``, each element summed from zero with one
+    multiply-add per input feature in ascending order (contraction into fused multiply-adds
+    allowed, reassociation not): the order in which MKL's float32 product sums on the CPUs this
+    was measured on. Used only where :func:`project_rows` reproduced torch's product bit for bit
+    (checked at run time, see :mod:`.lsnn_event`)."""
+    n = out.shape[0]
+    for k in range(n):
+        out[k] = 0
+    for i in range(xr.shape[0]):
+        xi = xr[i]
+        wi = w_in[i]
+        for k in range(n):
+            out[k] = out[k] + xi * wi[k]
+
+
+@njit(cache=True, parallel=True)
+def project_rows(x, w_in, out):  # pragma: no cover - compiled
+    """``out = x @ w_in`` for ``x`` ``[M, d_in]``, ``w_in`` ``[d_in, N]``, ``out`` ``[M, N]``:
+    :func:`_project` of every row, parallel over rows."""
+    for r in prange(x.shape[0]):
+        _project(x[r], w_in, out[r])
 
 
 @njit(cache=True, parallel=True)

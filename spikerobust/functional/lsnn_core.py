@@ -228,12 +228,13 @@ def lsnn_step(
 
 
 def unroll_inputs(owner: str, x, params: LSNNParams, w_in, w_rec, state: Optional[LSNNState], *,
-                  own_projection: bool = False):
+                  own_projection: bool = False, project=None):
     """What the hand-written backends (fused, event) compute before their time loop.
 
     Args:
         own_projection: the backend differentiates the input projection itself (it receives
-            ``x`` and ``w_in`` and returns their gradients): ``c`` is computed without a graph.
+            ``x`` and ``w_in`` and returns their gradients): ``c`` is computed without a graph,
+            by ``project(x, w_in)`` when given (the backend's own product, with torch's bits).
 
     Returns:
         ``(c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph)``: the input currents
@@ -257,8 +258,8 @@ def unroll_inputs(owner: str, x, params: LSNNParams, w_in, w_rec, state: Optiona
     rho = decay(params.tau_adapt, dt)
     b0, beta = params.b0, params.beta_adapt
     if own_projection:
-        with torch.no_grad():
-            c = x @ w_in  # the same product (the same bits) without autograd's record of it
+        with torch.no_grad():  # the same product (the same bits) without autograd's record of it
+            c = project(x, w_in) if project is not None else x @ w_in
         inputs = (x, w_in, w, alpha, rho, b0, beta, state.v, state.z, state.b)
     else:
         c = x @ w_in
@@ -291,7 +292,8 @@ def unroll_hand_written(
         recurrence: ``torch.autograd.Function`` taking ``(c, w, alpha, rho, b0, beta, v0, z0, b_0, r0,
             n_refr, dt, derivative, return_states, mask)`` and returning ``(z, v, b, r_last)``;
             one with ``own_projection = True`` also takes ``x, w_in`` (last) and returns their
-            gradients itself (``c`` then arrives without a graph).
+            gradients itself (``c`` then arrives without a graph, computed by its static
+            ``project(x, w_in)`` if it has one).
         plain_loop: ``(c, w, alpha, rho, b0, beta, state, n_refr, dt, mask, return_states) ->
             (z, v, b, r_last)`` without autograd.
         x, params, w_in, w_rec, state, return_states, spike_mask: as
@@ -301,8 +303,9 @@ def unroll_hand_written(
         ``(spikes, final_state, trace or None)``.
     """
     own = bool(getattr(recurrence, "own_projection", False))
-    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(owner, x, params, w_in, w_rec, state,
-                                                                               own_projection=own)
+    c, w, alpha, rho, b0, beta, state, n_refr, dt, needs_graph = unroll_inputs(
+        owner, x, params, w_in, w_rec, state, own_projection=own, project=getattr(recurrence, "project", None) if own else None
+    )
     mask = None if spike_mask is None else spike_mask.detach().to(dtype=c.dtype, device=c.device)
     if needs_graph:
         z_all, v_out, b_out, r_last = recurrence.apply(

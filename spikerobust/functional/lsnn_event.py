@@ -31,6 +31,10 @@ Büchel et al. 2022), with two numba-compiled kernels that exploit this:
   spike rates: one ``[T, B, N]`` trace instead of four (``b``, ``A``, ``s``, the derivative);
   ``b`` is still kept when its trace is asked for or the constants need gradients.
 
+* **input currents**: ``x @ W_in`` is computed before the time loop, by a compiled kernel for
+  narrow inputs (``d_in <= 8``; the ECG task has 2) where it reproduces torch's product bit for
+  bit on the machine (checked once per shape, dtype and thread count; :func:`project`), by torch
+  otherwise; its gradients come from the backward kernel.
 * **memory**: both kernels walk their ``[T, B, N]`` traces one ``N``-long row per step and
   sample, rows ``B N`` elements apart, which the hardware prefetchers do not follow; each step asks
   for the next step's rows ahead of time (software prefetch), which took 15-20 % off both kernels.
@@ -93,7 +97,7 @@ import torch
 from .lsnn_core import LSNNParams, hand_written_unroll, save_with_constants, saved_with_constants
 from .surrogate import Triangle
 
-__all__ = ["numba_available", "event_unsupported_reason", "lsnn_unroll_event"]
+__all__ = ["numba_available", "event_unsupported_reason", "lsnn_unroll_event", "project"]
 
 _CONSTANTS = ("tau_mem", "tau_adapt", "beta_adapt", "b0")
 
@@ -179,6 +183,60 @@ def _launch(kernel, *args) -> None:
             _OPENMP_PID = os.getpid()
 
 
+#: Widest input (``d_in``) for which :func:`project` uses the compiled kernel: measured against
+#: torch's (MKL's) product for ``[10^4, d_in] @ [d_in, 256]`` in float32, the kernel took 0.47 vs
+#: 1.08 ms at d_in = 2, 0.60 vs 0.89 at 4 and 0.93 vs 1.13 at 8 on one thread (0.25 vs 0.52,
+#: 0.31 vs 0.62 and 0.43 vs 0.63 ms on two), and was slower from 16 on.
+PROJECT_MAX_D_IN = 8
+
+
+@functools.lru_cache(maxsize=64)
+def _projection_reproduces_torch(m: int, d_in: int, n: int, dtype: torch.dtype, threads: int) -> bool:
+    """Whether :func:`._lsnn_event_kernels.project_rows` (from zero, one multiply-add per input
+    feature in ascending order) gives the bits of torch's ``x @ w_in`` for
+    ``[m, d_in] @ [d_in, n]`` in ``dtype`` on ``threads`` threads, checked on random data of that
+    shape: a BLAS library chooses its kernel (and so its order of summation) by shape, data type,
+    CPU and thread count, never by value, so one check stands for every input of the shape."""
+    g = torch.Generator().manual_seed(m * 1009 + d_in * 31 + n)
+    x = torch.randn(m, d_in, generator=g, dtype=dtype)
+    w_in = torch.randn(d_in, n, generator=g, dtype=dtype)
+    got = torch.empty(m, n, dtype=dtype)
+    _launch(_kernels().project_rows, x.numpy(), w_in.numpy(), got.numpy())
+    return bool(torch.equal(x @ w_in, got))
+
+
+def project(x: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
+    """The input currents ``x @ w_in`` (no graph), bit for bit torch's product.
+
+    For a narrow input (``d_in <= PROJECT_MAX_D_IN``; the ECG task's is 2) in a shape where the
+    compiled :func:`._lsnn_event_kernels.project_rows` reproduced torch's product on this machine
+    (:func:`_projection_reproduces_torch`, once per shape, dtype and thread count) it computes them
+    itself, about twice as fast: MKL's product with two or four input features spends most of its
+    time on a generic path. Elsewhere (wider inputs, float64, whose MKL product sums in another
+    order, or a BLAS that does) it is torch's ``x @ w_in``. Either way the currents, and so the
+    spikes, are the reference backend's.
+
+    Examples:
+        >>> import torch
+        >>> x, w_in = torch.randn(30, 4, 2), torch.randn(2, 16)
+        >>> bool(torch.equal(project(x, w_in), x @ w_in))
+        True
+    """
+    with torch.no_grad():
+        if (x.dim() == 3 and w_in.dim() == 2 and 0 < w_in.shape[0] <= PROJECT_MAX_D_IN
+                and x.shape[-1] == w_in.shape[0] and x.dtype == w_in.dtype
+                and x.dtype in (torch.float32, torch.float64)
+                and x.device.type == "cpu" and w_in.device.type == "cpu" and x.shape[0] * x.shape[1] > 0):
+            t_steps, batch, d_in = x.shape
+            n = w_in.shape[1]
+            if _projection_reproduces_torch(t_steps * batch, d_in, n, x.dtype, torch.get_num_threads()):
+                out = torch.empty(t_steps, batch, n, dtype=x.dtype)
+                _launch(_kernels().project_rows, _np(x.reshape(t_steps * batch, d_in)), _np(w_in),
+                        out.view(t_steps * batch, n).numpy())
+                return out
+        return x @ w_in
+
+
 def _vec(k, like: torch.Tensor, n: int) -> torch.Tensor:
     """A constant as a contiguous ``[N]`` tensor of ``like``'s dtype (floats cast as eager ops do)."""
     t = k.detach() if isinstance(k, torch.Tensor) else torch.tensor(k, dtype=like.dtype)
@@ -258,6 +316,7 @@ class _EventRecurrence(torch.autograd.Function):
     """
 
     own_projection = True
+    project = staticmethod(project)
 
     @staticmethod
     def forward(ctx, c, w, alpha, rho, b0, beta, v0, z0, bs0, r0, n_refr, dt, derivative, record, mask,

@@ -492,3 +492,63 @@ def test_two_row_dot_product_has_the_bits_of_two_single_ones():
                 x0, x1 = (dtype(u) for u in rng.standard_normal(2))
                 c0, c1 = kern._dot2(a, b, v, n, x0, x1)
                 assert c0 == kern._dot(a, v, n, x0) and c1 == kern._dot(b, v, n, x1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d_in", [1, 2, 3, 8, 9])
+def test_input_projection_has_torchs_bits(dtype, d_in, monkeypatch):
+    # the event backend's x @ w_in is torch's, bit for bit, whichever way it is computed: by the
+    # compiled kernel where it reproduced torch's product for the shape (narrow inputs), else by torch
+    import spikerobust.functional.lsnn_event as le
+
+    kernels = le._kernels()
+    calls = []
+    exact = kernels.project_rows
+
+    def spy(x, w, out):
+        calls.append(x.shape)
+        exact(x, w, out)
+
+    monkeypatch.setattr(kernels, "project_rows", spy)
+    le._projection_reproduces_torch.cache_clear()
+    try:
+        g = torch.Generator().manual_seed(d_in)
+        x = torch.randn(17, 13, d_in, dtype=dtype, generator=g)
+        w_in = torch.randn(d_in, 37, dtype=dtype, generator=g)
+        got = le.project(x, w_in)
+        assert got.shape == (17, 13, 37) and got.dtype == dtype
+        assert torch.equal(got, x @ w_in)
+        kernel_used = d_in <= le.PROJECT_MAX_D_IN and le._projection_reproduces_torch(17 * 13, d_in, 37, dtype,
+                                                                                        torch.get_num_threads())
+        # the check runs the kernel once on random data; the projection itself once more where it holds
+        assert len(calls) == (0 if d_in > le.PROJECT_MAX_D_IN else 1 + int(kernel_used))
+        assert not x.requires_grad and not got.requires_grad
+    finally:
+        monkeypatch.undo()
+        le._projection_reproduces_torch.cache_clear()
+
+
+def test_input_projection_falls_back_to_torch_where_the_kernel_would_differ(monkeypatch):
+    # a kernel that summed in another order than the machine's BLAS would differ in the last bit
+    # somewhere: the check must catch it, and the event backend then keeps torch's product (spikes
+    # stay the reference's)
+    import spikerobust.functional.lsnn_event as le
+
+    kernels = le._kernels()
+    exact = kernels.project_rows
+
+    def off_by_one_ulp(x, w, out):
+        exact(x, w, out)
+        out[0, 0] = float(torch.nextafter(torch.tensor(out[0, 0]), torch.tensor(float("inf"))))
+
+    monkeypatch.setattr(kernels, "project_rows", off_by_one_ulp)
+    le._projection_reproduces_torch.cache_clear()
+    try:
+        x, w_in = torch.randn(7, 5, 3), torch.randn(3, 16)
+        assert not le._projection_reproduces_torch(35, 3, 16, torch.float32, torch.get_num_threads())
+        assert torch.equal(le.project(x, w_in), x @ w_in)
+        problem = _problem(torch.float32, scale=3.0, seed=12)
+        _assert_same_run(_run("reference", problem), _run("event", problem), torch.float32)
+    finally:
+        monkeypatch.undo()
+        le._projection_reproduces_torch.cache_clear()
