@@ -189,6 +189,10 @@ def _launch(kernel, *args) -> None:
 #: 0.31 vs 0.62 and 0.43 vs 0.63 ms on two), and was slower from 16 on.
 PROJECT_MAX_D_IN = 8
 
+#: Byte alignment of the operands :func:`_projection_reproduces_torch` checks (torch's CPU
+#: allocator aligns every tensor it allocates to 64 bytes).
+_ALIGN = 64
+
 
 @functools.lru_cache(maxsize=64)
 def _projection_reproduces_torch(m: int, d_in: int, n: int, dtype: torch.dtype, threads: int) -> bool:
@@ -213,8 +217,9 @@ def project(x: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
     (:func:`_projection_reproduces_torch`, once per shape, dtype and thread count) it computes them
     itself, about twice as fast: MKL's product with two or four input features spends most of its
     time on a generic path. Elsewhere (wider inputs, float64, whose MKL product sums in another
-    order, or a BLAS that does) it is torch's ``x @ w_in``. Either way the currents, and so the
-    spikes, are the reference backend's.
+    order, or a BLAS that does; operands that are not contiguous and 64-byte aligned, the layout
+    the check ran on) it is torch's ``x @ w_in``. Either way the currents, and so the spikes, are
+    the reference backend's.
 
     Examples:
         >>> import torch
@@ -223,10 +228,14 @@ def project(x: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
         True
     """
     with torch.no_grad():
+        # only for the layout the check measured (contiguous, 64-byte aligned as torch allocates):
+        # BLAS libraries may take other paths for transposed or misaligned operands
         if (x.dim() == 3 and w_in.dim() == 2 and 0 < w_in.shape[0] <= PROJECT_MAX_D_IN
                 and x.shape[-1] == w_in.shape[0] and x.dtype == w_in.dtype
                 and x.dtype in (torch.float32, torch.float64)
-                and x.device.type == "cpu" and w_in.device.type == "cpu" and x.shape[0] * x.shape[1] > 0):
+                and x.device.type == "cpu" and w_in.device.type == "cpu" and x.shape[0] * x.shape[1] > 0
+                and x.is_contiguous() and w_in.is_contiguous()
+                and x.data_ptr() % _ALIGN == 0 and w_in.data_ptr() % _ALIGN == 0):
             t_steps, batch, d_in = x.shape
             n = w_in.shape[1]
             if _projection_reproduces_torch(t_steps * batch, d_in, n, x.dtype, torch.get_num_threads()):

@@ -552,3 +552,31 @@ def test_input_projection_falls_back_to_torch_where_the_kernel_would_differ(monk
     finally:
         monkeypatch.undo()
         le._projection_reproduces_torch.cache_clear()
+
+
+def test_input_projection_keeps_torchs_product_for_layouts_the_check_did_not_see(monkeypatch):
+    # the check runs on contiguous, 64-byte aligned operands; a transposed W_in or an x that starts
+    # off that alignment could take another BLAS path, so torch computes those (same bits as ever)
+    import spikerobust.functional.lsnn_event as le
+
+    kernels = le._kernels()
+    calls = []
+    exact = kernels.project_rows
+
+    def spy(x, w, out):
+        calls.append(x.shape)
+        exact(x, w, out)
+
+    monkeypatch.setattr(kernels, "project_rows", spy)
+    try:
+        big = torch.randn(1 + 20 * 6 * 2)
+        x_off = big[1:].view(20, 6, 2)  # contiguous, 4 bytes past an aligned start
+        assert x_off.is_contiguous() and x_off.data_ptr() % 64 != 0
+        w_t = torch.randn(16, 2).t()  # [2, 16], not contiguous
+        w_in = torch.randn(2, 16)
+        for x, w in ((x_off, w_in), (torch.randn(20, 6, 2), w_t), (torch.randn(6, 20, 2).transpose(0, 1), w_in)):
+            calls.clear()
+            assert torch.equal(le.project(x, w), x @ w)
+            assert calls == []
+    finally:
+        monkeypatch.undo()
