@@ -95,7 +95,11 @@ def step_samples(methods, model, x, y, opt, repeats, setups=None):
 def median_times(methods, model, x, y, opt, repeats, setups=None):
     """Per method, the medians of :func:`timed_step` over ``repeats`` alternating rounds
     (:func:`step_samples`)."""
-    samples = step_samples(methods, model, x, y, opt, repeats, setups)
+    return medians(step_samples(methods, model, x, y, opt, repeats, setups))
+
+
+def medians(samples):
+    """Per method, the median of each field of its :func:`timed_step` tuples."""
     return [tuple(statistics.median(col) for col in zip(*out)) for out in samples]
 
 
@@ -144,7 +148,7 @@ def lsnn_backend_table(model, x, y, opt, args):
             methods.append(reference)
             setups.append(_setter(model, None, t))
     samples = step_samples(methods, model, x, y, opt, args.repeats, setups)
-    res = [tuple(statistics.median(col) for col in zip(*out)) for out in samples]
+    res = medians(samples)
     clock = "wall" if CLOCK is time.perf_counter else "CPU"
     robust, robust_samples = {}, {}
     for i, (b, t) in enumerate(combos):

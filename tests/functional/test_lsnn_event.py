@@ -494,11 +494,10 @@ def test_two_row_dot_product_has_the_bits_of_two_single_ones():
                 assert c0 == kern._dot(a, v, n, x0) and c1 == kern._dot(b, v, n, x1)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("d_in", [1, 2, 3, 8, 9])
-def test_input_projection_has_torchs_bits(dtype, d_in, monkeypatch):
-    # the event backend's x @ w_in is torch's, bit for bit, whichever way it is computed: by the
-    # compiled kernel where it reproduced torch's product for the shape (narrow inputs), else by torch
+@pytest.fixture
+def projection_calls(monkeypatch):
+    """The row shapes the projection kernel is called with during the test (its check's cache is
+    emptied before and after, so that the check's own call is recorded too)."""
     import spikerobust.functional.lsnn_event as le
 
     kernels = le._kernels()
@@ -511,21 +510,29 @@ def test_input_projection_has_torchs_bits(dtype, d_in, monkeypatch):
 
     monkeypatch.setattr(kernels, "project_rows", spy)
     le._projection_reproduces_torch.cache_clear()
-    try:
-        g = torch.Generator().manual_seed(d_in)
-        x = torch.randn(17, 13, d_in, dtype=dtype, generator=g)
-        w_in = torch.randn(d_in, 37, dtype=dtype, generator=g)
-        got = le.project(x, w_in)
-        assert got.shape == (17, 13, 37) and got.dtype == dtype
-        assert torch.equal(got, x @ w_in)
-        kernel_used = d_in <= le.PROJECT_MAX_D_IN and le._projection_reproduces_torch(17 * 13, d_in, 37, dtype,
-                                                                                        torch.get_num_threads())
-        # the check runs the kernel once on random data; the projection itself once more where it holds
-        assert len(calls) == (0 if d_in > le.PROJECT_MAX_D_IN else 1 + int(kernel_used))
-        assert not x.requires_grad and not got.requires_grad
-    finally:
-        monkeypatch.undo()
-        le._projection_reproduces_torch.cache_clear()
+    yield calls
+    monkeypatch.undo()
+    le._projection_reproduces_torch.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("d_in", [1, 2, 3, 8, 9])
+def test_input_projection_has_torchs_bits(dtype, d_in, projection_calls):
+    # the event backend's x @ w_in is torch's, bit for bit, whichever way it is computed: by the
+    # compiled kernel where it reproduced torch's product for the shape (narrow inputs), else by torch
+    import spikerobust.functional.lsnn_event as le
+
+    g = torch.Generator().manual_seed(d_in)
+    x = torch.randn(17, 13, d_in, dtype=dtype, generator=g)
+    w_in = torch.randn(d_in, 37, dtype=dtype, generator=g)
+    got = le.project(x, w_in)
+    assert got.shape == (17, 13, 37) and got.dtype == dtype
+    assert torch.equal(got, x @ w_in)
+    kernel_used = d_in <= le.PROJECT_MAX_D_IN and le._projection_reproduces_torch(17 * 13, d_in, 37, dtype,
+                                                                                    torch.get_num_threads())
+    # the check runs the kernel once on random data; the projection itself once more where it holds
+    assert len(projection_calls) == (0 if d_in > le.PROJECT_MAX_D_IN else 1 + int(kernel_used))
+    assert not x.requires_grad and not got.requires_grad
 
 
 def test_input_projection_falls_back_to_torch_where_the_kernel_would_differ(monkeypatch):
@@ -554,29 +561,17 @@ def test_input_projection_falls_back_to_torch_where_the_kernel_would_differ(monk
         le._projection_reproduces_torch.cache_clear()
 
 
-def test_input_projection_keeps_torchs_product_for_layouts_the_check_did_not_see(monkeypatch):
+def test_input_projection_keeps_torchs_product_for_layouts_the_check_did_not_see(projection_calls):
     # the check runs on contiguous, 64-byte aligned operands; a transposed W_in or an x that starts
     # off that alignment could take another BLAS path, so torch computes those (same bits as ever)
     import spikerobust.functional.lsnn_event as le
 
-    kernels = le._kernels()
-    calls = []
-    exact = kernels.project_rows
-
-    def spy(x, w, out):
-        calls.append(x.shape)
-        exact(x, w, out)
-
-    monkeypatch.setattr(kernels, "project_rows", spy)
-    try:
-        big = torch.randn(1 + 20 * 6 * 2)
-        x_off = big[1:].view(20, 6, 2)  # contiguous, 4 bytes past an aligned start
-        assert x_off.is_contiguous() and x_off.data_ptr() % 64 != 0
-        w_t = torch.randn(16, 2).t()  # [2, 16], not contiguous
-        w_in = torch.randn(2, 16)
-        for x, w in ((x_off, w_in), (torch.randn(20, 6, 2), w_t), (torch.randn(6, 20, 2).transpose(0, 1), w_in)):
-            calls.clear()
-            assert torch.equal(le.project(x, w), x @ w)
-            assert calls == []
-    finally:
-        monkeypatch.undo()
+    big = torch.randn(1 + 20 * 6 * 2)
+    x_off = big[1:].view(20, 6, 2)  # contiguous, 4 bytes past an aligned start
+    assert x_off.is_contiguous() and x_off.data_ptr() % 64 != 0
+    w_t = torch.randn(16, 2).t()  # [2, 16], not contiguous
+    w_in = torch.randn(2, 16)
+    for x, w in ((x_off, w_in), (torch.randn(20, 6, 2), w_t), (torch.randn(6, 20, 2).transpose(0, 1), w_in)):
+        projection_calls.clear()
+        assert torch.equal(le.project(x, w), x @ w)
+        assert projection_calls == []
