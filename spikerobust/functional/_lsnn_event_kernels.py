@@ -468,8 +468,9 @@ def backward(
     kernel would write and this one read back from memory).
     ``g_z_out`` has ``T`` steps, 1 (the same gradient at every step: a time average's) or 0;
     ``g_v_out``/``g_b_out`` ``T`` (traces), 1 (last value
-    only) or 0 (no gradient). ``g_w`` ``[C, N, N]`` and ``g_alpha``.. ``g_beta`` ``[C, N]`` get
-    one partial sum per chunk. ``gi_all`` (``dL/dI``, the gradient of the input currents) is
+    only) or 0 (no gradient). ``g_w`` ``[C, N, N]`` (``[1, N, N]``, unused, without ``need_w``) and
+    ``g_alpha``.. ``g_beta`` ``[C, N]`` get one partial sum per chunk (set to zero here first: they
+    may arrive uninitialised). ``gi_all`` (``dL/dI``, the gradient of the input currents) is
     written only when it has ``T`` steps; with ``need_win`` the gradient of ``W_in`` is summed
     here instead, ``g_win[C, d_in, N] += x_t^T dL/dI_t`` from ``x_all`` ``[T, B, d_in]``, eight
     steps per pass over ``g_win`` (:func:`_add_window`; windows end at ``t = 0``, the same for
@@ -484,7 +485,7 @@ def backward(
     """
     t_steps, batch, n = z_all.shape
     dt, zero = consts[0], consts[3]
-    n_chunk = g_w.shape[0]
+    n_chunk = g_alpha.shape[0]
     tz, tv, tb = g_z_out.shape[0], g_v_out.shape[0], g_b_out.shape[0]
     keep_gi = gi_all.shape[0] == t_steps
     recompute = da_all.shape[0] == 0
@@ -495,8 +496,22 @@ def backward(
     for ch in prange(n_chunk):
         lo = (ch * batch) // n_chunk
         hi = ((ch + 1) * batch) // n_chunk
-        gw = g_w[ch]
+        gw = g_w[ch] if need_w else g_w[0]  # one unused [N, N] block without need_w
         ga, gr, gq, gbe = g_alpha[ch], g_rho[ch], g_b0[ch], g_beta[ch]
+        # the chunk's partial sums start from zero here, on the thread that adds into them
+        # (the caller allocates them uninitialised)
+        if need_w:
+            for i in range(n):
+                for k in range(n):
+                    gw[i, k] = zero
+        for k in range(n):
+            ga[k] = zero
+            gr[k] = zero
+            gq[k] = zero
+            gbe[k] = zero
+        for i in range(g_win.shape[1]):
+            for k in range(n):
+                g_win[ch, i, k] = zero
         carry = np.empty(n, z_all.dtype)
         g_next = np.empty(n, z_all.dtype)
         p_next = np.empty(n, z_all.dtype)

@@ -389,9 +389,10 @@ class _EventRecurrence(torch.autograd.Function):
         # dL/dI: the gradient of c, or (own projection) only what dL/dx needs
         gi_all = torch.empty_like(z_all) if (not own or need_x) else empty_n
         x_all = x.to(like.dtype).contiguous() if need_win else torch.empty(0, batch, 0, dtype=like.dtype)
-        g_win = torch.zeros(chunks, x_all.shape[2], n, dtype=like.dtype)
-        g_w = torch.zeros(chunks if need_w else 1, n, n, dtype=like.dtype)
-        parts = torch.zeros(4, chunks, n, dtype=like.dtype)
+        # the chunks' partial sums: the kernel zeroes each chunk's own on the thread that fills it
+        g_win = torch.empty(chunks, x_all.shape[2], n, dtype=like.dtype)
+        g_w = torch.empty(chunks if need_w else 1, n, n, dtype=like.dtype)
+        parts = torch.empty(4, chunks, n, dtype=like.dtype)
         g_v0, g_z0, g_bs0 = (torch.empty(batch, n, dtype=like.dtype) for _ in range(3))
         _launch(
             kern.backward,
