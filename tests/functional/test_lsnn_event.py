@@ -288,6 +288,28 @@ def test_same_bits_for_one_and_two_threads():
         assert torch.equal(a, b)
 
 
+def test_frozen_recurrent_weights_split_the_batch_like_any_pass():
+    # with W_rec needing no gradient the backward pass now splits the batch into its fixed chunks
+    # too (it used to run as one chunk, on one thread): still the same bits on one and two
+    # threads, and the remaining gradients (inputs, W_in, constants, state) those of the reference
+    x, w_in, w_rec, params, state, leaves, weights = _problem(torch.float64, seed=21)
+    leaves = [t for t in leaves if t is not w_rec]
+    problem = (x, w_in, w_rec.detach(), params, state, leaves, weights)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run("event", problem)
+        torch.set_num_threads(2)
+        two = _run("event", problem)
+    finally:
+        torch.set_num_threads(before)
+    ref = _run("reference", problem)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[0], ref[0])
+    for a, b, r in zip(one[3], two[3], ref[3]):
+        assert torch.equal(a, b)
+        _assert_close(r, a, torch.float64)
+
+
 def _classifier(backend):
     return classifier(backend, SIZES)
 
