@@ -273,8 +273,8 @@ def test_gradients_without_traces_and_only_some_leaves():
         _assert_close(a, b, torch.float64)
 
 
-def test_same_bits_for_one_and_two_threads():
-    problem = _problem(torch.float32, seed=8)
+def _run_on_one_and_two_threads(problem):
+    """The event backend's :func:`_run` of ``problem`` on one thread, then on two."""
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -283,6 +283,11 @@ def test_same_bits_for_one_and_two_threads():
         two = _run("event", problem)
     finally:
         torch.set_num_threads(before)
+    return one, two
+
+
+def test_same_bits_for_one_and_two_threads():
+    one, two = _run_on_one_and_two_threads(_problem(torch.float32, seed=8))
     assert torch.equal(one[0], two[0])
     for a, b in zip(one[3], two[3]):
         assert torch.equal(a, b)
@@ -295,14 +300,7 @@ def test_frozen_recurrent_weights_split_the_batch_like_any_pass():
     x, w_in, w_rec, params, state, leaves, weights = _problem(torch.float64, seed=21)
     leaves = [t for t in leaves if t is not w_rec]
     problem = (x, w_in, w_rec.detach(), params, state, leaves, weights)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = _run("event", problem)
-        torch.set_num_threads(2)
-        two = _run("event", problem)
-    finally:
-        torch.set_num_threads(before)
+    one, two = _run_on_one_and_two_threads(problem)
     ref = _run("reference", problem)
     assert torch.equal(one[0], two[0]) and torch.equal(one[0], ref[0])
     for a, b, r in zip(one[3], two[3], ref[3]):
