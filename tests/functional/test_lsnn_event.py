@@ -408,6 +408,78 @@ def test_adaptation_trace_recomputed_by_the_backward_kernel(dtype, t_steps):
     assert res["recomputed"][2].abs().max() > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [3.0, 20.0])
+def test_wide_and_narrow_supports_in_one_pass(dtype, scale):
+    # With constants that need no gradient the backward kernel takes one vectorised pass over all
+    # neurons at a step whose surrogate support holds more than 1/8 of them, and the indexed loop
+    # elsewhere: a pass that has both kinds of steps must match the reference, and the outer
+    # gradient of the final state must pass through too
+    from spikerobust.functional import _lsnn_event_kernels as kern
+
+    x, w_in, w_rec, params, state, _, weights = _problem(dtype, n_refr=0, scale=scale, seed=6)
+    fixed = _fixed_constants(params)
+    leaves = [x, w_in, w_rec, *state[:3]]
+    res = {}
+    for backend in ("reference", "event"):
+        z, final, trace = lsnn_unroll(x, fixed, w_in, w_rec, state, return_states=True, backend=backend)
+        loss = (z * weights).sum() + final.v.sum() - 0.7 * final.b.sum()
+        res[backend] = torch.autograd.grad(loss, leaves)
+        if backend == "reference":
+            gap = (trace.v - trace.threshold) / trace.threshold
+            wide = ((gap.abs() < 1).sum(-1) * kern._DENSE_SUPPORT > N)[:-1]  # steps 0..T-2 (S_{t-1})
+    assert wide.any() and not wide.all(), wide.double().mean()
+    for a, b in zip(res["reference"], res["event"]):
+        _assert_close(a, b, dtype)
+    assert res["event"][2].abs().max() > 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_spike_rows_sum_like_one_spike_at_a_time(dtype):
+    # dL/dW_rec is summed after each sample's reverse-time loop, neuron by neuron, four steps per
+    # pass over the row; every element must get the multiply-adds of adding each spike's row as
+    # its step is reached (steps descending), compiled here as a plain loop; and, as a sum, the
+    # product Z^T G in float64
+    import numpy as np
+    from numba import njit
+
+    from spikerobust.functional import _lsnn_event_kernels as kern
+
+    @njit(fastmath={"contract"})
+    def one_at_a_time(gw, z, g):
+        for t in range(z.shape[0] - 1, -1, -1):
+            for j in range(z.shape[1]):
+                if z[t, j] != 0:
+                    for k in range(gw.shape[1]):
+                        gw[j, k] += z[t, j] * g[t, k]
+
+    rng = np.random.default_rng(2)
+    t_steps, n = 23, 37
+    for rate in (0.0, 0.05, 0.3, 0.9):
+        z = (rng.random((t_steps, n)) < rate) * rng.choice([1.0, 0.5], (t_steps, n))  # masked values too
+        z = z.astype(dtype)
+        g = rng.standard_normal((t_steps, n)).astype(dtype)
+        start = rng.standard_normal((n, n)).astype(dtype)
+        # the kernel's layout: step t's list of spiking neurons from ev_off[t], steps from T-1 down
+        evflat = np.zeros(t_steps * n + 16, np.int32)
+        zflat = np.zeros(t_steps * n, dtype)
+        ev_off = np.zeros(t_steps + 1, np.int64)
+        off = 0
+        for t in range(t_steps - 1, -1, -1):
+            js = np.flatnonzero(z[t])
+            ev_off[t] = off
+            evflat[off:off + js.size] = js
+            zflat[off:off + js.size] = z[t, js]
+            off += js.size
+        got, want = start.copy(), start.copy()
+        kern._add_spike_rows(got, evflat, ev_off, off, g, zflat, np.empty(n + 1, np.int64),
+                             np.empty(t_steps * n, np.int32), np.empty(t_steps * n, dtype))
+        one_at_a_time(want, z, g)
+        assert np.array_equal(got, want), rate
+        exact = start.astype(np.float64) + z.T.astype(np.float64) @ g.astype(np.float64)
+        assert np.allclose(got, exact, rtol=1e-5, atol=1e-5 * (1 + np.abs(exact).max())), rate
+
+
 @pytest.mark.parametrize("x_grad,w_in_grad", [(False, True), (True, False), (True, True)])
 def test_input_projection_gradients(x_grad, w_in_grad):
     # the event backend differentiates x @ W_in itself: dL/dW_in summed in the kernel, dL/dI
