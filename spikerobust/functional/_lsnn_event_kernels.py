@@ -19,7 +19,9 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-__all__ = ["forward", "backward", "reduce_chunks", "project_rows", "n_chunks", "GAP_BLOCKED", "VECTOR_SCAN"]
+__all__ = [
+    "forward", "backward", "reduce_chunks", "project_rows", "recurrent_rows", "n_chunks", "GAP_BLOCKED", "VECTOR_SCAN",
+]
 
 #: The relative gap ``s`` a triangular-surrogate trace holds where no spike is allowed (refractory
 #: or masked): outside the support ``|s| < 1``, so the derivative there is zero.
@@ -296,13 +298,85 @@ def _threshold_adjoint(k, q, p_t, beta, gq, gbe, bt, need_q, need_beta):  # prag
         gbe[k] -= q * bt[k]
 
 
+@njit(cache=True, inline="always")
+def _add_rows(idx, lo, hi, z, w, acc):  # pragma: no cover - compiled
+    """``acc += z[j] w[j]`` for ``j = idx[lo:hi]`` in that (ascending) order, four rows per pass
+    over ``acc`` (each element still adds them one by one: the same bits), then one by one."""
+    n = acc.shape[0]
+    e = lo
+    while e + 4 <= hi:
+        j0, j1, j2, j3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
+        z0_, z1_, z2_, z3_ = z[j0], z[j1], z[j2], z[j3]
+        w0_, w1_, w2_, w3_ = w[j0], w[j1], w[j2], w[j3]
+        for k in range(n):
+            acc[k] = (((acc[k] + z0_ * w0_[k]) + z1_ * w1_[k]) + z2_ * w2_[k]) + z3_ * w3_[k]
+        e += 4
+    while e < hi:
+        j = idx[e]
+        zj = z[j]
+        wj = w[j]
+        for k in range(n):
+            acc[k] += zj * wj[k]
+        e += 1
+
+
+@njit(cache=True, inline="always")
+def _recurrent(idx, ne, z, w, kb, rec, part, zero):  # pragma: no cover - compiled
+    """``rec = z @ w`` from the ``ne`` spiking neurons ``idx`` (ascending), summed the way the
+    machine's BLAS sums a product with a 0/1 left operand: the rows of each block of ``kb``
+    neurons (``[0, kb)``, ``[kb, 2 kb)``, ...) added one by one from zero, ascending, and the
+    blocks' sums added in order (``kb >= N``: one block, the plain ascending sum). A block
+    without spikes adds nothing (its sum would be zero)."""
+    n = rec.shape[0]
+    for k in range(n):
+        rec[k] = zero
+    if kb >= n:
+        _add_rows(idx, 0, ne, z, w, rec)
+        return
+    first = True
+    e = 0
+    while e < ne:
+        end = (idx[e] // kb + 1) * kb  # the end of the block of the next spike
+        hi = e
+        while hi < ne and idx[hi] < end:
+            hi += 1
+        if first:
+            _add_rows(idx, e, hi, z, w, rec)
+            first = False
+        else:
+            for k in range(n):
+                part[k] = zero
+            _add_rows(idx, e, hi, z, w, part)
+            for k in range(n):
+                rec[k] = rec[k] + part[k]
+        e = hi
+
+
+@njit(cache=True)
+def recurrent_rows(z, w, kb, out):  # pragma: no cover - compiled
+    """``out[b] = z[b] @ w`` for every row of ``z`` ``[B, N]`` as :func:`forward` computes the
+    recurrent current (:func:`_recurrent` with block size ``kb``); for the run-time check of
+    which ``kb`` reproduces torch's product."""
+    n = w.shape[0]
+    zero = np.zeros(1, w.dtype)[0]
+    idx = np.empty(n + _LANES, np.int32)
+    part = np.empty(w.shape[1], w.dtype)
+    for b in range(z.shape[0]):
+        ne = _support(z[b], idx, zero)
+        _recurrent(idx, ne, z[b], w, kb, out[b], part, zero)
+
+
 @njit(cache=True, parallel=True)
 def forward(
     c, w, alpha, oma, rho, omr, b0, beta, v0, z0, bs0, r0, mask, consts,
     z_out, v_out, b_out, i_out, a_out, s_out, al_out, v_last, b_last, r_last,
-    record_vb, record_i, keep, tri_gamma,
+    record_vb, record_i, keep, tri_gamma, kb,
 ):  # pragma: no cover - compiled
     """The whole forward time loop, one sample per parallel iteration.
+
+    The recurrent current is summed over blocks of ``kb`` neurons (:func:`_recurrent`), the
+    order in which the machine's BLAS sums the reference's ``z_{t-1} @ W_rec`` (found at run
+    time, :mod:`.lsnn_event`).
 
     ``consts = [dt, n_refr, 1, 0, GAP_BLOCKED]`` in the arrays' dtype; ``mask`` ``[N]`` (0/1) multiplies the
     spikes (and so the surrogate's derivative) of every step. ``z_out`` receives the spikes. The
@@ -337,29 +411,12 @@ def forward(
         s = np.empty(n, c.dtype)
         al = np.empty(n, c.dtype)
         cur = np.empty(n, c.dtype)
+        part = np.empty(n, c.dtype)
         idx = np.empty(n, np.int32)
         ne = _support(z, idx, zero)
         for t in range(t_steps):
-            # z_{t-1} @ W_rec: the rows of the neurons that spiked, in ascending order
-            for k in range(n):
-                rec[k] = zero
-            # four rows per pass over rec (each element still adds them one by one, in
-            # ascending order: the same bits), then the rest one by one
-            e = 0
-            while e + 4 <= ne:
-                j0, j1, j2, j3 = idx[e], idx[e + 1], idx[e + 2], idx[e + 3]
-                z0_, z1_, z2_, z3_ = z[j0], z[j1], z[j2], z[j3]
-                w0_, w1_, w2_, w3_ = w[j0], w[j1], w[j2], w[j3]
-                for k in range(n):
-                    rec[k] = (((rec[k] + z0_ * w0_[k]) + z1_ * w1_[k]) + z2_ * w2_[k]) + z3_ * w3_[k]
-                e += 4
-            while e < ne:
-                j = idx[e]
-                zj = z[j]
-                wj = w[j]
-                for k in range(n):
-                    rec[k] += zj * wj[k]
-                e += 1
+            # z_{t-1} @ W_rec: the rows of the neurons that spiked, ascending, block by block
+            _recurrent(idx, ne, z, w, kb, rec, part, zero)
             if t + 1 < t_steps:  # the rows of the next step (see _prefetch_row)
                 _prefetch_row(c[t + 1, bi])
                 _prefetch_row(z_out[t + 1, bi])

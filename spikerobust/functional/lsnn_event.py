@@ -7,8 +7,13 @@ of the (neuron, step) pairs, and the triangular surrogate's derivative is zero o
 Büchel et al. 2022), with two numba-compiled kernels that exploit this:
 
 * **forward**: one kernel runs the whole time loop. The recurrent current ``z_{t-1} W_rec`` is
-  the sum of the rows of ``W_rec`` belonging to the neurons that spiked at ``t - 1`` (added in
-  ascending neuron order, as a matrix product with a 0/1 left operand does), and the element-wise
+  the sum of the rows of ``W_rec`` belonging to the neurons that spiked at ``t - 1``, added in the
+  order in which the machine's BLAS sums the reference's product with a 0/1 left operand:
+  ascending, in blocks of ``kb`` neurons each summed from zero and then added in order (MKL's
+  float32 ``[100, 256] @ [256, 256]`` uses two blocks of 128 on this project's machines; one block,
+  the plain ascending sum, at most other shapes). ``kb`` is found at run time, once per shape,
+  dtype and thread count, against torch's own product (:func:`_recurrent_block`; a
+  ``RuntimeWarning`` where no block size reproduces it, and the plain ascending sum). The element-wise
   update (adaptation, threshold, membrane, spike, refractory counter) is fused into the same loop
   over neurons, with the reference's operations in the reference's order: spikes and traces are
   bit-identical to the reference path.
@@ -246,6 +251,64 @@ def project(x: torch.Tensor, w_in: torch.Tensor) -> torch.Tensor:
         return x @ w_in
 
 
+def _block_candidates(n: int) -> list:
+    """Block sizes to try for :func:`_recurrent_block`, likeliest first: one block (the plain
+    ascending sum), the blocks MKL's single-precision product was found to use on this project's
+    machines (128 for ``N = 256``, 192 from ``N = 384``, halves such as 100 or 150, 127 for
+    ``N = 255``), then every other size."""
+    first = [n, 128, 192, 256, 64, 96, 160, 224, 32, -(-n // 2), -(-n // 3), -(-n // 4), n // 2, n // 2 - 1]
+    seen, out = set(), []
+    for kb in first + list(range(1, n)):
+        if 1 <= kb <= n and kb not in seen:
+            seen.add(kb)
+            out.append(kb)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _recurrent_block(batch: int, n: int, dtype: torch.dtype, threads: int) -> int:
+    """The block size with which the forward kernel's recurrent current has the bits of torch's
+    ``z @ w_rec`` for ``z`` ``[batch, n]`` (0/1) and ``w_rec`` ``[n, n]`` in ``dtype`` on
+    ``threads`` threads, or 0 if no block size does.
+
+    A BLAS library sums a product in an order fixed by the shape, data type, CPU and thread count,
+    never by value: MKL's float32 product sums ``[100, 256] @ [256, 256]`` over two blocks of 128
+    (each from zero, ascending, then added), and its order changes with the batch size and, at
+    some shapes, the thread count. Checked here once per shape, on two random 0/1 draws, against
+    :func:`._lsnn_event_kernels.recurrent_rows` (the kernel's own arithmetic)."""
+    kern = _kernels()
+    g = torch.Generator().manual_seed(batch * 7919 + n)
+    draws = []
+    for density in (0.3, 0.7):
+        w = torch.randn(n, n, generator=g, dtype=dtype)
+        z = (torch.rand(batch, n, generator=g) < density).to(dtype)
+        draws.append((z, w, z @ w))
+    got = torch.empty(batch, n, dtype=dtype)
+    head = min(batch, 8)  # a wrong order shows in the first rows already: the full check only after them
+    for kb in _block_candidates(n):
+        for rows in (head, batch):
+            if not all(_matches(kern, z[:rows], w, kb, got[:rows], want[:rows]) for z, w, want in draws):
+                break
+        else:
+            return kb
+    import warnings
+
+    warnings.warn(
+        f"event backend: no block order of the recurrent sum reproduces torch's [{batch}, {n}] @ [{n}, {n}] "
+        f"{str(dtype).replace('torch.', '')} product on {threads} thread(s) on this machine; its traces may "
+        "differ from the reference backend's in the last bits (and a spike where the membrane lands within "
+        "that rounding of the threshold)",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return 0
+
+
+def _matches(kern, z, w, kb, got, want) -> bool:
+    kern.recurrent_rows(z.numpy(), w.numpy(), kb, got.numpy())
+    return torch.equal(got, want)
+
+
 def _vec(k, like: torch.Tensor, n: int) -> torch.Tensor:
     """A constant as a contiguous ``[N]`` tensor of ``like``'s dtype (floats cast as eager ops do)."""
     t = k.detach() if isinstance(k, torch.Tensor) else torch.tensor(k, dtype=like.dtype)
@@ -297,12 +360,13 @@ def _run_forward(
         v_last=torch.empty(batch, n, dtype=c.dtype), b_last=torch.empty(batch, n, dtype=c.dtype),
         r_last=torch.empty(batch, n, dtype=c.dtype),
     )
+    kb = _recurrent_block(batch, n, c.dtype, torch.get_num_threads()) if c.dtype in (torch.float32, torch.float64) else 0
     _launch(
         _kernels().forward,
         _np(c), _np(w), *(v.numpy() for v in vecs), _np(v0), _np(z0), _np(bs0), _np(r0),
         mask.numpy(), consts.numpy(),
         *(out[k].numpy() for k in ("z", "v", "b", "i", "a", "s", "allowed", "v_last", "b_last", "r_last")),
-        bool(record_vb), bool(record_i), bool(keep), gamma.numpy(),
+        bool(record_vb), bool(record_i), bool(keep), gamma.numpy(), kb if kb > 0 else n,
     )
     out["gamma"] = gamma
     if keep and not tri:  # any other closed-form derivative: evaluated by torch, as "fused" does

@@ -434,6 +434,64 @@ def test_wide_and_narrow_supports_in_one_pass(dtype, scale):
     assert res["event"][2].abs().max() > 0
 
 
+def _blocked_sum(z, w, kb):
+    """z @ w for 0/1 ``z``: each block of ``kb`` rows of ``w`` added one by one from zero in
+    ascending order, the blocks' sums added in order (a plain torch loop)."""
+    n = w.shape[0]
+    total = None
+    for lo in range(0, n, kb):
+        part = torch.zeros(z.shape[0], w.shape[1], dtype=w.dtype)
+        for k in range(lo, min(lo + kb, n)):
+            part = torch.where((z[:, k] != 0)[:, None], part + w[k], part)
+        total = part if total is None else total + part
+    return total
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_recurrent_current_sums_block_by_block(dtype):
+    # the forward kernel's z @ W_rec in blocks of kb neurons (the order a BLAS may use), against
+    # the same order written as a plain loop, for block sizes that divide N and that do not
+    from spikerobust.functional import _lsnn_event_kernels as kern
+
+    g = torch.Generator().manual_seed(8)
+    for n in (1, 37, 64, 130):
+        w = torch.randn(n, n, dtype=dtype, generator=g)
+        z = (torch.rand(6, n, generator=g) < 0.4).to(dtype)
+        for kb in sorted({1, 3, 16, 32, n // 2 or 1, n - 1 or 1, n}):
+            got = torch.empty(6, n, dtype=dtype)
+            kern.recurrent_rows(z.numpy(), w.numpy(), kb, got.numpy())
+            assert torch.equal(got, _blocked_sum(z, w, kb)), (n, kb)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spikes_and_traces_bit_identical_at_the_ecg_size(dtype):
+    # N = 256, B = 100: where MKL's float32 product sums over two blocks of 128 on this project's
+    # machines; the block size found at run time must give the reference's traces bit for bit
+    import spikerobust.functional.lsnn_event as le
+
+    kb = le._recurrent_block(100, 256, dtype, torch.get_num_threads())
+    if kb == 0:
+        pytest.skip("this machine's BLAS sums [100, 256] @ [256, 256] in an order the kernel does not model")
+    problem = make_problem(dtype, (20, 100, 2, 256), n_refr=2, scale=1.5, seed=9)
+    _assert_same_run(_run("reference", problem), _run("event", problem), dtype)
+
+
+def test_an_order_no_block_size_reproduces_warns_and_still_runs(monkeypatch):
+    import spikerobust.functional.lsnn_event as le
+
+    monkeypatch.setattr(le, "_block_candidates", lambda n: [])
+    le._recurrent_block.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match=r"no block order .* \[11, 20\] @ \[20, 20\]"):
+            assert le._recurrent_block(11, 20, torch.float32, torch.get_num_threads()) == 0
+        problem = _problem(torch.float32, scale=3.0, seed=12)
+        ref, got = _run("reference", problem), _run("event", problem)  # (the plain ascending sum)
+        _assert_same_run(ref, got, torch.float32)  # at N = 20 that is MKL's order anyway
+    finally:
+        monkeypatch.undo()
+        le._recurrent_block.cache_clear()
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_spike_rows_sum_like_one_spike_at_a_time(dtype):
     # dL/dW_rec is summed after each sample's reverse-time loop, neuron by neuron, four steps per
