@@ -95,6 +95,7 @@ import functools
 import importlib.util
 import os
 import threading
+import warnings
 from typing import Optional, Sequence
 
 import torch
@@ -291,8 +292,6 @@ def _recurrent_block(batch: int, n: int, dtype: torch.dtype, threads: int) -> in
                 break
         else:
             return kb
-    import warnings
-
     warnings.warn(
         f"event backend: no block order of the recurrent sum reproduces torch's [{batch}, {n}] @ [{n}, {n}] "
         f"{str(dtype).replace('torch.', '')} product on {threads} thread(s) on this machine; its traces may "
