@@ -34,15 +34,34 @@ def weights(path, key):
     return state, state[key]
 
 
+def _aborted_by_gloo(proc) -> bool:
+    """A rank killed by SIGABRT from C++ (``terminate called without an active exception``) at the
+    exit of a rank that had finished its work: a joinable thread torn down at exit (gloo's, most
+    likely), seen once in a fresh-clone CI run on a loaded machine; not a result the code under
+    test computes."""
+    return proc.returncode != 0 and "terminate called without an active exception" in proc.stderr
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("torchrun")
-    dp = tmp / "dp"
-    # interrupted after epoch 1, then resumed to 3 epochs: both under torchrun
-    first = torchrun(dp, "--epochs", "1", cwd=tmp)
-    assert first.returncode == 0, first.stderr[-3000:]
-    resumed = torchrun(dp, "--epochs", "3", "--resume", "--allow-change", "epochs", cwd=tmp)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    aborted = []
+    for attempt in range(2):  # one retry, in a fresh folder, after such an abort only
+        dp = tmp / f"dp{attempt}"
+        # interrupted after epoch 1, then resumed to 3 epochs: both under torchrun
+        first = torchrun(dp, "--epochs", "1", cwd=tmp)
+        if _aborted_by_gloo(first):
+            aborted.append(first.stderr)
+            continue
+        assert first.returncode == 0, first.stderr[-3000:]
+        resumed = torchrun(dp, "--epochs", "3", "--resume", "--allow-change", "epochs", cwd=tmp)
+        if _aborted_by_gloo(resumed):
+            aborted.append(resumed.stderr)
+            continue
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        break
+    else:
+        pytest.fail("a rank aborted (SIGABRT) in both attempts:\n" + aborted[-1][-3000:])
     torch.set_num_threads(1)
     single = tmp / "single"
     assert main(["train", "ecg", "--method", "standard", "--out-dir", str(single), "--epochs", "3", *TINY]) == 0
