@@ -11,9 +11,10 @@ Büchel et al. 2022), with two numba-compiled kernels that exploit this:
   order in which the machine's BLAS sums the reference's product with a 0/1 left operand:
   ascending, in blocks of ``kb`` neurons each summed from zero and then added in order (MKL's
   float32 ``[100, 256] @ [256, 256]`` uses two blocks of 128 on this project's machines; one block,
-  the plain ascending sum, at most other shapes). ``kb`` is found at run time, once per shape,
-  dtype and thread count, against torch's own product (:func:`_recurrent_block`; a
-  ``RuntimeWarning`` where no block size reproduces it, and the plain ascending sum). The element-wise
+  the plain ascending sum, at most other shapes). ``kb`` is found at run time, once per shape and
+  dtype, against torch's own product on one thread (:func:`_recurrent_block`; a
+  ``RuntimeWarning`` where no block size reproduces it, and the plain ascending sum), and serves
+  every thread count (a warning where torch's product sums otherwise on more threads). The element-wise
   update (adaptation, threshold, membrane, spike, refractory counter) is fused into the same loop
   over neurons, with the reference's operations in the reference's order: spikes and traces are
   bit-identical to the reference path.
@@ -266,46 +267,80 @@ def _block_candidates(n: int) -> list:
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def _recurrent_block(batch: int, n: int, dtype: torch.dtype, threads: int) -> int:
-    """The block size with which the forward kernel's recurrent current has the bits of torch's
-    ``z @ w_rec`` for ``z`` ``[batch, n]`` (0/1) and ``w_rec`` ``[n, n]`` in ``dtype`` on
-    ``threads`` threads, or 0 if no block size does.
-
-    A BLAS library sums a product in an order fixed by the shape, data type, CPU and thread count,
-    never by value: MKL's float32 product sums ``[100, 256] @ [256, 256]`` over two blocks of 128
-    (each from zero, ascending, then added), and its order changes with the batch size and, at
-    some shapes, the thread count. Checked here once per shape, on two random 0/1 draws, against
-    :func:`._lsnn_event_kernels.recurrent_rows` (the kernel's own arithmetic)."""
-    kern = _kernels()
+def _block_draws(batch: int, n: int, dtype: torch.dtype) -> list:
+    """Two random ``(z, w)`` pairs, ``z`` ``[batch, n]`` 0/1 (30 and 70 % ones), ``w`` ``[n, n]``."""
     g = torch.Generator().manual_seed(batch * 7919 + n)
     draws = []
     for density in (0.3, 0.7):
         w = torch.randn(n, n, generator=g, dtype=dtype)
-        z = (torch.rand(batch, n, generator=g) < density).to(dtype)
-        draws.append((z, w, z @ w))
+        draws.append(((torch.rand(batch, n, generator=g) < density).to(dtype), w))
+    return draws
+
+
+def _reproduces(batch: int, n: int, dtype: torch.dtype, kb: int, wanted: list) -> bool:
+    """Whether the kernel's block sum with ``kb`` gives ``wanted`` (torch's products) on the draws."""
+    kern = _kernels()
     got = torch.empty(batch, n, dtype=dtype)
     head = min(batch, 8)  # a wrong order shows in the first rows already: the full check only after them
+    for rows in (head, batch):
+        for (z, w), want in zip(_block_draws(batch, n, dtype), wanted):
+            kern.recurrent_rows(z[:rows].numpy(), w.numpy(), kb, got[:rows].numpy())
+            if not torch.equal(got[:rows], want[:rows]):
+                return False
+    return True
+
+
+def _torch_products(batch: int, n: int, dtype: torch.dtype) -> list:
+    return [z @ w for z, w in _block_draws(batch, n, dtype)]
+
+
+@functools.lru_cache(maxsize=64)
+def _recurrent_block(batch: int, n: int, dtype: torch.dtype) -> int:
+    """The block size with which the forward kernel's recurrent current has the bits of torch's
+    ``z @ w_rec`` on one thread, for ``z`` ``[batch, n]`` (0/1) and ``w_rec`` ``[n, n]`` in
+    ``dtype``, or 0 if no block size does (the kernel then keeps the plain ascending sum).
+
+    A BLAS library sums a product in an order fixed by the shape, data type, CPU and thread count,
+    never by value: MKL's float32 product sums ``[100, 256] @ [256, 256]`` over two blocks of 128
+    (each from zero, ascending, then added), and its order changes with the batch size. Checked
+    once per shape on two random 0/1 draws against :func:`._lsnn_event_kernels.recurrent_rows` (the
+    kernel's own arithmetic). The one-thread order serves every thread count, so the event
+    backend's results stay the same for any number of threads; where torch's product sums
+    otherwise on more threads (MKL does at a few small batches), :func:`_block_for` says so."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        wanted = _torch_products(batch, n, dtype)
+    finally:
+        torch.set_num_threads(threads)
     for kb in _block_candidates(n):
-        for rows in (head, batch):
-            if not all(_matches(kern, z[:rows], w, kb, got[:rows], want[:rows]) for z, w, want in draws):
-                break
-        else:
+        if _reproduces(batch, n, dtype, kb, wanted):
             return kb
     warnings.warn(
         f"event backend: no block order of the recurrent sum reproduces torch's [{batch}, {n}] @ [{n}, {n}] "
-        f"{str(dtype).replace('torch.', '')} product on {threads} thread(s) on this machine; its traces may "
-        "differ from the reference backend's in the last bits (and a spike where the membrane lands within "
-        "that rounding of the threshold)",
+        f"{str(dtype).replace('torch.', '')} product on this machine; its traces may differ from the reference "
+        "backend's in the last bits (and a spike where the membrane lands within that rounding of the threshold)",
         RuntimeWarning,
-        stacklevel=2,
+        stacklevel=3,
     )
     return 0
 
 
-def _matches(kern, z, w, kb, got, want) -> bool:
-    kern.recurrent_rows(z.numpy(), w.numpy(), kb, got.numpy())
-    return torch.equal(got, want)
+@functools.lru_cache(maxsize=64)
+def _block_for(batch: int, n: int, dtype: torch.dtype, threads: int) -> int:
+    """:func:`_recurrent_block`, with a warning where torch's product on ``threads`` threads sums in
+    another order than on one (the event backend keeps the one-thread order: the same bits for any
+    thread count; the reference backend's then depend on the thread count)."""
+    kb = _recurrent_block(batch, n, dtype)
+    if kb and threads > 1 and not _reproduces(batch, n, dtype, kb, _torch_products(batch, n, dtype)):
+        warnings.warn(
+            f"event backend: torch's [{batch}, {n}] @ [{n}, {n}] {str(dtype).replace('torch.', '')} product sums in "
+            f"another order on {threads} threads than on one; the event backend keeps the one-thread order (the same "
+            "bits for any thread count), so its traces may differ from the reference backend's in the last bits",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return kb
 
 
 def _vec(k, like: torch.Tensor, n: int) -> torch.Tensor:
@@ -359,7 +394,7 @@ def _run_forward(
         v_last=torch.empty(batch, n, dtype=c.dtype), b_last=torch.empty(batch, n, dtype=c.dtype),
         r_last=torch.empty(batch, n, dtype=c.dtype),
     )
-    kb = _recurrent_block(batch, n, c.dtype, torch.get_num_threads()) if c.dtype in (torch.float32, torch.float64) else 0
+    kb = _block_for(batch, n, c.dtype, torch.get_num_threads()) if c.dtype in (torch.float32, torch.float64) else 0
     _launch(
         _kernels().forward,
         _np(c), _np(w), *(v.numpy() for v in vecs), _np(v0), _np(z0), _np(bs0), _np(r0),

@@ -469,11 +469,29 @@ def test_spikes_and_traces_bit_identical_at_the_ecg_size(dtype):
     # machines; the block size found at run time must give the reference's traces bit for bit
     import spikerobust.functional.lsnn_event as le
 
-    kb = le._recurrent_block(100, 256, dtype, torch.get_num_threads())
+    kb = le._recurrent_block(100, 256, dtype)
     if kb == 0:
         pytest.skip("this machine's BLAS sums [100, 256] @ [256, 256] in an order the kernel does not model")
     problem = make_problem(dtype, (20, 100, 2, 256), n_refr=2, scale=1.5, seed=9)
     _assert_same_run(_run("reference", problem), _run("event", problem), dtype)
+
+
+@pytest.mark.parametrize("batch", [5, 11, 100])
+def test_block_order_is_the_one_thread_order_for_any_thread_count(batch):
+    # torch's product may sum in another order on two threads (MKL does for [5, 256] @ [256, 256]
+    # and [11, 256] @ [256, 256] on this project's machines); the event backend keeps the order
+    # found on one thread, so its spikes and traces are the same bits on one thread and on two
+    import warnings
+
+    problem = make_problem(torch.float32, (12, batch, 2, 256), n_refr=2, scale=1.5, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the two-thread order may differ: said, not tested
+        one, two = _run_on_one_and_two_threads(problem)
+    assert torch.equal(one[0], two[0])
+    for a, b in zip((*one[2], *one[1]), (*two[2], *two[1])):
+        assert torch.equal(a, b)
+    for a, b in zip(one[3], two[3]):
+        assert torch.equal(a, b)
 
 
 def test_an_order_no_block_size_reproduces_warns_and_still_runs(monkeypatch):
@@ -481,15 +499,17 @@ def test_an_order_no_block_size_reproduces_warns_and_still_runs(monkeypatch):
 
     monkeypatch.setattr(le, "_block_candidates", lambda n: [])
     le._recurrent_block.cache_clear()
+    le._block_for.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match=r"no block order .* \[11, 20\] @ \[20, 20\]"):
-            assert le._recurrent_block(11, 20, torch.float32, torch.get_num_threads()) == 0
+            assert le._block_for(11, 20, torch.float32, torch.get_num_threads()) == 0
         problem = _problem(torch.float32, scale=3.0, seed=12)
         ref, got = _run("reference", problem), _run("event", problem)  # (the plain ascending sum)
         _assert_same_run(ref, got, torch.float32)  # at N = 20 that is MKL's order anyway
     finally:
         monkeypatch.undo()
         le._recurrent_block.cache_clear()
+        le._block_for.cache_clear()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
