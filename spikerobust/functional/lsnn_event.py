@@ -277,21 +277,17 @@ def _block_draws(batch: int, n: int, dtype: torch.dtype) -> list:
     return draws
 
 
-def _reproduces(batch: int, n: int, dtype: torch.dtype, kb: int, wanted: list) -> bool:
-    """Whether the kernel's block sum with ``kb`` gives ``wanted`` (torch's products) on the draws."""
+def _reproduces(draws: list, kb: int, wanted: list) -> bool:
+    """Whether the kernel's block sum with ``kb`` gives ``wanted`` (torch's products) on ``draws``."""
     kern = _kernels()
-    got = torch.empty(batch, n, dtype=dtype)
-    head = min(batch, 8)  # a wrong order shows in the first rows already: the full check only after them
-    for rows in (head, batch):
-        for (z, w), want in zip(_block_draws(batch, n, dtype), wanted):
+    got = torch.empty_like(wanted[0])
+    head = min(got.shape[0], 8)  # a wrong order shows in the first rows already: the full check only after them
+    for rows in (head, got.shape[0]):
+        for (z, w), want in zip(draws, wanted):
             kern.recurrent_rows(z[:rows].numpy(), w.numpy(), kb, got[:rows].numpy())
             if not torch.equal(got[:rows], want[:rows]):
                 return False
     return True
-
-
-def _torch_products(batch: int, n: int, dtype: torch.dtype) -> list:
-    return [z @ w for z, w in _block_draws(batch, n, dtype)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -307,14 +303,15 @@ def _recurrent_block(batch: int, n: int, dtype: torch.dtype) -> int:
     kernel's own arithmetic). The one-thread order serves every thread count, so the event
     backend's results stay the same for any number of threads; where torch's product sums
     otherwise on more threads (MKL does at a few small batches), :func:`_block_for` says so."""
+    draws = _block_draws(batch, n, dtype)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        wanted = _torch_products(batch, n, dtype)
+        wanted = [z @ w for z, w in draws]
     finally:
         torch.set_num_threads(threads)
     for kb in _block_candidates(n):
-        if _reproduces(batch, n, dtype, kb, wanted):
+        if _reproduces(draws, kb, wanted):
             return kb
     warnings.warn(
         f"event backend: no block order of the recurrent sum reproduces torch's [{batch}, {n}] @ [{n}, {n}] "
@@ -332,7 +329,8 @@ def _block_for(batch: int, n: int, dtype: torch.dtype, threads: int) -> int:
     another order than on one (the event backend keeps the one-thread order: the same bits for any
     thread count; the reference backend's then depend on the thread count)."""
     kb = _recurrent_block(batch, n, dtype)
-    if kb and threads > 1 and not _reproduces(batch, n, dtype, kb, _torch_products(batch, n, dtype)):
+    draws = _block_draws(batch, n, dtype) if kb and threads > 1 else []
+    if draws and not _reproduces(draws, kb, [z @ w for z, w in draws]):
         warnings.warn(
             f"event backend: torch's [{batch}, {n}] @ [{n}, {n}] {str(dtype).replace('torch.', '')} product sums in "
             f"another order on {threads} threads than on one; the event backend keeps the one-thread order (the same "
