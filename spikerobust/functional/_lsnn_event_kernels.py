@@ -3,7 +3,8 @@
 Every kernel works on NumPy views of contiguous CPU tensors and is specialised by numba for
 float32 and float64; all arithmetic stays in the arrays' dtype (constants arrive as arrays of
 that dtype, never as Python floats, which numba would promote to float64). Compiled code is
-cached on disk (``cache=True``), next to this file or in numba's cache directory.
+cached on disk (``cache=True``), next to this file or in numba's cache directory. The index
+scans, the row prefetch and the dot products they share are in :mod:`._event_primitives`.
 
 Determinism: the forward kernel is parallel over samples, which never interact. The backward
 kernel is parallel over a fixed number of batch chunks (a function of ``B`` only); each chunk
@@ -14,10 +15,11 @@ The result is the same bits for any thread count.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.core.extending import intrinsic
+from numba import njit, prange
+
+from ._event_primitives import (
+    _LANES, VECTOR_SCAN, _dot, _dot2, _gap_support, _prefetch_row, _spikes_and_gap_support, _support,
+)
 
 __all__ = [
     "forward", "backward", "reduce_chunks", "project_rows", "recurrent_rows", "n_chunks", "GAP_BLOCKED", "VECTOR_SCAN",
@@ -34,192 +36,6 @@ MAX_CHUNKS = 8
 def n_chunks(batch: int) -> int:
     """Chunks the backward pass splits a batch of ``batch`` samples into."""
     return max(1, min(batch, MAX_CHUNKS))
-
-
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
-def _dot(row, vec, n, acc):  # pragma: no cover - compiled
-    """``acc + sum_k row[k] * vec[k]``, reassociated (vectorised); a fixed order once compiled."""
-    for k in range(n):
-        acc += row[k] * vec[k]
-    return acc
-
-
-def _host_has_avx512() -> bool:
-    try:
-        import llvmlite.binding as llvm
-
-        return bool(llvm.get_host_cpu_features().get("avx512f", False))
-    except Exception:  # pragma: no cover - depends on the platform
-        return False
-
-
-#: Whether the index scans (:func:`_support` and its twins) pack 16 indices per step with a
-#: vector compress (AVX-512's ``vpcompressd``; 3x faster than the scalar scan on this project's
-#: machines) or run the branch-free scalar loop. Both write the same lists. Decided from the host
-#: CPU when the module is imported: without AVX-512, LLVM would emulate the compress lane by lane.
-VECTOR_SCAN = _host_has_avx512()
-
-#: Lanes of one vector scan step.
-_LANES = 16
-
-
-def _compress_codegen(kind):
-    """LLVM IR of one scan step: the indices ``base .. base + 15`` whose ``vals`` entry passes
-    the test (``kind``: ``"nonzero"``, ``x != 0`` as Python compares, true for NaN; ``"gap"``,
-    ``|x| < 1``, false for NaN), packed to the front of a 16-lane int32 vector that is stored
-    whole at ``out[m]``; returns how many passed. The lanes past the count hold junk that later
-    steps overwrite or the count excludes; the store stays inside ``out`` as long as
-    ``m <= base`` and ``base + 16 <= len(out)``, which the callers guarantee."""
-
-    def codegen(context, builder, sig, args):
-        vals, base, ref, out, m = args
-        fty = context.get_value_type(sig.args[0].dtype)
-        i32 = ir.IntType(32)
-        vf, vi, vb = ir.VectorType(fty, _LANES), ir.VectorType(i32, _LANES), ir.VectorType(ir.IntType(1), _LANES)
-        splat_idx = ir.Constant(ir.VectorType(i32, _LANES), [0] * _LANES)
-
-        def splat(value, vty):
-            v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(i32, 0))
-            return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), splat_idx)
-
-        src = context.make_array(sig.args[0])(context, builder, vals).data
-        x = builder.load(builder.bitcast(builder.gep(src, [base]), vf.as_pointer()), align=1)
-        if kind == "gap":
-            suffix = "f32" if fty == ir.FloatType() else "f64"
-            fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf]), f"llvm.fabs.v{_LANES}{suffix}")
-            mask = builder.fcmp_ordered("<", builder.call(fabs, [x]), splat(ref, vf))
-        else:
-            mask = builder.fcmp_unordered("!=", x, splat(ref, vf))
-        lanes = builder.add(splat(builder.trunc(base, i32), vi), ir.Constant(vi, list(range(_LANES))))
-        compress = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vi, [vi, vb, vi]), f"llvm.experimental.vector.compress.v{_LANES}i32"
-        )
-        packed = builder.call(compress, [lanes, mask, ir.Constant(vi, None)])
-        dst = context.make_array(sig.args[3])(context, builder, out).data
-        builder.store(packed, builder.bitcast(builder.gep(dst, [m]), vi.as_pointer()), align=1)
-        ctpop = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(_LANES), [ir.IntType(_LANES)]), f"llvm.ctpop.i{_LANES}"
-        )
-        count = builder.call(ctpop, [builder.bitcast(mask, ir.IntType(_LANES))])
-        return builder.zext(count, ir.IntType(64))
-
-    return codegen
-
-
-def _compress_typer(kind):
-    def typer(typingctx, vals, base, ref, out, m):
-        ok = (
-            isinstance(vals, types.Array) and vals.ndim == 1 and vals.layout == "C"
-            and vals.dtype in (types.float32, types.float64) and ref == vals.dtype
-            and isinstance(out, types.Array) and out.ndim == 1 and out.layout == "C" and out.dtype == types.int32
-            and isinstance(base, types.Integer) and isinstance(m, types.Integer)
-        )
-        if not ok:
-            return None
-        return types.int64(vals, types.int64, ref, out, types.int64), _compress_codegen(kind)
-
-    return typer
-
-
-_compress_nonzero = intrinsic(_compress_typer("nonzero"))
-_compress_gap = intrinsic(_compress_typer("gap"))
-
-
-def _prefetch_function(module):
-    """The module's ``void spikerobust_prefetch_bytes(i8* p, i64 n)``: ``llvm.prefetch`` (read,
-    all cache levels) of every 64-byte line of ``p[0:n]``. Kept out of line (``noinline``): a
-    copy of this loop at each of the kernels' two dozen call sites doubled their compile time."""
-    name = "spikerobust_prefetch_bytes"
-    fn = module.globals.get(name)
-    if fn is not None:
-        return fn
-    i8p, i32, i64 = ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [i8p, i64]), name=name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    entry, loop, done = fn.append_basic_block("entry"), fn.append_basic_block("loop"), fn.append_basic_block("done")
-    ptr, nbytes = fn.args
-    b = ir.IRBuilder(entry)
-    b.cbranch(b.icmp_signed(">", nbytes, ir.Constant(i64, 0)), loop, done)
-    b = ir.IRBuilder(loop)
-    off = b.phi(i64)
-    off.add_incoming(ir.Constant(i64, 0), entry)
-    prefetch = cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
-    b.call(prefetch, [b.gep(ptr, [off]), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-    nxt = b.add(off, ir.Constant(i64, 64))
-    off.add_incoming(nxt, loop)
-    b.cbranch(b.icmp_signed("<", nxt, nbytes), loop, done)
-    ir.IRBuilder(done).ret_void()
-    return fn
-
-
-@intrinsic
-def _prefetch_row(typingctx, row):
-    """Start loading every cache line of ``row`` (1-D, contiguous): a hint, with no effect on
-    results and no fault on any address.
-
-    The kernels walk their ``[T, B, N]`` traces one ``N``-long row per step and sample, rows
-    ``B N`` elements apart: too far apart for the hardware prefetchers to follow, so without this
-    each row's first lines were fetched from memory only when the step reached them. Asking for
-    the next step's rows one step ahead measured 18 % off the forward kernel and 17-20 % off the
-    backward kernel (fresh and trained layers at 10 % spikes, captured arguments); asking for the
-    first four lines of each row only gained nothing."""
-    if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"):
-        return None
-
-    def codegen(context, builder, sig, args):
-        arr = context.make_array(sig.args[0])(context, builder, args[0])
-        nbytes = builder.mul(arr.nitems, arr.itemsize)
-        data = builder.bitcast(arr.data, ir.IntType(8).as_pointer())
-        builder.call(_prefetch_function(builder.module), [data, nbytes])
-        return context.get_dummy_value()
-
-    return types.none(row), codegen
-
-
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
-def _dot2(r0, r1, vec, n, a0, a1):  # pragma: no cover - compiled
-    """:func:`_dot` of two rows with one vector, each load of ``vec`` serving both; LLVM
-    vectorises each sum as it does :func:`_dot`'s (the same bits). 17 % faster per dot product
-    than two calls (masked product in isolation, 30 % support); four rows at a time did not
-    vectorise (2x slower)."""
-    for k in range(n):
-        v = vec[k]
-        a0 += r0[k] * v
-        a1 += r1[k] * v
-    return a0, a1
-
-
-@njit(cache=True)
-def _scan(x, idx, ref, gap, vector):  # pragma: no cover - compiled
-    """Write the indices ``k`` where ``x[k] != ref`` (``gap`` false: spikes, ``ref = 0``) or
-    ``|x[k]| < ref`` (``gap`` true: the surrogate's support, ``ref = 1``) into ``idx`` (int32,
-    ascending, at least as long as ``x``); return their count.
-
-    With ``vector``, 16 entries per step (compare, compress, store; :data:`VECTOR_SCAN` says
-    whether the host has the instructions for it); else, and for the last ``len(x) % 16``,
-    branch-free one by one (every index is written, the count advances where the test holds): at
-    the 10-30 % densities of spikes and surrogate supports a data-dependent branch is
-    mispredicted often. Both ways give the same list.
-    """
-    n = x.shape[0]
-    m = 0
-    k = 0
-    if vector:
-        while k + _LANES <= n:
-            m += _compress_gap(x, k, ref, idx, m) if gap else _compress_nonzero(x, k, ref, idx, m)
-            k += _LANES
-    while k < n:
-        idx[m] = k
-        m += (abs(x[k]) < ref) if gap else (x[k] != ref)
-        k += 1
-    return m
-
-
-@njit(cache=True)
-def _support(d, idx, zero):  # pragma: no cover - compiled
-    """:func:`_scan` of the non-zero entries of ``d`` (spikes, or a derivative trace)."""
-    return _scan(d, idx, zero, False, VECTOR_SCAN)
 
 
 @njit(cache=True)
@@ -255,36 +71,6 @@ def _triangle_slope(gamma, s, a, one, zero):  # pragma: no cover - compiled
     allowed (the caller divides by ``dt`` unless it is 1: exact), with the forward kernel's
     operations (no fast-math: the same bits)."""
     return gamma * max(one - abs(s), zero) / a
-
-
-@njit(cache=True)
-def _gap_support(s, idx, one):  # pragma: no cover - compiled
-    """:func:`_scan` of the surrogate's support ``|s| < 1`` of a gap trace."""
-    return _scan(s, idx, one, True, VECTOR_SCAN)
-
-
-@njit(cache=True)
-def _spikes_and_gap_support(z, s, ev, idx, zero, one):  # pragma: no cover - compiled
-    """:func:`_support` of the spikes ``z`` into ``ev`` and :func:`_gap_support` of ``s`` into
-    ``idx`` in one pass; returns both counts. Not two :func:`_scan` calls: one pass measured
-    0.3 ms faster per backward pass with the vector scan and 0.4-0.6 ms with the scalar one
-    (captured arguments, fresh and trained layers at 10 % spikes)."""
-    n = z.shape[0]
-    n_ev = 0
-    m = 0
-    k = 0
-    if VECTOR_SCAN:
-        while k + _LANES <= n:
-            n_ev += _compress_nonzero(z, k, zero, ev, n_ev)
-            m += _compress_gap(s, k, one, idx, m)
-            k += _LANES
-    while k < n:
-        ev[n_ev] = k
-        n_ev += z[k] != zero
-        idx[m] = k
-        m += abs(s[k]) < one
-        k += 1
-    return n_ev, m
 
 
 @njit(cache=True, inline="always")
