@@ -3,7 +3,7 @@
 Examples:
     spikerobust reproduce ecg                                  # quick preset, synthetic ECG, minutes on 2 cores
     spikerobust reproduce ecg --data-dir ../shared/data/mitdb  # the real MIT-BIH records
-    spikerobust reproduce ecg --preset paper --data-dir DIR    # the paper's sizes and epochs (days on a CPU)
+    spikerobust reproduce ecg --preset paper --data-dir DIR    # the paper's sizes: 14 models, ~15 h on 2 cores
     spikerobust reproduce ecg --resume --out-dir results/ecg   # continue an interrupted run
     spikerobust reproduce ecg --out-dir RUN --only beta        # one job of a spread sweep (one per method)
     spikerobust report RUN                                     # then: evaluate what is missing, write the report
