@@ -4,7 +4,7 @@ Index scans that list the non-zero entries of a row (spikes, a derivative) or th
 the triangular surrogate's support (``|s| < 1``), 16 at a time with AVX-512's vector compress where
 the CPU has it; a software prefetch of a whole row; dot products that LLVM vectorises. Each is
 compiled by numba into the kernels that call it, and is tested on its own against NumPy
-(``tests/functional/test_lsnn_event.py``).
+(``tests/functional/test_event_primitives.py``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-__all__ = ["VECTOR_SCAN"]
+__all__ = [
+    "LANES", "VECTOR_SCAN", "dot", "dot2", "gap_support", "prefetch_row", "scan", "spikes_and_gap_support", "support",
+]
+
 
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
-def _dot(row, vec, n, acc):  # pragma: no cover - compiled
+def dot(row, vec, n, acc):  # pragma: no cover - compiled
     """``acc + sum_k row[k] * vec[k]``, reassociated (vectorised); a fixed order once compiled."""
     for k in range(n):
         acc += row[k] * vec[k]
@@ -33,14 +36,14 @@ def _host_has_avx512() -> bool:
         return False
 
 
-#: Whether the index scans (:func:`_support` and its twins) pack 16 indices per step with a
+#: Whether the index scans (:func:`support` and its twins) pack 16 indices per step with a
 #: vector compress (AVX-512's ``vpcompressd``; 3x faster than the scalar scan on this project's
 #: machines) or run the branch-free scalar loop. Both write the same lists. Decided from the host
 #: CPU when the module is imported: without AVX-512, LLVM would emulate the compress lane by lane.
 VECTOR_SCAN = _host_has_avx512()
 
 #: Lanes of one vector scan step.
-_LANES = 16
+LANES = 16
 
 
 def _compress_codegen(kind):
@@ -55,8 +58,8 @@ def _compress_codegen(kind):
         vals, base, ref, out, m = args
         fty = context.get_value_type(sig.args[0].dtype)
         i32 = ir.IntType(32)
-        vf, vi, vb = ir.VectorType(fty, _LANES), ir.VectorType(i32, _LANES), ir.VectorType(ir.IntType(1), _LANES)
-        splat_idx = ir.Constant(ir.VectorType(i32, _LANES), [0] * _LANES)
+        vf, vi, vb = ir.VectorType(fty, LANES), ir.VectorType(i32, LANES), ir.VectorType(ir.IntType(1), LANES)
+        splat_idx = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
 
         def splat(value, vty):
             v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(i32, 0))
@@ -66,21 +69,21 @@ def _compress_codegen(kind):
         x = builder.load(builder.bitcast(builder.gep(src, [base]), vf.as_pointer()), align=1)
         if kind == "gap":
             suffix = "f32" if fty == ir.FloatType() else "f64"
-            fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf]), f"llvm.fabs.v{_LANES}{suffix}")
+            fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vf, [vf]), f"llvm.fabs.v{LANES}{suffix}")
             mask = builder.fcmp_ordered("<", builder.call(fabs, [x]), splat(ref, vf))
         else:
             mask = builder.fcmp_unordered("!=", x, splat(ref, vf))
-        lanes = builder.add(splat(builder.trunc(base, i32), vi), ir.Constant(vi, list(range(_LANES))))
+        lanes = builder.add(splat(builder.trunc(base, i32), vi), ir.Constant(vi, list(range(LANES))))
         compress = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vi, [vi, vb, vi]), f"llvm.experimental.vector.compress.v{_LANES}i32"
+            builder.module, ir.FunctionType(vi, [vi, vb, vi]), f"llvm.experimental.vector.compress.v{LANES}i32"
         )
         packed = builder.call(compress, [lanes, mask, ir.Constant(vi, None)])
         dst = context.make_array(sig.args[3])(context, builder, out).data
         builder.store(packed, builder.bitcast(builder.gep(dst, [m]), vi.as_pointer()), align=1)
         ctpop = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(_LANES), [ir.IntType(_LANES)]), f"llvm.ctpop.i{_LANES}"
+            builder.module, ir.FunctionType(ir.IntType(LANES), [ir.IntType(LANES)]), f"llvm.ctpop.i{LANES}"
         )
-        count = builder.call(ctpop, [builder.bitcast(mask, ir.IntType(_LANES))])
+        count = builder.call(ctpop, [builder.bitcast(mask, ir.IntType(LANES))])
         return builder.zext(count, ir.IntType(64))
 
     return codegen
@@ -134,7 +137,7 @@ def _prefetch_function(module):
 
 
 @intrinsic
-def _prefetch_row(typingctx, row):
+def prefetch_row(typingctx, row):
     """Start loading every cache line of ``row`` (1-D, contiguous): a hint, with no effect on
     results and no fault on any address.
 
@@ -158,9 +161,9 @@ def _prefetch_row(typingctx, row):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
-def _dot2(r0, r1, vec, n, a0, a1):  # pragma: no cover - compiled
-    """:func:`_dot` of two rows with one vector, each load of ``vec`` serving both; LLVM
-    vectorises each sum as it does :func:`_dot`'s (the same bits). 17 % faster per dot product
+def dot2(r0, r1, vec, n, a0, a1):  # pragma: no cover - compiled
+    """:func:`dot` of two rows with one vector, each load of ``vec`` serving both; LLVM
+    vectorises each sum as it does :func:`dot`'s (the same bits). 17 % faster per dot product
     than two calls (masked product in isolation, 30 % support); four rows at a time did not
     vectorise (2x slower)."""
     for k in range(n):
@@ -171,7 +174,7 @@ def _dot2(r0, r1, vec, n, a0, a1):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _scan(x, idx, ref, gap, vector):  # pragma: no cover - compiled
+def scan(x, idx, ref, gap, vector):  # pragma: no cover - compiled
     """Write the indices ``k`` where ``x[k] != ref`` (``gap`` false: spikes, ``ref = 0``) or
     ``|x[k]| < ref`` (``gap`` true: the surrogate's support, ``ref = 1``) into ``idx`` (int32,
     ascending, at least as long as ``x``); return their count.
@@ -186,9 +189,9 @@ def _scan(x, idx, ref, gap, vector):  # pragma: no cover - compiled
     m = 0
     k = 0
     if vector:
-        while k + _LANES <= n:
+        while k + LANES <= n:
             m += _compress_gap(x, k, ref, idx, m) if gap else _compress_nonzero(x, k, ref, idx, m)
-            k += _LANES
+            k += LANES
     while k < n:
         idx[m] = k
         m += (abs(x[k]) < ref) if gap else (x[k] != ref)
@@ -197,21 +200,21 @@ def _scan(x, idx, ref, gap, vector):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _support(d, idx, zero):  # pragma: no cover - compiled
-    """:func:`_scan` of the non-zero entries of ``d`` (spikes, or a derivative trace)."""
-    return _scan(d, idx, zero, False, VECTOR_SCAN)
+def support(d, idx, zero):  # pragma: no cover - compiled
+    """:func:`scan` of the non-zero entries of ``d`` (spikes, or a derivative trace)."""
+    return scan(d, idx, zero, False, VECTOR_SCAN)
 
 
 @njit(cache=True)
-def _gap_support(s, idx, one):  # pragma: no cover - compiled
-    """:func:`_scan` of the surrogate's support ``|s| < 1`` of a gap trace."""
-    return _scan(s, idx, one, True, VECTOR_SCAN)
+def gap_support(s, idx, one):  # pragma: no cover - compiled
+    """:func:`scan` of the surrogate's support ``|s| < 1`` of a gap trace."""
+    return scan(s, idx, one, True, VECTOR_SCAN)
 
 
 @njit(cache=True)
-def _spikes_and_gap_support(z, s, ev, idx, zero, one):  # pragma: no cover - compiled
-    """:func:`_support` of the spikes ``z`` into ``ev`` and :func:`_gap_support` of ``s`` into
-    ``idx`` in one pass; returns both counts. Not two :func:`_scan` calls: one pass measured
+def spikes_and_gap_support(z, s, ev, idx, zero, one):  # pragma: no cover - compiled
+    """:func:`support` of the spikes ``z`` into ``ev`` and :func:`gap_support` of ``s`` into
+    ``idx`` in one pass; returns both counts. Not two :func:`scan` calls: one pass measured
     0.3 ms faster per backward pass with the vector scan and 0.4-0.6 ms with the scalar one
     (captured arguments, fresh and trained layers at 10 % spikes)."""
     n = z.shape[0]
@@ -219,10 +222,10 @@ def _spikes_and_gap_support(z, s, ev, idx, zero, one):  # pragma: no cover - com
     m = 0
     k = 0
     if VECTOR_SCAN:
-        while k + _LANES <= n:
+        while k + LANES <= n:
             n_ev += _compress_nonzero(z, k, zero, ev, n_ev)
             m += _compress_gap(s, k, one, idx, m)
-            k += _LANES
+            k += LANES
     while k < n:
         ev[n_ev] = k
         n_ev += z[k] != zero

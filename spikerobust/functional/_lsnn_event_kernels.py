@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._event_primitives import (
-    _LANES, VECTOR_SCAN, _dot, _dot2, _gap_support, _prefetch_row, _spikes_and_gap_support, _support,
+    LANES, VECTOR_SCAN, dot, dot2, gap_support, prefetch_row, spikes_and_gap_support, support,
 )
 
 __all__ = [
@@ -54,11 +54,11 @@ def _b_trace(out, b_init, z_all, z0, bi, rho, omr):  # pragma: no cover - compil
     t_steps, n = out.shape
     prev = b_init
     for t in range(min(t_steps - 1, 3)):  # the rows of steps 1..3, then 4 steps ahead (each
-        _prefetch_row(z_all[t, bi])  # step's work is too short to hide a row's latency)
+        prefetch_row(z_all[t, bi])  # step's work is too short to hide a row's latency)
     for t in range(t_steps):
         zp = z_all[t - 1, bi] if t > 0 else z0[bi]
         if t + 4 < t_steps:
-            _prefetch_row(z_all[t + 3, bi])
+            prefetch_row(z_all[t + 3, bi])
         row = out[t]
         for k in range(n):
             row[k] = rho[k] * prev[k] + omr[k] * zp[k]
@@ -145,10 +145,10 @@ def recurrent_rows(z, w, kb, out):  # pragma: no cover - compiled
     which ``kb`` reproduces torch's product."""
     n = w.shape[0]
     zero = np.zeros(1, w.dtype)[0]
-    idx = np.empty(n + _LANES, np.int32)
+    idx = np.empty(n + LANES, np.int32)
     part = np.empty(w.shape[1], w.dtype)
     for b in range(z.shape[0]):
-        ne = _support(z[b], idx, zero)
+        ne = support(z[b], idx, zero)
         _recurrent(idx, ne, z[b], w, kb, out[b], part, zero)
 
 
@@ -199,23 +199,23 @@ def forward(
         cur = np.empty(n, c.dtype)
         part = np.empty(n, c.dtype)
         idx = np.empty(n, np.int32)
-        ne = _support(z, idx, zero)
+        ne = support(z, idx, zero)
         for t in range(t_steps):
             # z_{t-1} @ W_rec: the rows of the neurons that spiked, ascending, block by block
             _recurrent(idx, ne, z, w, kb, rec, part, zero)
-            if t + 1 < t_steps:  # the rows of the next step (see _prefetch_row)
-                _prefetch_row(c[t + 1, bi])
-                _prefetch_row(z_out[t + 1, bi])
+            if t + 1 < t_steps:  # the rows of the next step (see prefetch_row)
+                prefetch_row(c[t + 1, bi])
+                prefetch_row(z_out[t + 1, bi])
                 if keep:
-                    _prefetch_row(s_out[t + 1, bi])
+                    prefetch_row(s_out[t + 1, bi])
                     if not tri:
-                        _prefetch_row(a_out[t + 1, bi])
-                        _prefetch_row(al_out[t + 1, bi])
+                        prefetch_row(a_out[t + 1, bi])
+                        prefetch_row(al_out[t + 1, bi])
                 if record_vb:
-                    _prefetch_row(v_out[t + 1, bi])
-                    _prefetch_row(b_out[t + 1, bi])
+                    prefetch_row(v_out[t + 1, bi])
+                    prefetch_row(b_out[t + 1, bi])
                 if record_i:
-                    _prefetch_row(i_out[t + 1, bi])
+                    prefetch_row(i_out[t + 1, bi])
             ct = c[t, bi]
             zo = z_out[t, bi]
             for k in range(n):
@@ -251,7 +251,7 @@ def forward(
                 b_out[t, bi] = b
             if record_i:
                 i_out[t, bi] = cur
-            ne = _support(z, idx, zero)
+            ne = support(z, idx, zero)
         v_last[bi] = v
         b_last[bi] = b
         r_last[bi] = r
@@ -434,7 +434,7 @@ def backward(
         # the spikes of every step of the sample, packed (step t's list from ev_off[t]), with
         # their values and the step's g_I row: dL/dW_rec is summed from them after the sample's
         # reverse-time loop (_add_spike_rows); without need_w only one step's list is kept
-        evflat = np.empty((t_steps * n if need_w else n) + _LANES, np.int32)
+        evflat = np.empty((t_steps * n if need_w else n) + LANES, np.int32)
         ev_off = np.empty(t_steps + 1, np.int64)
         zflat = np.empty(t_steps * n if need_w else 0, z_all.dtype)
         gbuf = np.empty((t_steps if need_w else 0, n), z_all.dtype)
@@ -452,40 +452,40 @@ def backward(
                 g_next[k] = zero
                 p_next[k] = zero
             if recompute:
-                n_cur = _gap_support(s_all[t_steps - 1, bi], s_cur, one)
+                n_cur = gap_support(s_all[t_steps - 1, bi], s_cur, one)
             else:
-                n_cur = _support(da_all[t_steps - 1, bi], s_cur, zero)
+                n_cur = support(da_all[t_steps - 1, bi], s_cur, zero)
             off = 0
             for t in range(t_steps - 1, -1, -1):
                 zp = z_all[t - 1, bi] if t > 0 else z0[bi]
                 ev = evflat[off:]
-                if t > 1:  # the rows step t - 1 reads that this step does not (see _prefetch_row)
-                    _prefetch_row(z_all[t - 2, bi])
+                if t > 1:  # the rows step t - 1 reads that this step does not (see prefetch_row)
+                    prefetch_row(z_all[t - 2, bi])
                     if recompute:
-                        _prefetch_row(s_all[t - 2, bi])
+                        prefetch_row(s_all[t - 2, bi])
                         if not own_b:
-                            _prefetch_row(b_all[t - 1, bi])
+                            prefetch_row(b_all[t - 1, bi])
                     else:
-                        _prefetch_row(da_all[t - 2, bi])
-                        _prefetch_row(a_all[t - 1, bi])
-                        _prefetch_row(s_all[t - 1, bi])
+                        prefetch_row(da_all[t - 2, bi])
+                        prefetch_row(a_all[t - 1, bi])
+                        prefetch_row(s_all[t - 1, bi])
                     if tz == t_steps:
-                        _prefetch_row(g_z_out[t - 1, bi])
+                        prefetch_row(g_z_out[t - 1, bi])
                     if tv == t_steps:
-                        _prefetch_row(g_v_out[t - 1, bi])
+                        prefetch_row(g_v_out[t - 1, bi])
                     if tb == t_steps:
-                        _prefetch_row(g_b_out[t - 1, bi])
+                        prefetch_row(g_b_out[t - 1, bi])
                     if keep_gi:
-                        _prefetch_row(gi_all[t - 1, bi])
+                        prefetch_row(gi_all[t - 1, bi])
                     if need_win:
-                        _prefetch_row(x_all[t - 1, bi])
+                        prefetch_row(x_all[t - 1, bi])
                     if need_beta and not recompute:
-                        _prefetch_row(b_all[t - 1, bi])
+                        prefetch_row(b_all[t - 1, bi])
                     if need_alpha:
-                        _prefetch_row(v_all[t - 2, bi])
-                        _prefetch_row(i_all[t - 1, bi])
+                        prefetch_row(v_all[t - 2, bi])
+                        prefetch_row(i_all[t - 1, bi])
                     if need_rho:
-                        _prefetch_row(b_all[t - 2, bi])
+                        prefetch_row(b_all[t - 2, bi])
                 s = s_all[t, bi]
                 gi = gi_win[slot] if need_win or not keep_gi else gi_all[t, bi]
                 # one dense pass: A_t (recomputed for every neuron: S_{t-1} below needs it too; da
@@ -541,12 +541,12 @@ def backward(
                 # every neuron when the initial spikes need a gradient, else none)
                 if t > 0:
                     if recompute:
-                        n_ev, n_prev = _spikes_and_gap_support(zp, s_all[t - 1, bi], ev, s_prev, zero, one)
+                        n_ev, n_prev = spikes_and_gap_support(zp, s_all[t - 1, bi], ev, s_prev, zero, one)
                     else:
-                        n_ev = _support(zp, ev, zero)
-                        n_prev = _support(da_all[t - 1, bi], s_prev, zero)
+                        n_ev = support(zp, ev, zero)
+                        n_prev = support(da_all[t - 1, bi], s_prev, zero)
                 else:
-                    n_ev = _support(zp, ev, zero)
+                    n_ev = support(zp, ev, zero)
                     n_prev = n if need_z0 else 0
                     for k in range(n_prev):
                         s_prev[k] = k
@@ -568,14 +568,14 @@ def backward(
                 e = 0
                 while e + 2 <= n_prev:
                     k, k1 = s_prev[e], s_prev[e + 1]
-                    carry[k], carry[k1] = _dot2(
+                    carry[k], carry[k1] = dot2(
                         w[k], w[k1], gi, n,
                         omr[k] * p_t[k] - dt * g_t[k] * a[k], omr[k1] * p_t[k1] - dt * g_t[k1] * a[k1],
                     )
                     e += 2
                 if e < n_prev:
                     k = s_prev[e]
-                    carry[k] = _dot(w[k], gi, n, omr[k] * p_t[k] - dt * g_t[k] * a[k])
+                    carry[k] = dot(w[k], gi, n, omr[k] * p_t[k] - dt * g_t[k] * a[k])
                 s_cur, s_prev = s_prev, s_cur
                 n_cur = n_prev
                 if need_w:  # keep g_I and the list of step t for dL/dW_rec (after the loop)

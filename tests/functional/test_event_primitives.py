@@ -29,29 +29,29 @@ def test_index_scans_match_numpy(dtype):
             want_gap_s = np.flatnonzero(np.abs(s) < 1)
             for vector in (False, True):  # both ways, whatever the host (LLVM lowers the compress anywhere)
                 idx = np.full(n, -7, np.int32)
-                m = prim._scan(x, idx, zero, False, vector)
+                m = prim.scan(x, idx, zero, False, vector)
                 np.testing.assert_array_equal(idx[:m], want_nz)
                 idx = np.full(n, -7, np.int32)
-                m = prim._scan(x, idx, one, True, vector)
+                m = prim.scan(x, idx, one, True, vector)
                 np.testing.assert_array_equal(idx[:m], want_gap)
-            for scan, ref, want in ((prim._support, zero, want_nz), (prim._gap_support, one, want_gap)):
+            for scan, ref, want in ((prim.support, zero, want_nz), (prim.gap_support, one, want_gap)):
                 idx = np.full(n, -7, np.int32)
                 m = scan(x, idx, ref)
                 np.testing.assert_array_equal(idx[:m], want)
             ev, idx = np.full(n, -7, np.int32), np.full(n, -7, np.int32)
-            n_ev, m = prim._spikes_and_gap_support(x, s, ev, idx, zero, one)
+            n_ev, m = prim.spikes_and_gap_support(x, s, ev, idx, zero, one)
             np.testing.assert_array_equal(ev[:n_ev], want_nz)
             np.testing.assert_array_equal(idx[:m], want_gap_s)
 
 
 def test_two_row_dot_product_has_the_bits_of_two_single_ones():
-    # the backward kernel's masked product takes two rows per pass (_dot2); it promises the sums
-    # of the one-row _dot, so that the pairing (which depends on the support's size) never shows
+    # the backward kernel's masked product takes two rows per pass (dot2); it promises the sums
+    # of the one-row dot, so that the pairing (which depends on the support's size) never shows
     rng = np.random.default_rng(1)
     for dtype in (np.float32, np.float64):
         for n in (1, 37, 256, 300):
             for _ in range(20):
                 a, b, v = (rng.standard_normal(n).astype(dtype) for _ in range(3))
                 x0, x1 = (dtype(u) for u in rng.standard_normal(2))
-                c0, c1 = prim._dot2(a, b, v, n, x0, x1)
-                assert c0 == prim._dot(a, v, n, x0) and c1 == prim._dot(b, v, n, x1)
+                c0, c1 = prim.dot2(a, b, v, n, x0, x1)
+                assert c0 == prim.dot(a, v, n, x0) and c1 == prim.dot(b, v, n, x1)
